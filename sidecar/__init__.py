@@ -1,0 +1,10 @@
+"""checkpoint-sidecar: Python checkpoint hooks after every commit, via Debezium CDC.
+
+The hook API (stable): `CheckpointParam`, `PipelineContext`, `UNAVAILABLE`.
+"""
+
+from sidecar.events import UNAVAILABLE, Geometry, TransactionInfo
+from sidecar.param import CheckpointParam, PipelineContext
+
+__version__ = "0.1.0"
+__all__ = ["UNAVAILABLE", "CheckpointParam", "Geometry", "PipelineContext", "TransactionInfo", "__version__"]

@@ -1,0 +1,102 @@
+"""Wiring: config → hooks, databases, source, runner. The loop lives in `loop.py`."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from sidecar.config import Settings
+from sidecar.databases import Databases, build_databases
+from sidecar.decode import Decoder
+from sidecar.hooks import HookSpec, load_hook
+from sidecar.logs import get_logger
+from sidecar.loop import LoopStats, run_loop
+from sidecar.route import Router
+from sidecar.run import HookRunner
+
+
+def build_hooks(settings: Settings, base_dir: Path | None = None) -> list[HookSpec]:
+    return [
+        load_hook(
+            name,
+            path=cfg.path,
+            module=cfg.module,
+            function=cfg.function,
+            tables=cfg.tables,
+            ops=cfg.ops,
+            base_dir=base_dir,
+            initial_backoff_s=cfg.retry.initial_backoff_s,
+            max_backoff_s=cfg.retry.max_backoff_s,
+            multiplier=cfg.retry.multiplier,
+        )
+        for name, cfg in settings.hooks.items()
+    ]
+
+
+def build_settings_databases(settings: Settings) -> Databases:
+    source, destination, auxiliary = settings.databases.urls()
+    return build_databases(source, destination, auxiliary)
+
+
+@dataclass
+class App:
+    settings: Settings
+    hooks: list[HookSpec]
+    databases: Databases
+    runner: HookRunner
+    router: Router
+    log: Any
+
+
+def build_app(settings: Settings, base_dir: Path | None = None, max_attempts: int | None = None) -> App:
+    log = get_logger(pipeline=settings.pipeline)
+    hooks = build_hooks(settings, base_dir)
+    databases = build_settings_databases(settings)
+    runner = HookRunner(
+        settings.pipeline,
+        databases,
+        get_logger(),
+        source_tables={t: c.source_table for t, c in settings.tables.items()},
+        max_attempts=max_attempts,
+    )
+    return App(settings, hooks, databases, runner, Router(hooks), log)
+
+
+def install_signal_handlers(stop: threading.Event, log: Any) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            log.warning("second signal: exiting now")
+            raise SystemExit(1)
+        log.info("signal received: finishing in-flight work, committing, exiting", signal=signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_kafka(app: App, stop: threading.Event) -> LoopStats:
+    from sidecar.sources.kafka import build_kafka_source
+
+    kafka = app.settings.source.kafka
+    assert kafka is not None
+    source = build_kafka_source(
+        kafka.librdkafka(),
+        kafka.topics,
+        kafka.topic_pattern,
+        app.log,
+        batch_size=kafka.batch_size,
+        poll_timeout_s=kafka.poll_timeout_s,
+        commit_interval_s=kafka.commit_interval_s,
+    )
+    app.log.info("sidecar started", hooks=[h.name for h in app.hooks], source="kafka")
+    try:
+        return run_loop(source, Decoder(), app.router, app.runner, stop, app.log)
+    finally:
+        source.stopping = True
+        source.close()
+        app.databases.dispose()
+        app.log.info("sidecar stopped")

@@ -1,0 +1,200 @@
+"""`checkpoint-sidecar` command line.
+
+Exit codes of `check` (also for `run` failing at start):
+  0 all good · 2 config invalid · 3 a hook failed to load · 4 a database is unreachable ·
+  5 the Kafka broker is unreachable · 6 Kafka Connect / connector problem
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sidecar.errors import ConfigError, ConnectorError, DependencyError, HookLoadError, SidecarError, SourceError
+
+EXIT_CONFIG, EXIT_HOOK, EXIT_DATABASE, EXIT_BROKER, EXIT_CONNECT = 2, 3, 4, 5, 6
+
+
+def _fail(exc: SidecarError) -> None:
+    code = {
+        ConfigError: EXIT_CONFIG,
+        HookLoadError: EXIT_HOOK,
+        DependencyError: EXIT_DATABASE,
+        SourceError: EXIT_BROKER,
+        ConnectorError: EXIT_CONNECT,
+    }.get(type(exc), 1)
+    click.echo(f"checkpoint-sidecar: {exc}", err=True)
+    sys.exit(code)
+
+
+config_option = click.option(
+    "--config", "config_path", envvar="SIDECAR_CONFIG", type=click.Path(dir_okay=False), help="YAML config file"
+)
+
+
+@click.group()
+@click.version_option(package_name="checkpoint-sidecar")
+def main() -> None:
+    """Run Python checkpoint hooks after every commit to a pipeline's destination database."""
+
+
+@main.command()
+@config_option
+def run(config_path: str | None) -> None:
+    """Consume Debezium change events and run the configured hooks (until SIGTERM)."""
+    from sidecar.app import build_app, install_signal_handlers, run_kafka
+    from sidecar.config import load_settings
+    from sidecar.logs import configure_logging
+
+    try:
+        settings = load_settings(config_path)
+        configure_logging(settings.log.level, settings.log.format)
+        app = build_app(settings, base_dir=Path(config_path).parent if config_path else None)
+        stop = threading.Event()
+        install_signal_handlers(stop, app.log)
+        if settings.source.kind != "kafka":
+            raise ConfigError(f"source.kind {settings.source.kind!r} cannot be run; use `replay FILE` for files")
+        run_kafka(app, stop)
+    except SidecarError as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@config_option
+@click.option("--hook", "hook_target", help="run only this hook file: PATH.py[:FUNCTION] (no config needed)")
+@click.option("--attempts", default=1, show_default=True, help="attempts per hook before counting it failed")
+def replay(file: str, config_path: str | None, hook_target: str | None, attempts: int) -> None:
+    """Run hooks on captured Debezium messages from a JSON-lines FILE; non-zero exit if a hook failed."""
+    from sidecar.app import build_app
+    from sidecar.config import Settings, load_settings
+    from sidecar.decode import Decoder
+    from sidecar.hooks import load_hook
+    from sidecar.logs import configure_logging, get_logger
+    from sidecar.loop import run_loop
+    from sidecar.route import Router
+    from sidecar.run import HookRunner
+    from sidecar.sources.file import FileSource
+
+    try:
+        if config_path:
+            settings = load_settings(config_path)
+        else:
+            settings = Settings(pipeline="replay", source={"kind": "file", "file": {"path": file}})  # type: ignore[arg-type]
+        configure_logging(settings.log.level, settings.log.format)
+        app = build_app(settings, Path(config_path).parent if config_path else None, max_attempts=attempts)
+        if hook_target:
+            hook = load_hook(Path(hook_target.split(":")[0]).stem, path=hook_target)
+            app.hooks = [hook]
+            app.router = Router([hook])
+            app.runner = HookRunner(settings.pipeline, app.databases, get_logger(), max_attempts=attempts,
+                                    source_tables={t: c.source_table for t, c in settings.tables.items()})
+        if not app.hooks:
+            raise ConfigError("no hooks to run: give --hook PATH.py or a --config with hooks")
+        stats = run_loop(FileSource(file), Decoder(), app.router, app.runner, threading.Event(), app.log,
+                         until_exhausted=True)
+        app.databases.dispose()
+    except SidecarError as exc:
+        _fail(exc)
+    click.echo(
+        f"replayed {stats.messages} messages: {stats.events} change events, "
+        f"{app.runner.calls_ok} hook calls ok, {stats.hook_failures} events with a failed hook, "
+        f"{stats.decode_failures} undecodable messages"
+    )
+    for reason, detail in stats.failures[:20]:
+        click.echo(f"  {reason}: {detail}", err=True)
+    if stats.hook_failures or stats.decode_failures:
+        sys.exit(1)
+
+
+@main.command()
+@config_option
+@click.option("--timeout", default=5.0, show_default=True, help="seconds per reachability probe")
+def check(config_path: str | None, timeout: float) -> None:
+    """Check config, hook imports, database and broker reachability (exit code says which failed)."""
+    from sqlalchemy import text
+
+    from sidecar.app import build_hooks, build_settings_databases
+    from sidecar.config import load_settings
+
+    try:
+        settings = load_settings(config_path)
+        click.echo("config: ok")
+        hooks = build_hooks(settings, Path(config_path).parent if config_path else None)
+        click.echo(f"hooks: ok ({', '.join(h.name for h in hooks) or 'none'})")
+        dbs = build_settings_databases(settings)
+        for name, engine in dbs.all().items():
+            try:
+                with engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+            except Exception as exc:
+                raise DependencyError(f"database {name} ({engine.url!r}) is unreachable: {exc}") from None
+            click.echo(f"database {name}: ok")
+        dbs.dispose()
+        if settings.source.kind == "kafka" and settings.source.kafka is not None:
+            from sidecar.sources.kafka import ping
+
+            ping(settings.source.kafka.librdkafka(), timeout)
+            click.echo("kafka: ok")
+    except SidecarError as exc:
+        _fail(exc)
+
+
+@main.group()
+def connectors() -> None:
+    """Register and inspect Debezium connectors on Kafka Connect (configs in connectors/)."""
+
+
+connect_url_option = click.option(
+    "--connect-url", envvar="CONNECT_URL", default="http://127.0.0.1:8083", show_default=True
+)
+
+
+@connectors.command("apply")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@connect_url_option
+@click.option("--wait/--no-wait", default=True, help="wait until the connector and its tasks run")
+@click.option("--timeout", default=90.0, show_default=True)
+def connectors_apply(files: tuple[str, ...], connect_url: str, wait: bool, timeout: float) -> None:
+    """Create or update connectors from FILES (default: connectors/*.json)."""
+    from sidecar import connectors as cx
+
+    paths = [Path(f) for f in files] or sorted(Path("connectors").glob("*.json"))
+    try:
+        for path in paths:
+            name = cx.apply(connect_url, path)
+            click.echo(f"{name}: applied from {path}")
+            if wait:
+                cx.wait_running(connect_url, name, timeout)
+                click.echo(f"{name}: RUNNING")
+    except SidecarError as exc:
+        _fail(exc)
+
+
+@connectors.command("status")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@connect_url_option
+def connectors_status(files: tuple[str, ...], connect_url: str) -> None:
+    """Show state of the connectors in FILES (default: connectors/*.json); exit 6 if one failed."""
+    from sidecar import connectors as cx
+
+    paths = [Path(f) for f in files] or sorted(Path("connectors").glob("*.json"))
+    failed = False
+    try:
+        for path in paths:
+            name, _ = cx.load_connector(path)
+            st: dict[str, Any] = cx.status(connect_url, name)
+            tasks = ", ".join(f"task {t.get('id')}: {t.get('state')}" for t in st.get("tasks", []))
+            click.echo(f"{name}: {st.get('connector', {}).get('state')} ({tasks or 'no tasks'})")
+            trace = cx.failure_trace(st)
+            if trace:
+                failed = True
+                click.echo(trace, err=True)
+    except SidecarError as exc:
+        _fail(exc)
+    if failed:
+        sys.exit(EXIT_CONNECT)

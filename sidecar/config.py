@@ -1,0 +1,231 @@
+"""Configuration: one YAML file, every key overridable by env `SIDECAR_…` (nested with `__`).
+
+Precedence (highest first): environment variables, the YAML file, defaults.
+Examples: `SIDECAR_PIPELINE=orders`, `SIDECAR_SOURCE__KAFKA__GROUP_ID=g1`,
+`SIDECAR_DATABASES__AUXILIARY__AUDIT=mysql+pymysql://…`,
+`SIDECAR_HOOKS__AUDIT_LOG__TABLES='["public.orders"]'` (lists and maps as JSON).
+
+Secrets: a database URL (or a Kafka setting whose name contains password/secret) may be
+given as `file:/path/to/secret`; the file's content (stripped) is used. Secrets are held
+as `SecretStr` and never logged or printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from sidecar.errors import ConfigError
+from sidecar.events import DEFAULT_OPS, Op
+
+_SECRET_KEY = re.compile(r"password|secret|sasl\.oauthbearer\.client|ssl\.key", re.I)
+
+
+def read_secret(value: str, where: str) -> str:
+    """`file:/path` → the file's stripped content; anything else unchanged."""
+    if not value.startswith("file:"):
+        return value
+    path = Path(value[5:])
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read secret file {path}: {exc.strerror}") from None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSourceConfig(_Strict):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id: str = "checkpoint-sidecar"
+    topics: list[str] = Field(default_factory=list, description="exact topic names")
+    topic_pattern: str | None = Field(default=None, description="regex, must start with ^")
+    transaction_topic: str | None = None
+    settings: dict[str, SecretStr] = Field(
+        default_factory=dict, description="any librdkafka setting, passed through (SASL/SSL, timeouts)"
+    )
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    poll_timeout_s: float = Field(default=0.2, gt=0, le=10)
+    commit_interval_s: float = Field(default=1.0, gt=0, le=300)
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
+        return value
+
+    @field_validator("topic_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith("^"):
+            raise ValueError("must start with ^ (librdkafka treats only such names as regular expressions)")
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _some_topic(self) -> KafkaSourceConfig:
+        if not self.topics and not self.topic_pattern:
+            raise ValueError("set source.kafka.topics (a list) or source.kafka.topic_pattern (a regex)")
+        return self
+
+    def librdkafka(self) -> dict[str, str]:
+        """Consumer settings: ours first, the user's `settings` override them."""
+        conf = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "group.id": self.group_id,
+            "enable.auto.commit": "false",
+            "enable.auto.offset.store": "false",
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+        }
+        for key, secret in self.settings.items():
+            conf[key] = read_secret(secret.get_secret_value(), f"source.kafka.settings.{key}")
+        return conf
+
+
+class FileSourceConfig(_Strict):
+    path: str = ""
+
+
+class SourceConfig(_Strict):
+    kind: Literal["kafka", "file"] = "kafka"
+    kafka: KafkaSourceConfig | None = None
+    file: FileSourceConfig | None = None
+
+    @model_validator(mode="after")
+    def _matching_block(self) -> SourceConfig:
+        if self.kind == "kafka" and self.kafka is None:
+            raise ValueError("source.kind is kafka: add a source.kafka block (bootstrap_servers, topics…)")
+        if self.kind == "file" and (self.file is None or not self.file.path):
+            raise ValueError("source.kind is file: set source.file.path")
+        return self
+
+
+class DatabasesConfig(_Strict):
+    source: SecretStr | None = None
+    destination: SecretStr | None = None
+    auxiliary: dict[str, SecretStr] = Field(default_factory=dict)
+
+    def urls(self) -> tuple[str | None, str | None, dict[str, str]]:
+        def get(secret: SecretStr | None, where: str) -> str | None:
+            return None if secret is None else read_secret(secret.get_secret_value(), where) or None
+
+        aux = {name: read_secret(s.get_secret_value(), f"databases.auxiliary.{name}") for name, s in self.auxiliary.items()}
+        return get(self.source, "databases.source"), get(self.destination, "databases.destination"), aux
+
+
+class TableConfig(_Strict):
+    source_table: str | None = None
+
+
+class RetryConfig(_Strict):
+    initial_backoff_s: float = Field(default=0.5, gt=0)
+    max_backoff_s: float = Field(default=30.0, gt=0)
+    multiplier: float = Field(default=2.0, ge=1)
+
+
+class HookConfig(_Strict):
+    path: str | None = Field(default=None, description="a .py file, optionally PATH.py:FUNCTION")
+    module: str | None = Field(default=None, description="an importable module, optionally module:FUNCTION")
+    function: str = "checkpoint"
+    tables: list[str] | None = Field(default=None, description="data collections; None = all")
+    ops: list[Op] = Field(default_factory=lambda: list(DEFAULT_OPS))
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> HookConfig:
+        if bool(self.path) == bool(self.module):
+            raise ValueError("give exactly one of path (a .py file) or module (an importable module)")
+        return self
+
+
+class HttpConfig(_Strict):
+    host: str = "0.0.0.0"
+    port: int = Field(default=9180, ge=0, le=65535)
+
+
+class LogConfig(_Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SIDECAR_", env_nested_delimiter="__", extra="forbid", frozen=True, case_sensitive=False
+    )
+
+    pipeline: str = Field(min_length=1)
+    source: SourceConfig
+    databases: DatabasesConfig = Field(default_factory=DatabasesConfig)
+    tables: dict[str, TableConfig] = Field(default_factory=dict)
+    hooks: dict[str, HookConfig] = Field(default_factory=dict)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Env above the YAML file (passed as init kwargs).
+        return (env_settings, init_settings)
+
+    def source_table(self, table: str) -> str | None:
+        cfg = self.tables.get(table)
+        return cfg.source_table if cfg else None
+
+
+def _format_error(exc: ValidationError, path: str | None) -> str:
+    where = f" in {path}" if path else ""
+    lines = [f"invalid configuration{where}:"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling and nesting; see config.example.yaml)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        env = "SIDECAR_" + "__".join(str(p).upper() for p in err["loc"])
+        lines.append(f"  - {key}: {msg} (env override: {env})")
+    return "\n".join(lines)
+
+
+def load_settings(path: str | os.PathLike[str] | None) -> Settings:
+    """Load the YAML file (if any) and env overrides; a wrong config raises ConfigError naming the key."""
+    data: dict[str, Any] = {}
+    shown = str(path) if path else None
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: the top level must be a mapping (pipeline:, source:, hooks: …)")
+        data = loaded
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, shown)) from None

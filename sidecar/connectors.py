@@ -1,0 +1,114 @@
+"""Kafka Connect REST: register/update the connector configs in `connectors/` and report status.
+
+Config files hold `${NAME}` / `${NAME:-default}` placeholders filled from the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from sidecar.errors import ConnectorError
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand(text: str, env: dict[str, str] | None = None, where: str = "") -> str:
+    env = dict(os.environ) if env is None else env
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConnectorError(f"{where}: placeholder ${{{name}}} has no value: set the environment variable {name}")
+
+    return _PLACEHOLDER.sub(sub, text)
+
+
+def load_connector(path: Path, env: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
+    try:
+        doc = json.loads(expand(path.read_text(encoding="utf-8"), env, str(path)))
+    except json.JSONDecodeError as exc:
+        raise ConnectorError(f"{path}: not valid JSON after filling placeholders: {exc}") from None
+    if not isinstance(doc, dict) or "name" not in doc or not isinstance(doc.get("config"), dict):
+        raise ConnectorError(f"{path}: expected {{\"name\": ..., \"config\": {{...}}}}")
+    return str(doc["name"]), {k: str(v) for k, v in doc["config"].items()}
+
+
+def _request(url: str, method: str = "GET", body: Any = None, timeout: float = 30.0) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            text = resp.read()
+            return json.loads(text) if text else None
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace")
+        try:
+            detail = json.loads(detail).get("message", detail)
+        except (json.JSONDecodeError, AttributeError):
+            pass
+        raise ConnectorError(f"Kafka Connect {method} {url} answered {exc.code}: {detail}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ConnectorError(f"Kafka Connect at {url} is unreachable: {exc}") from None
+
+
+def apply(connect_url: str, path: Path, env: dict[str, str] | None = None) -> str:
+    """Create or update one connector (PUT /connectors/NAME/config is idempotent)."""
+    name, config = load_connector(path, env)
+    _request(f"{connect_url.rstrip('/')}/connectors/{name}/config", "PUT", config)
+    return name
+
+
+def status(connect_url: str, name: str) -> dict[str, Any]:
+    result = _request(f"{connect_url.rstrip('/')}/connectors/{name}/status")
+    return result if isinstance(result, dict) else {}
+
+
+def failure_trace(st: dict[str, Any]) -> str | None:
+    """The first failure of a connector or its tasks, with its Java trace."""
+    conn = st.get("connector", {})
+    if conn.get("state") == "FAILED":
+        return f"connector {st.get('name')} FAILED:\n{conn.get('trace', '(no trace)')}"
+    for task in st.get("tasks", []):
+        if task.get("state") == "FAILED":
+            return f"connector {st.get('name')} task {task.get('id')} FAILED:\n{task.get('trace', '(no trace)')}"
+    return None
+
+
+def wait_running(connect_url: str, name: str, timeout_s: float = 60.0) -> dict[str, Any]:
+    """Wait until the connector and all its tasks run; a failure raises with its task trace."""
+    deadline = time.monotonic() + timeout_s
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            last = status(connect_url, name)
+        except ConnectorError:
+            time.sleep(0.5)
+            continue
+        trace = failure_trace(last)
+        if trace:
+            raise ConnectorError(trace)
+        tasks = last.get("tasks", [])
+        if last.get("connector", {}).get("state") == "RUNNING" and tasks and all(
+            t.get("state") == "RUNNING" for t in tasks
+        ):
+            return last
+        time.sleep(0.5)
+    raise ConnectorError(f"connector {name} not RUNNING after {timeout_s:.0f}s: {json.dumps(last)}")
+
+
+def delete(connect_url: str, name: str) -> None:
+    try:
+        _request(f"{connect_url.rstrip('/')}/connectors/{name}", "DELETE")
+    except ConnectorError as exc:
+        if "404" not in str(exc):
+            raise

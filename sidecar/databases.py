@@ -1,0 +1,56 @@
+"""SQLAlchemy engines for hooks: created once, connected lazily, pooled, disposed on exit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+
+from sidecar.errors import ConfigError
+
+
+@dataclass
+class Databases:
+    source: Engine | None = None
+    destination: Engine | None = None
+    auxiliary: Mapping[str, Engine] = field(default_factory=dict)
+
+    def all(self) -> dict[str, Engine]:
+        named: dict[str, Engine] = {}
+        if self.source is not None:
+            named["source"] = self.source
+        if self.destination is not None:
+            named["destination"] = self.destination
+        for name, engine in self.auxiliary.items():
+            named[f"auxiliary.{name}"] = engine
+        return named
+
+    def dispose(self) -> None:
+        for engine in self.all().values():
+            engine.dispose()
+
+
+def _engine(key: str, url: str | None) -> Engine | None:
+    if not url:
+        return None
+    try:
+        # create_engine does not connect: the first hook that uses it does.
+        return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+    except Exception as exc:  # the URL itself is wrong (bad scheme, missing driver)
+        raise ConfigError(
+            f"databases.{key}: cannot use this database URL ({type(exc).__name__}: {exc}); "
+            "expected e.g. postgresql+psycopg://user:pass@host/db or mysql+pymysql://user:pass@host/db"
+        ) from None
+
+
+def build_databases(source: str | None, destination: str | None, auxiliary: Mapping[str, str]) -> Databases:
+    aux: dict[str, Engine] = {}
+    for name, url in auxiliary.items():
+        engine = _engine(f"auxiliary.{name}", url)
+        if engine is not None:
+            aux[name] = engine
+    return Databases(
+        source=_engine("source", source), destination=_engine("destination", destination), auxiliary=aux
+    )

@@ -1,0 +1,300 @@
+"""Debezium JSON messages → `ChangeEvent` and friends. Pure: no I/O, never raises.
+
+Reads Kafka Connect's JsonConverter output with (`{"schema", "payload"}`) or without
+embedded schemas. With schemas every logical type becomes a native Python value
+(see `logical_types`); without them values stay JSON types.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import orjson
+
+from sidecar import logical_types
+from sidecar.events import (
+    ChangeEvent,
+    Decoded,
+    DecodeFailure,
+    Heartbeat,
+    Op,
+    RawMessage,
+    SchemaChange,
+    Tombstone,
+    TransactionInfo,
+    TransactionMarker,
+)
+
+_OPS: Final = frozenset({"c", "u", "d", "r", "t"})
+_SCHEMA_QUALIFIED: Final = frozenset({"postgresql", "sqlserver", "oracle", "db2", "informix", "vitess"})
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_PAYLOAD_SPLIT: Final = b',"payload":'
+_MAX_CACHED_SCHEMAS: Final = 1024
+
+FLATTENED_HINT: Final = (
+    "the message has no Debezium envelope (op/source missing): the connector flattens records "
+    "(ExtractNewRecordState / 'unwrap' SMT). Remove that transform from the connector the sidecar reads; "
+    "it needs op, before and source"
+)
+AVRO_HINT: Final = (
+    "the message is in the Schema Registry wire format (Avro/Protobuf/JSON Schema): the sidecar reads "
+    "Kafka Connect's JsonConverter output. Set key.converter and value.converter to "
+    "org.apache.kafka.connect.json.JsonConverter on the connector"
+)
+
+
+class _EnvelopePlan:
+    """Converters for one envelope schema (cached by the schema's raw bytes)."""
+
+    __slots__ = ("before", "after", "key")
+
+    def __init__(self, value_schema: Mapping[str, Any]) -> None:
+        fields = {f.get("field"): f for f in value_schema.get("fields") or []}
+        connector = _connector_from_schema(fields.get("source"))
+        self.before = _maybe_row(fields.get("before"), connector)
+        self.after = _maybe_row(fields.get("after"), connector)
+        self.key: logical_types.RowConverter | None = None
+
+
+def _connector_from_schema(source_schema: Mapping[str, Any] | None) -> str:
+    name = (source_schema or {}).get("name") or ""
+    # e.g. io.debezium.connector.postgresql.Source
+    parts = str(name).split(".")
+    return parts[-2] if len(parts) >= 2 else ""
+
+
+def _maybe_row(schema: Mapping[str, Any] | None, connector: str) -> logical_types.RowConverter | None:
+    if not schema or schema.get("type") != "struct":
+        return None
+    return logical_types.row_converter(schema, connector)
+
+
+class Decoder:
+    """Decodes messages; keeps a bounded cache of converters per distinct schema."""
+
+    def __init__(self) -> None:
+        self._plans: dict[bytes, _EnvelopePlan] = {}
+        self._key_plans: dict[bytes, logical_types.RowConverter | None] = {}
+
+    def decode(self, raw: RawMessage) -> Decoded:
+        try:
+            return self._decode(raw)
+        except logical_types.UnknownLogicalType as exc:
+            return DecodeFailure(raw, "unknown_logical_type", str(exc))
+        except (TypeError, ValueError, KeyError, ArithmeticError, AttributeError) as exc:
+            return DecodeFailure(
+                raw, "schema_mismatch", f"the payload does not match its schema: {type(exc).__name__}: {exc}"
+            )
+
+    # ------------------------------------------------------------------ internals
+    def _decode(self, raw: RawMessage) -> Decoded:
+        value = raw.value
+        if value is None:
+            return Tombstone(raw)
+        if value[:1] == b"\x00" and len(value) >= 5:
+            return DecodeFailure(raw, "unsupported_format", AVRO_HINT)
+        schema_bytes, payload, envelope_schema = self._split(value)
+        if payload is _NOT_JSON:
+            return DecodeFailure(raw, "not_json", "the message value is not JSON")
+        if payload is None:
+            return Tombstone(raw)
+        if not isinstance(payload, dict):
+            return DecodeFailure(raw, "not_envelope", "the message value is not a JSON object")
+        if raw.topic.startswith("__debezium-heartbeat") or (payload.keys() == {"ts_ms"}):
+            return Heartbeat(raw)
+        op = payload.get("op")
+        if op == "m" or ("message" in payload and op is None and "source" in payload):
+            return Heartbeat(raw)
+        status = payload.get("status")
+        if status in ("BEGIN", "END") and "id" in payload:
+            return _marker(raw, payload)
+        if "ddl" in payload or "tableChanges" in payload or "databaseName" in payload:
+            return SchemaChange(raw, payload.get("ddl"), payload.get("databaseName"))
+        source = payload.get("source")
+        if op not in _OPS or not isinstance(source, dict):
+            if op is None and "source" not in payload:
+                return DecodeFailure(raw, "flattened", FLATTENED_HINT)
+            return DecodeFailure(
+                raw, "not_envelope", f"not a Debezium change event (op={op!r}, source present: {source is not None})"
+            )
+        plan = self._plan(schema_bytes, envelope_schema) if envelope_schema is not None else None
+        return self._change(raw, payload, op, source, plan)
+
+    def _split(self, value: bytes) -> tuple[bytes | None, Any, Mapping[str, Any] | None]:
+        """Parse the message; with schemas, reuse the parsed schema of a byte-identical one."""
+        if value.startswith(b'{"schema":'):
+            cut = value.find(_PAYLOAD_SPLIT)
+            if cut > 0 and value.endswith(b"}"):
+                schema_bytes = value[10:cut]
+                plan_known = schema_bytes in self._plans
+                try:
+                    payload = orjson.loads(value[cut + len(_PAYLOAD_SPLIT) : -1])
+                    schema = None if plan_known else orjson.loads(schema_bytes)
+                    return schema_bytes, payload, (schema if schema is not None else {})
+                except orjson.JSONDecodeError:
+                    pass  # the cut fell inside a value: parse the whole message below
+        try:
+            doc = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None, _NOT_JSON, None
+        if isinstance(doc, dict) and doc.keys() == {"schema", "payload"}:
+            schema = doc["schema"]
+            schema_bytes = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+            return schema_bytes, doc["payload"], schema if isinstance(schema, dict) else {}
+        return None, doc, None
+
+    def _plan(self, schema_bytes: bytes | None, schema: Mapping[str, Any]) -> _EnvelopePlan:
+        assert schema_bytes is not None
+        plan = self._plans.get(schema_bytes)
+        if plan is None:
+            plan = _EnvelopePlan(schema)
+            if len(self._plans) >= _MAX_CACHED_SCHEMAS:
+                self._plans.clear()
+            self._plans[schema_bytes] = plan
+        return plan
+
+    def _key(self, raw: RawMessage, connector: str) -> Mapping[str, Any] | None:
+        if raw.key is None:
+            return None
+        try:
+            doc = orjson.loads(raw.key)
+        except orjson.JSONDecodeError:
+            return None
+        if isinstance(doc, dict) and doc.keys() == {"schema", "payload"}:
+            payload = doc["payload"]
+            schema = doc["schema"]
+            if isinstance(payload, dict) and isinstance(schema, dict) and schema.get("type") == "struct":
+                kb = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+                conv = self._key_plans.get(kb)
+                if conv is None:
+                    conv = logical_types.row_converter(schema, connector)
+                    if len(self._key_plans) >= _MAX_CACHED_SCHEMAS:
+                        self._key_plans.clear()
+                    self._key_plans[kb] = conv
+                return conv(payload)
+            return payload if isinstance(payload, dict) else None
+        return doc if isinstance(doc, dict) else None
+
+    def _change(
+        self,
+        raw: RawMessage,
+        payload: dict[str, Any],
+        op: Op,
+        source: dict[str, Any],
+        plan: _EnvelopePlan | None,
+    ) -> ChangeEvent:
+        connector = str(source.get("connector") or "")
+        before_raw = payload.get("before")
+        after_raw = payload.get("after")
+        if plan is not None:
+            before = None if before_raw is None or plan.before is None else plan.before(before_raw)
+            after = None if after_raw is None or plan.after is None else plan.after(after_raw)
+        else:
+            before = None if before_raw is None else logical_types.schemaless_row(before_raw)
+            after = None if after_raw is None else logical_types.schemaless_row(after_raw)
+        table = data_collection(source)
+        tx = payload.get("transaction")
+        transaction = (
+            TransactionInfo(
+                id=str(tx["id"]),
+                total_order=tx.get("total_order"),
+                data_collection_order=tx.get("data_collection_order"),
+            )
+            if isinstance(tx, dict) and tx.get("id") is not None
+            else None
+        )
+        snapshot = op == "r" or source.get("snapshot") in ("true", "first", "last", "first_in_data_collection",
+                                                              "last_in_data_collection", True)
+        return ChangeEvent(
+            raw=raw,
+            event_id=event_id(source, table, op, before_raw, after_raw),
+            op=op,
+            table=table,
+            connector=connector,
+            key=self._key(raw, connector),
+            before=before,
+            after=after,
+            source=source,
+            transaction=transaction,
+            committed_at=committed_at(source),
+            snapshot=bool(snapshot) and op == "r",
+        )
+
+
+class _NotJson:
+    pass
+
+
+_NOT_JSON: Final = _NotJson()
+
+
+def data_collection(source: Mapping[str, Any]) -> str:
+    """Debezium's data collection name: `schema.table` (PostgreSQL…), `db.table` (MariaDB/MySQL)."""
+    connector = source.get("connector")
+    table = source.get("table") or source.get("collection") or ""
+    if connector in _SCHEMA_QUALIFIED and source.get("schema"):
+        return f"{source['schema']}.{table}"
+    db = source.get("db")
+    return f"{db}.{table}" if db else str(table)
+
+
+def committed_at(source: Mapping[str, Any]) -> datetime | None:
+    """Source commit time as aware UTC (snapshot rows: the snapshot's read time)."""
+    us = source.get("ts_us")
+    if isinstance(us, int):
+        return _EPOCH + timedelta(microseconds=us)
+    ms = source.get("ts_ms")
+    if isinstance(ms, int):
+        return _EPOCH + timedelta(milliseconds=ms)
+    return None
+
+
+def _position(source: Mapping[str, Any], op: str) -> str:
+    connector = source.get("connector")
+    if op == "r":
+        return "snapshot"
+    if connector == "postgresql":
+        return f"lsn={source.get('lsn')};tx={source.get('txId')}"
+    if connector in ("mysql", "mariadb"):
+        return f"file={source.get('file')};pos={source.get('pos')};row={source.get('row')}"
+    rest = {k: v for k, v in source.items() if k not in ("ts_ms", "ts_us", "ts_ns", "snapshot", "version")}
+    return orjson.dumps(rest, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def event_id(source: Mapping[str, Any], table: str, op: str, before: Any, after: Any) -> str:
+    """Stable id of a change however it arrives (Kafka, embedded, replay, after a restart).
+
+    sha256 over: connector name (topic prefix), data collection, source position
+    (PostgreSQL lsn+txId; MariaDB/MySQL binlog file+pos+row; snapshot rows: none), op, and
+    the row images as sent. The images tell apart rows that share one position
+    (COPY / multi-row inserts share an LSN) and make a re-snapshot of an unchanged row the
+    same event while a changed row is a new one. Never Kafka coordinates.
+    """
+    h = hashlib.sha256()
+    h.update(f"{source.get('name')}|{table}|{_position(source, op)}|{op}|".encode())
+    h.update(orjson.dumps([before, after], option=orjson.OPT_SORT_KEYS))
+    return h.hexdigest()[:32]
+
+
+def _marker(raw: RawMessage, payload: Mapping[str, Any]) -> TransactionMarker:
+    collections = tuple(
+        (str(c.get("data_collection")), int(c.get("event_count", 0)))
+        for c in payload.get("data_collections") or []
+        if isinstance(c, dict)
+    )
+    count = payload.get("event_count")
+    return TransactionMarker(
+        raw=raw,
+        status=payload["status"],
+        id=str(payload["id"]),
+        event_count=int(count) if count is not None else None,
+        data_collections=collections,
+    )
+
+
+def decode(raw: RawMessage) -> Decoded:
+    """Decode one message with a fresh decoder (convenience; the loop keeps one Decoder)."""
+    return Decoder().decode(raw)

@@ -1,0 +1,139 @@
+"""Values produced by `decode`: one per source message, never raw Debezium JSON for hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Literal
+
+Op = Literal["c", "u", "d", "r", "t"]
+ALL_OPS: Final[tuple[Op, ...]] = ("c", "u", "d", "r", "t")
+DEFAULT_OPS: Final[tuple[Op, ...]] = ("c", "u", "d", "r")
+
+
+class _Unavailable:
+    """A TOASTed column an update did not touch: the value exists but was not sent."""
+
+    _instance: _Unavailable | None = None
+
+    def __new__(cls) -> _Unavailable:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "sidecar.UNAVAILABLE"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "UNAVAILABLE"
+
+
+UNAVAILABLE: Final = _Unavailable()
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One message as the source delivered it (kept whole for errors and dead letters)."""
+
+    topic: str
+    partition: int | None
+    offset: int | None
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Geometry:
+    """A spatial value as Debezium sends it: well-known binary plus SRID."""
+
+    wkb: bytes
+    srid: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionInfo:
+    """Where a change sits in its source transaction (Debezium transaction metadata)."""
+
+    id: str
+    total_order: int | None
+    data_collection_order: int | None
+    total: int | None = None
+
+    @property
+    def group_id(self) -> str:
+        """The id shared by BEGIN, data events and END (PostgreSQL: the txId part of `txId:LSN`)."""
+        return self.id.split(":", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """A committed row change, values already native Python types."""
+
+    raw: RawMessage
+    event_id: str
+    op: Op
+    table: str
+    connector: str
+    key: Mapping[str, Any] | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    source: Mapping[str, Any]
+    transaction: TransactionInfo | None
+    committed_at: datetime | None
+    snapshot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """The null-value record Kafka compaction uses after a delete; no hook sees it."""
+
+    raw: RawMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A Debezium heartbeat or a PostgreSQL logical-decoding message; no hook sees it."""
+
+    raw: RawMessage
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionMarker:
+    """Debezium transaction metadata: BEGIN or END (END carries the event counts)."""
+
+    raw: RawMessage
+    status: Literal["BEGIN", "END"]
+    id: str
+    event_count: int | None
+    data_collections: tuple[tuple[str, int], ...] = field(default=())
+
+    @property
+    def group_id(self) -> str:
+        return self.id.split(":", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaChange:
+    """A DDL record (MariaDB/MySQL emit them on the `<prefix>` topic); no record hook sees it."""
+
+    raw: RawMessage
+    ddl: str | None
+    database: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeFailure:
+    """A message that could not be decoded: why, and the message itself, kept whole."""
+
+    raw: RawMessage
+    reason: str
+    detail: str
+
+
+Decoded = ChangeEvent | Tombstone | Heartbeat | TransactionMarker | SchemaChange | DecodeFailure

@@ -1,0 +1,148 @@
+"""Loading user hooks: a file path or module, a function name, table/op filters → `HookSpec`."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sidecar.errors import HookLoadError
+from sidecar.events import DEFAULT_OPS, Op
+
+HookFn = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    """A loaded hook: its name (the metric/log label), the callable and what it listens to."""
+
+    name: str
+    fn: HookFn
+    origin: str
+    tables: frozenset[str] | None = None
+    ops: frozenset[str] = frozenset(DEFAULT_OPS)
+    initial_backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    multiplier: float = 2.0
+
+    def matches(self, table: str, op: str) -> bool:
+        return op in self.ops and (self.tables is None or table in self.tables)
+
+
+def split_target(target: str, default_function: str = "checkpoint") -> tuple[str, str]:
+    """`hooks/x.py:fn` → ("hooks/x.py", "fn"); `pkg.mod` → ("pkg.mod", default)."""
+    head, sep, tail = target.rpartition(":")
+    if sep and tail.isidentifier() and head:
+        return head, tail
+    return target, default_function
+
+
+def _import_error(origin: str, exc: BaseException) -> HookLoadError:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(origin.split("/")[-1])]
+    if isinstance(exc, SyntaxError):
+        where = f"{exc.filename}:{exc.lineno}"
+    elif frames:
+        where = f"{frames[-1].filename}:{frames[-1].lineno}"
+    else:
+        where = origin
+    return HookLoadError(f"hook {origin} failed to import at {where}: {type(exc).__name__}: {exc}")
+
+
+def _load_module_from_path(path: str, base_dir: Path | None) -> Any:
+    file = Path(path)
+    if not file.is_absolute() and base_dir is not None and not file.exists():
+        file = base_dir / file
+    if not file.is_file():
+        raise HookLoadError(f"hook file {path} does not exist (looked in {file.resolve()})")
+    mod_name = f"sidecar_hook_{file.stem}_{abs(hash(str(file.resolve())))}"
+    spec = importlib.util.spec_from_file_location(mod_name, file)
+    if spec is None or spec.loader is None:
+        raise HookLoadError(f"hook file {path} cannot be loaded as Python (is it a .py file?)")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(mod_name, None)
+        raise _import_error(str(file), exc) from None
+    return module
+
+
+def _check_signature(fn: Any, origin: str, function: str, batch: bool = False) -> None:
+    if not callable(fn):
+        raise HookLoadError(f"hook {origin}: {function} is not a function (it is a {type(fn).__name__})")
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    params = list(sig.parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    has_varargs = any(p.kind is p.VAR_POSITIONAL for p in params)
+    required_kwonly = [p for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    ok = (len(required) <= 1 and (positional or has_varargs)) and not required_kwonly
+    if not ok:
+        try:
+            line = inspect.getsourcelines(fn)[1]
+            where = f"{inspect.getsourcefile(fn)}:{line}"
+        except (OSError, TypeError):
+            where = origin
+        raise HookLoadError(
+            f"hook {origin}: {function}{sig} at {where} has the wrong signature; "
+            f"expected def {function}(param: CheckpointParam) -> None (one positional parameter)"
+        )
+    if inspect.iscoroutinefunction(fn):
+        raise HookLoadError(f"hook {origin}: {function} is async; checkpoint hooks are plain functions")
+
+
+def load_hook(
+    name: str,
+    *,
+    path: str | None = None,
+    module: str | None = None,
+    function: str = "checkpoint",
+    tables: Sequence[str] | None = None,
+    ops: Sequence[Op] = DEFAULT_OPS,
+    base_dir: Path | None = None,
+    initial_backoff_s: float = 0.5,
+    max_backoff_s: float = 30.0,
+    multiplier: float = 2.0,
+) -> HookSpec:
+    """Import a hook now, so a broken one stops start-up with file, line and reason."""
+    if path:
+        target, function = split_target(path, function)
+        mod = _load_module_from_path(target, base_dir)
+        origin = target
+    elif module:
+        target, function = split_target(module, function)
+        origin = target
+        try:
+            mod = importlib.import_module(target)
+        except Exception as exc:
+            raise _import_error(target.replace(".", "/") + ".py", exc) from None
+    else:
+        raise HookLoadError(f"hook {name}: give a path or a module")
+    fn = getattr(mod, function, None)
+    if fn is None:
+        available = sorted(n for n, v in vars(mod).items() if callable(v) and not n.startswith("_"))
+        raise HookLoadError(
+            f"hook {origin} has no function {function!r} (functions there: {', '.join(available) or 'none'}); "
+            f"define def {function}(param) or set the hook's function"
+        )
+    _check_signature(fn, origin, function)
+    return HookSpec(
+        name=name,
+        fn=fn,
+        origin=f"{origin}:{function}",
+        tables=frozenset(tables) if tables is not None else None,
+        ops=frozenset(ops),
+        initial_backoff_s=initial_backoff_s,
+        max_backoff_s=max_backoff_s,
+        multiplier=multiplier,
+    )

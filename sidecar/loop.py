@@ -1,0 +1,82 @@
+"""The run loop: source → decode → route → run → checkpoint, until stopped or exhausted."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from sidecar.decode import Decoder
+from sidecar.events import ChangeEvent, DecodeFailure
+from sidecar.route import Router
+from sidecar.run import HookRunner, Outcome
+from sidecar.sources import Source
+
+
+@dataclass
+class LoopStats:
+    messages: int = 0
+    events: int = 0
+    hook_failures: int = 0
+    decode_failures: int = 0
+    abandoned: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def run_loop(
+    source: Source,
+    decoder: Decoder,
+    router: Router,
+    runner: HookRunner,
+    stop: threading.Event,
+    log: Any,
+    until_exhausted: bool = False,
+) -> LoopStats:
+    """Process messages in order; a record's offset is finished only when all its hooks are."""
+    stats = LoopStats()
+
+    def wait(seconds: float) -> bool:
+        return not stop.is_set() and source.wait(seconds) and not stop.is_set()
+
+    while not stop.is_set():
+        batch = source.poll_batch()
+        if not batch and until_exhausted and getattr(source, "exhausted", False):
+            break
+        for raw in batch:
+            if stop.is_set():
+                break
+            if not source.current(raw):
+                continue  # revoked or halted since it was fetched: the next owner gets it
+            stats.messages += 1
+            source.begin(raw)
+            result = decoder.decode(raw)
+            if isinstance(result, DecodeFailure):
+                stats.decode_failures += 1
+                stats.failures.append((result.reason, result.detail))
+                log.error(
+                    "cannot decode message",
+                    reason=result.reason,
+                    detail=result.detail,
+                    topic=raw.topic,
+                    partition=raw.partition,
+                    offset=raw.offset,
+                    value_head=(raw.value or b"")[:200].decode("utf-8", "replace"),
+                )
+                source.halt(raw, result.reason)
+                continue
+            if isinstance(result, ChangeEvent):
+                stats.events += 1
+                hooks = router.route(result.table, result.op)
+                if hooks:
+                    outcome = runner.run(result, hooks, lambda s, r=raw: wait(s) and source.current(r))
+                    if outcome is Outcome.FAILED:
+                        stats.hook_failures += 1
+                        stats.failures.append(("hook_failed", result.event_id))
+                        source.halt(raw, "hook failed")
+                        continue
+                    if outcome is Outcome.ABANDONED:
+                        stats.abandoned += 1
+                        continue
+            source.finish(raw)
+        source.maybe_commit()
+    return stats
