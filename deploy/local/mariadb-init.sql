@@ -74,6 +74,10 @@ CREATE TABLE IF NOT EXISTS hook_calls (
   test_run     VARCHAR(64) NOT NULL,
   record_id    BIGINT NOT NULL,
   event_id     CHAR(64) NOT NULL,
+  tbl          VARCHAR(255) NOT NULL,
+  op           CHAR(1) NOT NULL,
+  record_json  LONGTEXT NULL,
+  pid          INT NULL,
   called_at    DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   KEY (test_run, record_id)
 ) ENGINE=InnoDB;
