@@ -1,0 +1,81 @@
+"""Config: YAML + env overrides, errors that name the key, secrets never shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sidecar.config import load_settings
+from sidecar.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_example_config_is_valid() -> None:
+    """The shipped annotated example loads."""
+    s = load_settings(REPO / "config.example.yaml")
+    assert s.pipeline == "orders-pipeline"
+    assert set(s.hooks) == {"audit_log", "pipeline_stats", "high_value_notify"}
+
+
+def test_env_overrides_nested_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIDECAR_A__B overrides a nested YAML key; hooks are reachable by name."""
+    monkeypatch.setenv("SIDECAR_SOURCE__KAFKA__GROUP_ID", "from-env")
+    monkeypatch.setenv("SIDECAR_HOOKS__AUDIT_LOG__TABLES", '["public.orders"]')
+    s = load_settings(REPO / "config.example.yaml")
+    assert s.source.kafka is not None and s.source.kafka.group_id == "from-env"
+    assert s.hooks["audit_log"].tables == ["public.orders"]
+
+
+def test_wrong_key_is_named(tmp_path: Path) -> None:
+    """A typo'd key fails with its dotted path and env name."""
+    p = write(tmp_path, "pipeline: p\nsource: {kind: kafka, kafka: {topics: [a], bootstrap_server: x}}\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(p)
+    assert "source.kafka.bootstrap_server: unknown key" in str(err.value)
+
+
+def test_missing_topics_and_bad_pattern(tmp_path: Path) -> None:
+    """Kafka needs topics or a ^-anchored regex."""
+    with pytest.raises(ConfigError, match="topics"):
+        load_settings(write(tmp_path, "pipeline: p\nsource: {kind: kafka, kafka: {}}\n"))
+    with pytest.raises(ConfigError, match="must start with"):
+        load_settings(write(tmp_path, "pipeline: p\nsource: {kind: kafka, kafka: {topic_pattern: 'shop'}}\n"))
+
+
+def test_missing_pipeline_and_bad_yaml(tmp_path: Path) -> None:
+    """Missing required key and broken YAML each give a clear error."""
+    with pytest.raises(ConfigError, match="pipeline: required key is missing"):
+        load_settings(write(tmp_path, "source: {kind: kafka, kafka: {topics: [a]}}\n"))
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(write(tmp_path, "pipeline: [unclosed\n"))
+
+
+def test_hook_needs_exactly_one_target(tmp_path: Path) -> None:
+    """A hook names a path or a module, not both or neither."""
+    with pytest.raises(ConfigError, match=r"hooks\.h"):
+        load_settings(write(tmp_path, "pipeline: p\nsource: {kind: kafka, kafka: {topics: [a]}}\nhooks: {h: {}}\n"))
+
+
+def test_secrets_from_files_and_never_in_repr(tmp_path: Path) -> None:
+    """file:/path secrets are read; SecretStr hides them from repr and errors."""
+    secret = tmp_path / "url"
+    secret.write_text("mysql+pymysql://u:hunter2@127.0.0.1/x\n")
+    p = write(
+        tmp_path,
+        "pipeline: p\nsource: {kind: kafka, kafka: {topics: [a], settings: {sasl.password: hunter2}}}\n"
+        f"databases: {{auxiliary: {{audit: 'file:{secret}'}}}}\n",
+    )
+    s = load_settings(p)
+    assert "hunter2" not in repr(s)
+    _, _, aux = s.databases.urls()
+    assert aux["audit"] == "mysql+pymysql://u:hunter2@127.0.0.1/x"
+    assert s.source.kafka is not None and s.source.kafka.librdkafka()["sasl.password"] == "hunter2"
+    assert s.source.kafka.librdkafka()["auto.offset.reset"] == "earliest"

@@ -1,0 +1,73 @@
+"""Hook loading: broken hooks stop start-up with file, line and reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sidecar.errors import HookLoadError
+from sidecar.hooks import load_hook, split_target
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def hook_file(tmp_path: Path, body: str) -> str:
+    p = tmp_path / "h.py"
+    p.write_text(body)
+    return str(p)
+
+
+def test_loads_example_hooks() -> None:
+    """The shipped example hooks import and have the right signature."""
+    for name in ("audit_log", "pipeline_stats", "high_value_notify"):
+        spec = load_hook(name, path=str(REPO / "hooks" / f"{name}.py"))
+        assert spec.name == name and callable(spec.fn)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    """A path that does not exist is named."""
+    with pytest.raises(HookLoadError, match="does not exist"):
+        load_hook("h", path=str(tmp_path / "nope.py"))
+
+
+def test_missing_function_lists_available(tmp_path: Path) -> None:
+    """A missing function is named along with what the file does define."""
+    with pytest.raises(HookLoadError, match=r"no function 'checkpoint'.*other"):
+        load_hook("h", path=hook_file(tmp_path, "def other(p):\n    pass\n"))
+
+
+def test_import_error_names_line(tmp_path: Path) -> None:
+    """An exception at import names the file and line."""
+    path = hook_file(tmp_path, "x = 1\nraise RuntimeError('boom')\n")
+    with pytest.raises(HookLoadError, match=r"h\.py:2.*RuntimeError: boom"):
+        load_hook("h", path=path)
+
+
+def test_syntax_error_names_line(tmp_path: Path) -> None:
+    """A syntax error names the file and line."""
+    with pytest.raises(HookLoadError, match=r"h\.py:3.*SyntaxError"):
+        load_hook("h", path=hook_file(tmp_path, "def checkpoint(p):\n    pass\ndef (\n"))
+
+
+@pytest.mark.parametrize("sig", ["()", "(a, b)", "(*, param)"])
+def test_wrong_signature(tmp_path: Path, sig: str) -> None:
+    """A function that cannot take one positional param is refused with its line."""
+    path = hook_file(tmp_path, f"def checkpoint{sig}:\n    pass\n")
+    with pytest.raises(HookLoadError, match=r"h\.py:1 has the wrong signature"):
+        load_hook("h", path=path)
+
+
+def test_path_with_function_suffix(tmp_path: Path) -> None:
+    """PATH.py:FUNC picks the function."""
+    path = hook_file(tmp_path, "def mine(p):\n    return 1\n")
+    assert split_target(f"{path}:mine") == (path, "mine")
+    assert load_hook("h", path=f"{path}:mine").fn(None) == 1
+
+
+def test_filters() -> None:
+    """Default ops are c/u/d/r; tables filter when given."""
+    spec = load_hook("h", path=str(REPO / "hooks" / "audit_log.py"), tables=["public.orders"])
+    assert spec.matches("public.orders", "c") and spec.matches("public.orders", "r")
+    assert not spec.matches("public.orders", "t")
+    assert not spec.matches("public.other", "c")
