@@ -275,7 +275,7 @@ def event_id(source: Mapping[str, Any], table: str, op: str, before: Any, after:
     """
     h = hashlib.sha256()
     h.update(f"{source.get('name')}|{table}|{_position(source, op)}|{op}|".encode())
-    h.update(orjson.dumps([before, after], option=orjson.OPT_SORT_KEYS))
+    h.update(orjson.dumps([before, after], option=orjson.OPT_SORT_KEYS, default=str))
     return h.hexdigest()[:32]
 
 
