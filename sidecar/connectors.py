@@ -84,9 +84,14 @@ def failure_trace(st: dict[str, Any]) -> str | None:
     return None
 
 
-def wait_running(connect_url: str, name: str, timeout_s: float = 60.0) -> dict[str, Any]:
-    """Wait until the connector and all its tasks run; a failure raises with its task trace."""
+def wait_running(connect_url: str, name: str, timeout_s: float = 60.0, settle_s: float = 3.0) -> dict[str, Any]:
+    """Wait until the connector and all its tasks run and stay running for `settle_s`.
+
+    A task can report RUNNING and fail a moment later (e.g. its first snapshot query is
+    refused), so one RUNNING answer is not enough. A failure raises with its task trace.
+    """
     deadline = time.monotonic() + timeout_s
+    running_since: float | None = None
     last: dict[str, Any] = {}
     while time.monotonic() < deadline:
         try:
@@ -101,7 +106,11 @@ def wait_running(connect_url: str, name: str, timeout_s: float = 60.0) -> dict[s
         if last.get("connector", {}).get("state") == "RUNNING" and tasks and all(
             t.get("state") == "RUNNING" for t in tasks
         ):
-            return last
+            running_since = running_since or time.monotonic()
+            if time.monotonic() - running_since >= settle_s:
+                return last
+        else:
+            running_since = None
         time.sleep(0.5)
     raise ConnectorError(f"connector {name} not RUNNING after {timeout_s:.0f}s: {json.dumps(last)}")
 

@@ -1,0 +1,41 @@
+"""Reading topics directly with confluent-kafka (what Debezium wrote, before the sidecar)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer
+
+from tests.integration.stack import KAFKA
+
+
+def read_until(topics: list[str], done: Callable[[list[dict[str, Any]]], bool], timeout: float = 60.0,
+               ) -> list[dict[str, Any]]:
+    """All messages of `topics` from the beginning until `done(messages)` or timeout."""
+    consumer = Consumer({
+        "bootstrap.servers": KAFKA, "group.id": f"it-read-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
+        "enable.auto.commit": "false", "topic.metadata.refresh.interval.ms": "1000",
+    })
+    consumer.subscribe(topics)
+    seen: dict[tuple[str, int, int], dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                value = msg.value()
+                seen[(msg.topic(), msg.partition(), msg.offset())] = {
+                    "topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
+                    "key": None if msg.key() is None else msg.key().decode(),
+                    "value": None if value is None else value.decode(),
+                    "payload": None if value is None else json.loads(value).get("payload"),
+                }
+            elif msg is None and done(list(seen.values())):
+                break
+    finally:
+        consumer.close()
+    return sorted(seen.values(), key=lambda m: (m["topic"], m["partition"], m["offset"]))
