@@ -91,6 +91,7 @@ def run_kafka(app: App, stop: threading.Event) -> LoopStats:
         batch_size=kafka.batch_size,
         poll_timeout_s=kafka.poll_timeout_s,
         commit_interval_s=kafka.commit_interval_s,
+        max_uncommitted=kafka.max_uncommitted,
     )
     app.log.info("sidecar started", hooks=[h.name for h in app.hooks], source="kafka")
     try:

@@ -54,6 +54,9 @@ class KafkaSourceConfig(_Strict):
     batch_size: int = Field(default=500, ge=1, le=100_000)
     poll_timeout_s: float = Field(default=0.2, gt=0, le=10)
     commit_interval_s: float = Field(default=1.0, gt=0, le=300)
+    max_uncommitted: int = Field(
+        default=1000, ge=1, description="commit after this many finished records: bounds redelivery after a crash"
+    )
 
     @field_validator("settings", mode="before")
     @classmethod

@@ -50,6 +50,9 @@ CREATE TABLE public.type_zoo (
 ALTER TABLE public.type_zoo REPLICA IDENTITY FULL;
 -- Left at the default replica identity on purpose: updates carry no before, deletes only the key.
 CREATE TABLE public.events_default_identity (id bigint PRIMARY KEY, note text);
+-- Load and crash tests commit many rows here.
+CREATE TABLE public.load_rows (id bigint PRIMARY KEY, batch int NOT NULL, payload text);
+ALTER TABLE public.load_rows REPLICA IDENTITY FULL;
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO sidecar;
 RESET ROLE;
 GRANT CONNECT ON DATABASE shop TO sidecar;

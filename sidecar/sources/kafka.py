@@ -2,8 +2,10 @@
 
 The only module that imports confluent_kafka. Offsets are committed by us, never by
 librdkafka's auto-commit: only offsets whose records finished (`OffsetTracker`), every
-`commit_interval_s`, synchronously for partitions being revoked and on close, and never
-for a lost assignment. Cooperative-sticky rebalancing; while a hook backs off the member
+`commit_interval_s` or every `max_uncommitted` finished records (whichever comes first),
+synchronously, also for partitions being revoked and on close, and never for a lost
+assignment. A crash therefore redelivers at most `max_uncommitted` finished records plus
+the one in progress. Cooperative-sticky rebalancing; while a hook backs off the member
 pauses its partitions and keeps polling so it never leaves the group.
 """
 
@@ -37,6 +39,7 @@ class KafkaSource:
         batch_size: int = 500,
         poll_timeout_s: float = 0.2,
         commit_interval_s: float = 1.0,
+        max_uncommitted: int = 1000,
         on_assignment: Callable[[], None] | None = None,
     ) -> None:
         self.log = logger
@@ -54,6 +57,8 @@ class KafkaSource:
         self._poll_timeout = poll_timeout_s
         self._commit_interval = commit_interval_s
         self._last_commit = time.monotonic()
+        self._max_uncommitted = max_uncommitted
+        self._uncommitted = 0
         self._on_assignment = on_assignment
         self.assigned_once = False
         self.stopping = False
@@ -144,6 +149,9 @@ class KafkaSource:
         tracker = self._tracker.get(raw.topic, raw.partition)
         if tracker is not None:
             tracker.finish(raw.offset)
+            self._uncommitted += 1
+            if self._uncommitted >= self._max_uncommitted:
+                self._commit_now()
 
     def halt(self, raw: RawMessage, reason: str) -> None:
         assert raw.partition is not None
@@ -177,10 +185,14 @@ class KafkaSource:
             self._resume([k for k in owned if k not in self._halted])
 
     def maybe_commit(self) -> None:
-        now = time.monotonic()
-        if now - self._last_commit >= self._commit_interval:
-            self._last_commit = now
-            self._commit(sync=False)
+        if time.monotonic() - self._last_commit >= self._commit_interval:
+            self._commit_now()
+
+    def _commit_now(self) -> None:
+        # Synchronous: when it returns, a crash redelivers at most `max_uncommitted` records.
+        self._last_commit = time.monotonic()
+        self._uncommitted = 0
+        self._commit(sync=True)
 
     def close(self) -> None:
         try:

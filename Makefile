@@ -1,0 +1,55 @@
+# checkpoint-sidecar — every command the README shows is a target here.
+SHELL := /bin/bash
+PY ?= .venv/bin/python
+PYTEST_ARGS ?=
+STACK := deploy/local/stack
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run demo-rows stack-up stack-down stack-status connectors-apply capture-fixtures \
+        lint test test-unit test-integration test-faults bench clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+.venv/.installed: pyproject.toml
+	python3 -m venv .venv
+	.venv/bin/pip install -q --upgrade pip
+	.venv/bin/pip install -q -e '.[dev]'
+	touch $@
+
+venv: .venv/.installed ## create .venv and install the package with dev tools
+
+run: venv stack-up connectors-apply ## the main job: stack + connectors + sidecar with the example hooks (Ctrl-C stops)
+	@deploy/local/run-demo
+
+stack-up: ## start PostgreSQL, MariaDB, Kafka (KRaft), Kafka Connect + Debezium as local processes
+	@$(STACK) up
+
+stack-down: ## stop everything stack-up started
+	@$(STACK) down
+
+stack-status: ## show which stack components are up
+	@$(STACK) status
+
+connectors-apply: venv ## register/update the Debezium connectors in connectors/ on Kafka Connect
+	@$(PY) -m sidecar connectors apply
+
+capture-fixtures: venv ## re-record tests/fixtures/debezium from the running stack
+	$(PY) scripts/capture_fixtures.py
+
+lint: venv ## ruff + mypy --strict on sidecar/
+	.venv/bin/ruff check sidecar tests scripts hooks
+	.venv/bin/mypy
+
+test-unit: venv ## unit + pipeline tests (no services)
+	$(PY) -m pytest tests/unit tests/pipeline -q $(PYTEST_ARGS)
+
+test: venv stack-up ## all tests but the slow fault scenarios; brings the stack up
+	$(PY) -m pytest tests/unit tests/pipeline tests/integration -q --timeout=600 \
+	  --junitxml=.ci-reports/test.xml $(PYTEST_ARGS)
+
+test-faults: venv stack-up ## slow fault-injection scenarios on the real stack (crash/kill tests)
+	$(PY) -m pytest tests/faults -q --timeout=1200 --junitxml=.ci-reports/faults.xml $(PYTEST_ARGS)
+
+clean: ## remove venv and caches (not the stack state: use deploy/local/stack reset)
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .ci-reports
