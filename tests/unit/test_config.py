@@ -79,3 +79,30 @@ def test_secrets_from_files_and_never_in_repr(tmp_path: Path) -> None:
     assert aux["audit"] == "mysql+pymysql://u:hunter2@127.0.0.1/x"
     assert s.source.kafka is not None and s.source.kafka.librdkafka()["sasl.password"] == "hunter2"
     assert s.source.kafka.librdkafka()["auto.offset.reset"] == "earliest"
+
+
+def test_connector_files_expand_and_templates_parse() -> None:
+    """Every connector file and template is valid JSON once placeholders are filled."""
+    from sidecar import connectors as cx
+
+    env = {k: "x" for k in ("MYSQL_HOST", "MYSQL_CDC_USER", "MYSQL_CDC_PASSWORD", "MYSQL_DATABASE_INCLUDE_LIST",
+                            "KAFKA_BOOTSTRAP_SERVERS", "MSSQL_HOST", "MSSQL_CDC_USER", "MSSQL_CDC_PASSWORD",
+                            "MSSQL_DATABASE", "MSSQL_TABLE_INCLUDE_LIST", "ORACLE_HOST", "ORACLE_CDC_USER",
+                            "ORACLE_CDC_PASSWORD", "ORACLE_DBNAME", "ORACLE_PDB", "ORACLE_TABLE_INCLUDE_LIST",
+                            "MONGODB_CONNECTION_STRING", "MONGODB_COLLECTION_INCLUDE_LIST")}
+    files = sorted((REPO / "connectors").glob("*.json")) + sorted((REPO / "connectors" / "templates").glob("*.json"))
+    assert len(files) == 6
+    for path in files:
+        name, config = cx.load_connector(path, env)
+        assert name and config["provide.transaction.metadata"] == "true"
+        assert config["value.converter"] == "org.apache.kafka.connect.json.JsonConverter"
+        assert "transforms" not in config
+
+
+def test_connector_placeholder_without_value_is_named() -> None:
+    """A placeholder with no default and no env value names the variable to set."""
+    from sidecar import connectors as cx
+    from sidecar.errors import ConnectorError
+
+    with pytest.raises(ConnectorError, match="set the environment variable MYSQL_HOST"):
+        cx.load_connector(REPO / "connectors" / "templates" / "mysql.json", {})
