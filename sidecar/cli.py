@@ -14,7 +14,14 @@ from typing import Any
 
 import click
 
-from sidecar.errors import ConfigError, ConnectorError, DependencyError, HookLoadError, SidecarError, SourceError
+from sidecar.errors import (
+    ConfigError,
+    ConnectorError,
+    DependencyError,
+    HookLoadError,
+    SidecarError,
+    SourceError,
+)
 
 EXIT_CONFIG, EXIT_HOOK, EXIT_DATABASE, EXIT_BROKER, EXIT_CONNECT = 2, 3, 4, 5, 6
 

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sidecar.errors import ConfigError
@@ -126,7 +134,10 @@ class DatabasesConfig(_Strict):
         def get(secret: SecretStr | None, where: str) -> str | None:
             return None if secret is None else read_secret(secret.get_secret_value(), where) or None
 
-        aux = {name: read_secret(s.get_secret_value(), f"databases.auxiliary.{name}") for name, s in self.auxiliary.items()}
+        aux = {
+            name: read_secret(s.get_secret_value(), f"databases.auxiliary.{name}")
+            for name, s in self.auxiliary.items()
+        }
         return get(self.source, "databases.source"), get(self.destination, "databases.destination"), aux
 
 

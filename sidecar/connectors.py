@@ -5,6 +5,7 @@ Config files hold `${NAME}` / `${NAME:-default}` placeholders filled from the en
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -52,10 +53,8 @@ def _request(url: str, method: str = "GET", body: Any = None, timeout: float = 3
             return json.loads(text) if text else None
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", "replace")
-        try:
+        with contextlib.suppress(json.JSONDecodeError, AttributeError):
             detail = json.loads(detail).get("message", detail)
-        except (json.JSONDecodeError, AttributeError):
-            pass
         raise ConnectorError(f"Kafka Connect {method} {url} answered {exc.code}: {detail}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise ConnectorError(f"Kafka Connect at {url} is unreachable: {exc}") from None

@@ -49,7 +49,7 @@ AVRO_HINT: Final = (
 class _EnvelopePlan:
     """Converters for one envelope schema (cached by the schema's raw bytes)."""
 
-    __slots__ = ("before", "after", "key")
+    __slots__ = ("after", "before", "key")
 
     def __init__(self, value_schema: Mapping[str, Any]) -> None:
         fields = {f.get("field"): f for f in value_schema.get("fields") or []}

@@ -166,10 +166,6 @@ def _string(value: Any) -> Any:
     return UNAVAILABLE if value == PLACEHOLDER else value
 
 
-def _identity(value: Any) -> Any:
-    return value
-
-
 # Logical types that keep their base value (documented pass-through, not an accident).
 _PASS_THROUGH: Final = frozenset(
     {
@@ -224,7 +220,7 @@ def converter_for(schema: Mapping[str, Any], connector: str) -> Converter | None
 _MISSING: Final = object()
 
 
-def _named(name: str, kind: Any, params: Mapping[str, Any], connector: str) -> Converter | None | object:
+def _named(name: str, kind: Any, params: Mapping[str, Any], connector: str) -> Converter | object | None:
     duration = connector in _DURATION_CONNECTORS
     match name:
         case "org.apache.kafka.connect.data.Decimal":
@@ -346,4 +342,3 @@ __all__ = [
     "row_converter",
     "schemaless_row",
 ]
-_ = _identity

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.decode import Decoder
-from sidecar.events import ChangeEvent, DecodeFailure
+from sidecar.events import ChangeEvent, DecodeFailure, RawMessage
 from sidecar.route import Router
 from sidecar.run import HookRunner, Outcome
 from sidecar.sources import Source
@@ -21,6 +22,15 @@ class LoopStats:
     decode_failures: int = 0
     abandoned: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _waiter(wait: Callable[[float], bool], source: Source, raw: RawMessage) -> Callable[[float], bool]:
+    """Backoff wait for one record: gives up when stopping or when its partition left us."""
+
+    def wait_for_record(seconds: float) -> bool:
+        return wait(seconds) and source.current(raw)
+
+    return wait_for_record
 
 
 def run_loop(
@@ -68,7 +78,7 @@ def run_loop(
                 stats.events += 1
                 hooks = router.route(result.table, result.op)
                 if hooks:
-                    outcome = runner.run(result, hooks, lambda s, r=raw: wait(s) and source.current(r))
+                    outcome = runner.run(result, hooks, _waiter(wait, source, raw))
                     if outcome is Outcome.FAILED:
                         stats.hook_failures += 1
                         stats.failures.append(("hook_failed", result.event_id))

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -99,7 +99,7 @@ def run_hook(fn: Callable[[CheckpointParam], Any], event: ChangeEvent, **kwargs:
 
 
 @contextmanager
-def capture_logs() -> Iterator[list[dict[str, Any]]]:
+def capture_logs() -> Iterator[list[MutableMapping[str, Any]]]:
     """Capture structured log entries (dicts) emitted while the block runs."""
     with structlog.testing.capture_logs() as logs:
         yield logs

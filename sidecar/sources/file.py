@@ -33,7 +33,7 @@ def parse_line(line: bytes, lineno: int, default_topic: str) -> RawMessage:
         doc = orjson.loads(line)
     except orjson.JSONDecodeError:
         return RawMessage(topic=default_topic, partition=None, offset=lineno, key=None, value=line)
-    if isinstance(doc, dict) and _WRAPPER_KEYS <= doc.keys() and not ({"payload", "op"} & doc.keys()):
+    if isinstance(doc, dict) and doc.keys() >= _WRAPPER_KEYS and not ({"payload", "op"} & doc.keys()):
         return RawMessage(
             topic=str(doc["topic"]),
             partition=doc.get("partition"),

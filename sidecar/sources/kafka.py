@@ -225,7 +225,10 @@ class KafkaSource:
             return
         offsets = [TopicPartition(t, p, off) for (t, p), _, off in due]
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=not sync)
+            if sync:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as exc:
             err = exc.args[0]
             if err.code() in _RETRIABLE_COMMIT:

@@ -6,6 +6,7 @@ each kill may redeliver at most `max_uncommitted` finished records plus the one 
 
 from __future__ import annotations
 
+import itertools
 import random
 import signal
 import threading
@@ -14,7 +15,6 @@ import uuid
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
-
 from sqlalchemy import text
 
 from tests.integration.stack import (
@@ -73,7 +73,9 @@ def test_kill9_mid_stream_loses_nothing(connectors: list[str], tmp_path: Path) -
     c = Consumer({"bootstrap.servers": KAFKA, "group.id": group})
     c.commit(offsets=[TopicPartition(TOPIC, 0, start)], asynchronous=False)
     c.close()
-    text_cfg = cfg.read_text().replace("commit_interval_s: 0.5", f"commit_interval_s: 0.5\n    max_uncommitted: {MAX_UNCOMMITTED}")
+    text_cfg = cfg.read_text().replace(
+        "commit_interval_s: 0.5", f"commit_interval_s: 0.5\n    max_uncommitted: {MAX_UNCOMMITTED}"
+    )
     cfg.write_text(text_cfg)
     assert f"max_uncommitted: {MAX_UNCOMMITTED}" in text_cfg
 
@@ -120,7 +122,7 @@ def test_kill9_mid_stream_loses_nothing(connectors: list[str], tmp_path: Path) -
           f"bound={kills * (MAX_UNCOMMITTED + 1)} processes={pids} offsets={offsets}")
     assert distinct == ROWS
     assert kills >= 5 and pids >= kills  # the hook really ran in the restarted processes
-    increases = sum(1 for a, b in zip(offsets, offsets[1:]) if b > a)
-    assert all(b >= a for a, b in zip(offsets, offsets[1:])), offsets
+    increases = sum(1 for a, b in itertools.pairwise(offsets) if b > a)
+    assert all(b >= a for a, b in itertools.pairwise(offsets)), offsets
     assert increases >= kills - 1, offsets
     assert duplicates <= kills * (MAX_UNCOMMITTED + 1)

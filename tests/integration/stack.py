@@ -92,7 +92,9 @@ def sidecar_config(tmp: Path, *, group: str, topics: list[str] | None = None, pa
     return path
 
 
-def start_sidecar(config: Path, run: str, log: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def start_sidecar(
+    config: Path, run: str, log: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, "TEST_RUN": run, **(extra_env or {})}
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -113,7 +115,9 @@ def stop_sidecar(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
 
 
 @contextmanager
-def sidecar(config: Path, run: str, log: Path, extra_env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def sidecar(
+    config: Path, run: str, log: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     proc = start_sidecar(config, run, log, extra_env)
     try:
         yield proc

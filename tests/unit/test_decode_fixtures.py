@@ -112,7 +112,7 @@ def test_postgres_edge_values() -> None:
 def test_postgres_toast_placeholder_is_unavailable() -> None:
     """An update that did not touch a TOASTed column gives sidecar.UNAVAILABLE, never the placeholder."""
     for name in ("postgres-schemas", "postgres-noschemas"):
-        upd = [e for e in changes(name, "public.events_default_identity") if e.op == "u"][0]
+        upd = next(e for e in changes(name, "public.events_default_identity") if e.op == "u")
         assert upd.after is not None
         assert upd.after["note"] is UNAVAILABLE
 
