@@ -5,7 +5,7 @@ PYTEST_ARGS ?=
 STACK := deploy/local/stack
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run demo-rows stack-up stack-down stack-status connectors-apply capture-fixtures \
+.PHONY: help venv run run-kafka stack-up stack-down stack-status connectors-apply capture-fixtures \
         lint test test-unit test-integration test-faults bench clean
 
 help: ## list the targets
@@ -14,13 +14,16 @@ help: ## list the targets
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
 	.venv/bin/pip install -q --upgrade pip
-	.venv/bin/pip install -q -e '.[dev]'
+	.venv/bin/pip install -q -e '.[dev,embedded]'
 	touch $@
 
 venv: .venv/.installed ## create .venv and install the package with dev tools
 
-run: venv stack-up connectors-apply ## the main job: stack + connectors + sidecar with the example hooks (Ctrl-C stops)
-	@deploy/local/run-demo
+run: venv ## the main job: embedded sidecar + example hooks on a throwaway PostgreSQL (Ctrl-C stops all it started)
+	@deploy/local/run-demo embedded
+
+run-kafka: venv stack-up connectors-apply ## the same on the full stack in Kafka mode (Kafka Connect + Debezium)
+	@deploy/local/run-demo kafka
 
 stack-up: ## start PostgreSQL, MariaDB, Kafka (KRaft), Kafka Connect + Debezium as local processes
 	@$(STACK) up

@@ -78,6 +78,38 @@ def install_signal_handlers(stop: threading.Event, log: Any) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+def run_embedded(app: App, stop: threading.Event, base_dir: Path | None = None) -> LoopStats:
+    from sidecar.sources.embedded import EmbeddedSource
+    from sidecar.sources.embedded_config import engine_properties
+    from sidecar.sources.preflight import preflight
+
+    cfg = app.settings.source.embedded
+    assert cfg is not None
+    state_dir = Path(cfg.state_dir)
+    connector = Path(cfg.connector)
+    if not connector.exists() and base_dir is not None and (base_dir / connector).exists():
+        connector = base_dir / connector
+    props = engine_properties(
+        connector, state_dir, dict(cfg.properties), cfg.poll_interval_ms, cfg.max_batch_size,
+        Path(cfg.offsets_file) if cfg.offsets_file else None, cfg.extra_classpath,
+    )
+    if cfg.preflight:
+        preflight(props)
+    source = EmbeddedSource(
+        props, app.log, state_dir, java_home=cfg.java_home, jvm_opts=[*cfg.jvm_opts],
+        engine_log_level=cfg.engine_log_level, poll_timeout_s=cfg.poll_timeout_s,
+    )
+    install_signal_handlers(stop, app.log)  # again: starting the JVM may have replaced them
+    app.log.info("sidecar started", hooks=[h.name for h in app.hooks], source="embedded",
+                 connector=props.get("name"), java=source.java.version)
+    try:
+        return run_loop(source, Decoder(), app.router, app.runner, stop, app.log)
+    finally:
+        source.close()
+        app.databases.dispose()
+        app.log.info("sidecar stopped")
+
+
 def run_kafka(app: App, stop: threading.Event) -> LoopStats:
     from sidecar.sources.kafka import build_kafka_source
 

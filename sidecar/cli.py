@@ -53,7 +53,7 @@ def main() -> None:
 @config_option
 def run(config_path: str | None) -> None:
     """Consume Debezium change events and run the configured hooks (until SIGTERM)."""
-    from sidecar.app import build_app, install_signal_handlers, run_kafka
+    from sidecar.app import build_app, install_signal_handlers, run_embedded, run_kafka
     from sidecar.config import load_settings
     from sidecar.logs import configure_logging
 
@@ -63,9 +63,12 @@ def run(config_path: str | None) -> None:
         app = build_app(settings, base_dir=Path(config_path).parent if config_path else None)
         stop = threading.Event()
         install_signal_handlers(stop, app.log)
-        if settings.source.kind != "kafka":
+        if settings.source.kind == "kafka":
+            run_kafka(app, stop)
+        elif settings.source.kind == "embedded":
+            run_embedded(app, stop, Path(config_path).parent if config_path else None)
+        else:
             raise ConfigError(f"source.kind {settings.source.kind!r} cannot be run; use `replay FILE` for files")
-        run_kafka(app, stop)
     except SidecarError as exc:
         _fail(exc)
 

@@ -111,15 +111,43 @@ class FileSourceConfig(_Strict):
     path: str = ""
 
 
+class EmbeddedSourceConfig(_Strict):
+    connector: str = Field(
+        default="connectors/postgres-shop.json",
+        description="a connectors/ file (Kafka Connect format, ${ENV} placeholders) reused for the engine",
+    )
+    properties: dict[str, str] = Field(default_factory=dict, description="Debezium properties overriding the file")
+    state_dir: str = Field(default=".run/embedded", description="offsets, schema history, engine log")
+    offsets_file: str | None = Field(default=None, description="default: <state_dir>/offsets.dat")
+    java_home: str | None = Field(default=None, description="default: JAVA_HOME, then java on PATH")
+    jvm_opts: list[str] = Field(default_factory=lambda: ["-Xmx1g"])
+    extra_classpath: list[str] = Field(default_factory=list)
+    engine_log_level: Literal["error", "warn", "info", "debug"] = "warn"
+    poll_interval_ms: int = Field(default=50, ge=1, le=60_000, description="Debezium poll.interval.ms")
+    max_batch_size: int = Field(default=2048, ge=1, le=100_000, description="Debezium max.batch.size")
+    poll_timeout_s: float = Field(default=0.2, gt=0, le=10)
+    preflight: bool = Field(default=True, description="check wal_level and privileges before starting")
+
+    @field_validator("properties", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
+        return value
+
+
 class SourceConfig(_Strict):
-    kind: Literal["kafka", "file"] = "kafka"
+    kind: Literal["kafka", "embedded", "file"] = "kafka"
     kafka: KafkaSourceConfig | None = None
+    embedded: EmbeddedSourceConfig | None = None
     file: FileSourceConfig | None = None
 
     @model_validator(mode="after")
     def _matching_block(self) -> SourceConfig:
         if self.kind == "kafka" and self.kafka is None:
             raise ValueError("source.kind is kafka: add a source.kafka block (bootstrap_servers, topics…)")
+        if self.kind == "embedded" and self.embedded is None:
+            raise ValueError("source.kind is embedded: add a source.embedded block (connector: connectors/…json)")
         if self.kind == "file" and (self.file is None or not self.file.path):
             raise ValueError("source.kind is file: set source.file.path")
         return self

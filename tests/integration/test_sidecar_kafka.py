@@ -14,10 +14,17 @@ import pytest
 
 from sidecar import connectors as cx
 from tests.integration.kafka_read import read_until
+from tests.integration.scenario import (
+    AUDIT,
+    RECORD,
+    assert_inserts_updates_deletes,
+    assert_multi_row_transaction_and_pk_update,
+    kafka_scenario,
+    rec,
+)
 from tests.integration.stack import (
     AUX_URL,
     CONNECT,
-    INV_URL,
     PG_URL,
     PORTS,
     REPO,
@@ -30,78 +37,21 @@ from tests.integration.stack import (
     wait_for,
 )
 
-RECORD = str(REPO / "tests" / "hooks" / "record_calls.py")
-AUDIT = str(REPO / "hooks" / "audit_log.py")
-
-
-def rec(row: Any) -> dict[str, Any]:
-    return json.loads(row.record_json)  # type: ignore[no-any-return]
-
-
-def by_id(rows: list[Any]) -> dict[int, list[Any]]:
-    out: dict[int, list[Any]] = {}
-    for r in rows:
-        out.setdefault(r.record_id, []).append(r)
-    return out
-
 
 @pytest.fixture(scope="module")
 def scenario(connectors: list[str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Commit a scripted set of changes once, run the sidecar over them, keep what the hooks saw."""
-    tmp = tmp_path_factory.mktemp("sidecar")
-    base = new_id_base()
-    ids = {k: base + i for i, k in enumerate(["a", "b", "c1", "c2", "c3", "c4", "p"])}
-    execute(PG_URL, "INSERT INTO orders (id, amount, status, details) VALUES (:a, 10.50, 'new', '{\"x\": 1}')", ids)
-    execute(PG_URL, "UPDATE orders SET status = 'paid', amount = 11.00 WHERE id = :a", ids)
-    execute(PG_URL, "INSERT INTO orders (id, amount) VALUES (:b, 1)", ids)
-    execute(PG_URL, "DELETE FROM orders WHERE id = :b", ids)
-    execute(PG_URL, "INSERT INTO orders (id, amount) VALUES (:c1, 1), (:c2, 2), (:c3, 3)", ids)  # one transaction
-    execute(PG_URL, "UPDATE orders SET id = :c4 WHERE id = :c3", ids)  # primary-key update
-    execute(INV_URL, "INSERT INTO products (id, sku, name, price) VALUES (:p, 'S-1', 'Widget', 9.99)", ids)
-    execute(INV_URL, "UPDATE products SET price = 12.50 WHERE id = :p", ids)
-    execute(INV_URL, "DELETE FROM products WHERE id = :p", ids)
-    run = f"it-{uuid.uuid4().hex[:8]}"
-    cfg = sidecar_config(tmp, group=f"it-{run}", topics=["shop.public.orders", "inv.inventory.products"], hooks={
-        "record": {"path": RECORD}, "audit_log": {"path": AUDIT, "tables": ["public.orders"]}})
-    log = tmp / "sidecar.log"
-    expected_calls = 2 + 2 + 3 + 2 + 3  # a: c,u · b: c,d · c1-c3 · c3 d + c4 c · p: c,u,d
-    with sidecar(cfg, run, log):
-        rows = wait_for("hook calls for every change",
-                        lambda: (r := [x for x in calls(run) if x.record_id in ids.values()])
-                        and len(r) >= expected_calls and r, timeout=90)
-    return {"ids": ids, "run": run, "rows": rows, "config": cfg, "tmp": tmp, "log": log}
+    return kafka_scenario(tmp_path_factory.mktemp("sidecar"))
 
 
 def test_inserts_updates_deletes(scenario: dict[str, Any]) -> None:
     """Insert, update (before and after images), delete (before image) reach the hook with native values."""
-    ids, rows = scenario["ids"], by_id(scenario["rows"])
-    a = rows[ids["a"]]
-    assert [r.op for r in a] == ["c", "u"]
-    created, updated = rec(a[0]), rec(a[1])
-    assert created["record"]["amount"] == "Decimal:10.50" and created["record"]["details"] == {"x": 1}
-    assert created["record"]["_op"] == "c" and created["record"]["_source_table"] == "crm.orders"
-    assert created["record"]["_destination_table"] == "public.orders"
-    assert created["record"]["_committed_at"].startswith("datetime:")
-    assert updated["before"]["status"] == "new" and updated["record"]["status"] == "paid"
-    assert updated["record"]["amount"] == "Decimal:11.00"
-    assert created["record"]["external_id"].startswith("UUID:")
-    b = rows[ids["b"]]
-    assert [r.op for r in b] == ["c", "d"]
-    assert rec(b[1])["record"]["id"] == ids["b"] and rec(b[1])["record"]["_op"] == "d"
-    p = rows[ids["p"]]
-    assert [r.op for r in p] == ["c", "u", "d"] and p[0].tbl == "inventory.products"
-    assert rec(p[1])["before"]["price"] == "Decimal:9.99" and rec(p[1])["record"]["price"] == "Decimal:12.50"
+    assert_inserts_updates_deletes(scenario)
 
 
 def test_multi_row_transaction_and_pk_update(scenario: dict[str, Any]) -> None:
     """Rows of one transaction share _transaction_id; a PK update is a delete then a create."""
-    ids, rows = scenario["ids"], by_id(scenario["rows"])
-    tx = {rec(rows[ids[k]][0])["record"]["_transaction_id"] for k in ("c1", "c2", "c3")}
-    assert len(tx) == 1 and None not in tx
-    assert [r.op for r in rows[ids["c3"]]] == ["c", "d"]
-    assert [r.op for r in rows[ids["c4"]]] == ["c"]
-    all_ids = [r.event_id for r in scenario["rows"]]
-    assert len(all_ids) == len(set(all_ids))
+    assert_multi_row_transaction_and_pk_update(scenario)
 
 
 def test_audit_rows_once_per_event_even_when_redelivered(scenario: dict[str, Any]) -> None:

