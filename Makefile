@@ -41,7 +41,7 @@ capture-fixtures: venv ## re-record tests/fixtures/debezium from the running sta
 	$(PY) scripts/capture_fixtures.py
 
 lint: venv ## ruff + mypy --strict on sidecar/
-	.venv/bin/ruff check sidecar tests scripts hooks
+	.venv/bin/ruff check sidecar tests scripts hooks bench
 	.venv/bin/mypy
 
 test-unit: venv ## unit + pipeline tests (no services)

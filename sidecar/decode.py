@@ -157,26 +157,35 @@ class Decoder:
         return plan
 
     def _key(self, raw: RawMessage, connector: str) -> Mapping[str, Any] | None:
-        if raw.key is None:
+        key = raw.key
+        if key is None:
             return None
+        schema_bytes: bytes | None = None
         try:
-            doc = orjson.loads(raw.key)
+            cut = key.find(_PAYLOAD_SPLIT) if key.startswith(b'{"schema":') else -1
+            if cut > 0 and key.endswith(b"}"):
+                schema_bytes = key[10:cut]
+                payload = orjson.loads(key[cut + len(_PAYLOAD_SPLIT) : -1])
+            else:
+                doc = orjson.loads(key)
+                if isinstance(doc, dict) and doc.keys() == {"schema", "payload"}:
+                    schema_bytes = orjson.dumps(doc["schema"], option=orjson.OPT_SORT_KEYS)
+                    payload = doc["payload"]
+                else:
+                    return doc if isinstance(doc, dict) else None
         except orjson.JSONDecodeError:
             return None
-        if isinstance(doc, dict) and doc.keys() == {"schema", "payload"}:
-            payload = doc["payload"]
-            schema = doc["schema"]
-            if isinstance(payload, dict) and isinstance(schema, dict) and schema.get("type") == "struct":
-                kb = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
-                conv = self._key_plans.get(kb)
-                if conv is None:
-                    conv = logical_types.row_converter(schema, connector)
-                    if len(self._key_plans) >= _MAX_CACHED_SCHEMAS:
-                        self._key_plans.clear()
-                    self._key_plans[kb] = conv
-                return conv(payload)
-            return payload if isinstance(payload, dict) else None
-        return doc if isinstance(doc, dict) else None
+        if not isinstance(payload, dict):
+            return None
+        conv = self._key_plans.get(schema_bytes) if schema_bytes is not None else None
+        if conv is None and schema_bytes is not None and schema_bytes not in self._key_plans:
+            schema = orjson.loads(schema_bytes)
+            conv = (logical_types.row_converter(schema, connector)
+                    if isinstance(schema, dict) and schema.get("type") == "struct" else None)
+            if len(self._key_plans) >= _MAX_CACHED_SCHEMAS:
+                self._key_plans.clear()
+            self._key_plans[schema_bytes] = conv
+        return conv(payload) if conv is not None else payload
 
     def _change(
         self,

@@ -35,7 +35,9 @@ class _Unavailable:
 UNAVAILABLE: Final = _Unavailable()
 
 
-@dataclass(frozen=True, slots=True)
+# RawMessage and ChangeEvent are made once per record on the hot path: plain slotted
+# dataclasses (a frozen one costs ~1 µs more to build). Treat them as read-only.
+@dataclass(slots=True)
 class RawMessage:
     """One message as the source delivered it (kept whole for errors and dead letters)."""
 
@@ -71,7 +73,7 @@ class TransactionInfo:
         return self.id.split(":", 1)[0]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChangeEvent:
     """A committed row change, values already native Python types."""
 

@@ -33,3 +33,30 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
 
 def get_logger(**bind: Any) -> Any:
     return structlog.get_logger("checkpoint-sidecar").bind(**bind)
+
+
+class LazyLogger:
+    """A logger bound to a context only when a hook actually logs.
+
+    Every record gets a logger bound to pipeline, hook, table, op and event_id; most hooks
+    log rarely, so the structlog bind (a few µs) is deferred to the first log call.
+    """
+
+    __slots__ = ("_base", "_bound", "_ctx")
+
+    def __init__(self, base: Any, ctx: dict[str, Any]) -> None:
+        self._base = base
+        self._ctx = ctx
+        self._bound: Any = None
+
+    def bind(self, **kw: Any) -> LazyLogger:
+        return LazyLogger(self._base, {**self._ctx, **kw})
+
+    def __getattr__(self, name: str) -> Any:
+        bound = self._bound
+        if bound is None:
+            bound = self._bound = self._base.bind(**self._ctx)
+        return getattr(bound, name)
+
+    def __repr__(self) -> str:
+        return f"<LazyLogger {self._ctx!r}>"

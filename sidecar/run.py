@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sidecar.databases import Databases
 from sidecar.events import ChangeEvent
 from sidecar.hooks import HookSpec
+from sidecar.logs import LazyLogger
 from sidecar.param import CheckpointParam, build_context, build_record
 
 Wait = Callable[[float], bool]
@@ -51,7 +52,9 @@ class HookRunner:
         """The CheckpointParam each hook gets for this event (shared by `run` and `sidecar.testing`)."""
         record = build_record(event, self.source_tables.get(event.table))
         ctx = build_context(event, self.pipeline)
-        base = self.log.bind(pipeline=self.pipeline, table=event.table, op=event.op, event_id=event.event_id)
+        base = LazyLogger(
+            self.log, {"pipeline": self.pipeline, "table": event.table, "op": event.op, "event_id": event.event_id}
+        )
         out = []
         for i, hook in enumerate(hooks):
             out.append(

@@ -97,11 +97,18 @@ def embedded_config(tmp: Path, run: str, slot: str, tables: str = "public.orders
     return path
 
 
-def wait_streaming(run: str, probe_id: int) -> None:
+PROBES = {
+    "orders": "INSERT INTO orders (id, amount) VALUES (:id, 0) "
+              "ON CONFLICT (id) DO UPDATE SET status = clock_timestamp()::text",
+    "load_rows": "INSERT INTO load_rows (id, batch) VALUES (:id, -1) "
+                 "ON CONFLICT (id) DO UPDATE SET payload = clock_timestamp()::text",
+}
+
+
+def wait_streaming(run: str, probe_id: int, table: str = "orders") -> None:
     """Commit probe changes until the hook sees one: the engine is past its snapshot and streaming."""
     def seen() -> bool:
-        execute(PG_URL, "INSERT INTO orders (id, amount) VALUES (:id, 0) "
-                        "ON CONFLICT (id) DO UPDATE SET status = clock_timestamp()::text", {"id": probe_id})
+        execute(PG_URL, PROBES[table], {"id": probe_id})
         return any(r.record_id == probe_id for r in calls(run))
 
     wait_for("the embedded engine to stream", seen, timeout=120, every=1.0)
