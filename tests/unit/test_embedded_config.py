@@ -1,0 +1,79 @@
+"""Embedded-mode pieces that need no JVM: engine properties, Java detection, lazy loggers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import structlog
+
+from sidecar.errors import SourceError
+from sidecar.logs import LazyLogger
+from sidecar.sources.embedded import hint_for
+from sidecar.sources.embedded_config import bundled_debezium_version, engine_properties
+from sidecar.sources.java import find_java
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def props(tmp_path: Path, connector: str = "postgres-shop.json", **over: str) -> dict[str, str]:
+    return engine_properties(REPO / "connectors" / connector, tmp_path, dict(over), 50, 2048, None, [])
+
+
+def test_engine_properties_reuse_connector_file(tmp_path: Path) -> None:
+    """The Connect file is reused; Connect-only keys go; file offsets flushed after every batch."""
+    p = props(tmp_path, **{"slot.name": "mine"})
+    assert p["connector.class"] == "io.debezium.connector.postgresql.PostgresConnector"
+    assert p["slot.name"] == "mine" and p["name"] == "shop-postgres"
+    assert not any(k.startswith(("key.converter", "value.converter", "topic.creation")) for k in p)
+    assert p["offset.flush.interval.ms"] == "0" and p["offset.storage.file.filename"] == str(tmp_path / "offsets.dat")
+    assert p["converter.schemas.enable"] == "true" and p["poll.interval.ms"] == "50"
+    assert p["provide.transaction.metadata"] == "true"
+
+
+def test_mariadb_embedded_refused_without_matching_connector_jar(tmp_path: Path) -> None:
+    """MariaDB needs debezium-connector-mariadb of the bundled version; the error names it."""
+    with pytest.raises(SourceError, match=r"debezium-connector-mariadb:3\.6\.3\.Final"):
+        props(tmp_path, "mariadb-inventory.json")
+    assert bundled_debezium_version() == "3.6.3.Final"
+
+
+def fake_java(tmp_path: Path, version: str, libjvm: bool = True) -> Path:
+    home = tmp_path / f"jdk-{version}"
+    (home / "lib" / "server").mkdir(parents=True)
+    (home / "release").write_text(f'JAVA_VERSION="{version}"\n')
+    if libjvm:
+        (home / "lib" / "server" / "libjvm.so").write_bytes(b"")
+    return home
+
+
+def test_find_java_reads_release_file(tmp_path: Path) -> None:
+    """A Java home's release file gives the version; 17+ is accepted."""
+    java = find_java(str(fake_java(tmp_path, "21.0.2")))
+    assert java.major == 21 and java.libjvm.name == "libjvm.so"
+
+
+def test_find_java_errors(tmp_path: Path) -> None:
+    """Old Java, a missing home and a JRE without the server VM each name the fix."""
+    with pytest.raises(SourceError, match=r"Java 1\.8\.0_392 .* is too old"):
+        find_java(str(fake_java(tmp_path, "1.8.0_392")))
+    with pytest.raises(SourceError, match="does not exist"):
+        find_java(str(tmp_path / "nope"))
+    with pytest.raises(SourceError, match="no lib/server/libjvm.so"):
+        find_java(str(fake_java(tmp_path, "17.0.1", libjvm=False)))
+
+
+def test_engine_error_hints() -> None:
+    """Known engine failures get a fix appended."""
+    assert "wal_level = logical" in hint_for("Postgres server wal_level property must be 'logical'")
+    assert "WITH REPLICATION" in hint_for("must be superuser or replication role to start walsender")
+    assert hint_for("something new") == ""
+
+
+def test_lazy_logger_binds_on_first_use() -> None:
+    """The per-record logger binds only when used, with every context field."""
+    base = structlog.get_logger("t")
+    lazy = LazyLogger(base, {"pipeline": "p", "event_id": "e"}).bind(hook="h")
+    with structlog.testing.capture_logs() as logs:
+        lazy.info("hello", x=1)
+    assert logs == [{"pipeline": "p", "event_id": "e", "hook": "h", "x": 1, "event": "hello", "log_level": "info"}]
