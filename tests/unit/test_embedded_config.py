@@ -59,7 +59,7 @@ def test_find_java_errors(tmp_path: Path) -> None:
         find_java(str(fake_java(tmp_path, "1.8.0_392")))
     with pytest.raises(SourceError, match="does not exist"):
         find_java(str(tmp_path / "nope"))
-    with pytest.raises(SourceError, match="no lib/server/libjvm.so"):
+    with pytest.raises(SourceError, match=r"no lib/server/libjvm\.so"):
         find_java(str(fake_java(tmp_path, "17.0.1", libjvm=False)))
 
 
