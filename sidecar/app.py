@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -12,9 +14,12 @@ from typing import Any
 from sidecar.config import Settings
 from sidecar.databases import Databases, build_databases
 from sidecar.decode import Decoder
+from sidecar.errors import ConfigError, SourceError
+from sidecar.health import Health
 from sidecar.hooks import HookSpec, load_hook
 from sidecar.logs import get_logger
 from sidecar.loop import LoopStats, run_loop
+from sidecar.metrics import Metrics, NoMetrics
 from sidecar.route import Router
 from sidecar.run import HookRunner
 
@@ -50,29 +55,63 @@ class App:
     runner: HookRunner
     router: Router
     log: Any
+    metrics: Metrics
+    health: Health
 
 
 def build_app(settings: Settings, base_dir: Path | None = None, max_attempts: int | None = None) -> App:
     log = get_logger(pipeline=settings.pipeline)
     hooks = build_hooks(settings, base_dir)
     databases = build_settings_databases(settings)
+    metrics: Metrics = Metrics() if settings.metrics_enabled else NoMetrics()
+    health = Health(loop_stall_s=settings.health.loop_stall_s, hook_timeout_s=settings.health.hook_timeout_s)
     runner = HookRunner(
         settings.pipeline,
         databases,
         get_logger(),
         source_tables={t: c.source_table for t, c in settings.tables.items()},
         max_attempts=max_attempts,
+        metrics=metrics,
+        health=health,
     )
-    return App(settings, hooks, databases, runner, Router(hooks), log)
+    return App(settings, hooks, databases, runner, Router(hooks), log, metrics, health)
 
 
-def install_signal_handlers(stop: threading.Event, log: Any) -> None:
+@contextlib.contextmanager
+def operations(app: App) -> Iterator[None]:
+    """HTTP (/metrics, /healthz, /readyz) and the background watcher for the life of `run`."""
+    from sidecar.http import serve
+    from sidecar.watch import Watcher
+
+    server = None
+    if app.settings.http.enabled:
+        try:
+            server = serve(app.settings.http.host, app.settings.http.port, app.metrics, app.health, app.log)
+        except OSError as exc:
+            raise ConfigError(
+                f"http.port {app.settings.http.port}: cannot listen ({exc.strerror}); free it or set http.port"
+            ) from None
+    watcher = Watcher(app.databases, app.metrics, app.health, app.log, app.settings.health.watch_interval_s)
+    watcher.start()
+    try:
+        yield
+    finally:
+        app.health.shutting_down = True
+        watcher.stop()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
+def install_signal_handlers(stop: threading.Event, log: Any, health: Health | None = None) -> None:
     def handler(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
             log.warning("second signal: exiting now")
             raise SystemExit(1)
         log.info("signal received: finishing in-flight work, committing, exiting", signal=signum)
         stop.set()
+        if health is not None:
+            health.shutting_down = True
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
@@ -98,12 +137,17 @@ def run_embedded(app: App, stop: threading.Event, base_dir: Path | None = None) 
     source = EmbeddedSource(
         props, app.log, state_dir, java_home=cfg.java_home, jvm_opts=[*cfg.jvm_opts],
         engine_log_level=cfg.engine_log_level, poll_timeout_s=cfg.poll_timeout_s,
+        metrics=app.metrics, health=app.health,
     )
-    install_signal_handlers(stop, app.log)  # again: starting the JVM may have replaced them
+    install_signal_handlers(stop, app.log, app.health)  # again: starting the JVM may have replaced them
     app.log.info("sidecar started", hooks=[h.name for h in app.hooks], source="embedded",
                  connector=props.get("name"), java=source.java.version)
     try:
-        return run_loop(source, Decoder(), app.router, app.runner, stop, app.log)
+        with operations(app):
+            return run_loop(source, Decoder(), app.router, app.runner, stop, app.log)
+    except SourceError:
+        app.metrics.source_failed("engine")
+        raise
     finally:
         source.close()
         app.databases.dispose()
@@ -124,10 +168,13 @@ def run_kafka(app: App, stop: threading.Event) -> LoopStats:
         poll_timeout_s=kafka.poll_timeout_s,
         commit_interval_s=kafka.commit_interval_s,
         max_uncommitted=kafka.max_uncommitted,
+        metrics=app.metrics,
+        health=app.health,
     )
     app.log.info("sidecar started", hooks=[h.name for h in app.hooks], source="kafka")
     try:
-        return run_loop(source, Decoder(), app.router, app.runner, stop, app.log)
+        with operations(app):
+            return run_loop(source, Decoder(), app.router, app.runner, stop, app.log)
     finally:
         source.stopping = True
         source.close()

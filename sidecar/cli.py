@@ -62,7 +62,7 @@ def run(config_path: str | None) -> None:
         configure_logging(settings.log.level, settings.log.format)
         app = build_app(settings, base_dir=Path(config_path).parent if config_path else None)
         stop = threading.Event()
-        install_signal_handlers(stop, app.log)
+        install_signal_handlers(stop, app.log, app.health)
         if settings.source.kind == "kafka":
             run_kafka(app, stop)
         elif settings.source.kind == "embedded":

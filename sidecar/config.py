@@ -195,8 +195,15 @@ class HookConfig(_Strict):
 
 
 class HttpConfig(_Strict):
+    enabled: bool = True
     host: str = "0.0.0.0"
-    port: int = Field(default=9180, ge=0, le=65535)
+    port: int = Field(default=9180, ge=0, le=65535, description="/metrics, /healthz, /readyz; 0 = any free port")
+
+
+class HealthConfig(_Strict):
+    loop_stall_s: float = Field(default=60.0, gt=0, description="liveness fails when the loop has not ticked this long")
+    hook_timeout_s: float = Field(default=300.0, gt=0, description="liveness fails when one hook runs longer")
+    watch_interval_s: float = Field(default=15.0, gt=0, description="database pings and slot retention checks")
 
 
 class LogConfig(_Strict):
@@ -215,6 +222,8 @@ class Settings(BaseSettings):
     tables: dict[str, TableConfig] = Field(default_factory=dict)
     hooks: dict[str, HookConfig] = Field(default_factory=dict)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    metrics_enabled: bool = Field(default=True, description="false: record no metrics (benchmarks)")
     log: LogConfig = Field(default_factory=LogConfig)
 
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,14 +45,26 @@ def run_loop(
 ) -> LoopStats:
     """Process messages in order; a record's offset is finished only when all its hooks are."""
     stats = LoopStats()
+    metrics, health = runner.metrics, runner.health
 
     def wait(seconds: float) -> bool:
-        return not stop.is_set() and source.wait(seconds) and not stop.is_set()
+        # Back off in slices so the liveness heartbeat keeps ticking.
+        deadline = time.monotonic() + seconds
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            health.beat()
+            if not source.wait(min(left, 1.0)):
+                return False
+        return False
 
     while not stop.is_set():
+        health.beat()
         batch = source.poll_batch()
         if not batch and until_exhausted and getattr(source, "exhausted", False):
             break
+        metrics.set_in_flight(len(batch))
         for raw in batch:
             if stop.is_set():
                 break
@@ -62,6 +75,7 @@ def run_loop(
             result = decoder.decode(raw)
             if isinstance(result, DecodeFailure):
                 stats.decode_failures += 1
+                metrics.decode_error(result.reason)
                 stats.failures.append((result.reason, result.detail))
                 log.error(
                     "cannot decode message",
@@ -76,6 +90,7 @@ def run_loop(
                 continue
             if isinstance(result, ChangeEvent):
                 stats.events += 1
+                metrics.event(result.table, result.op, result.committed_at)
                 hooks = router.route(result.table, result.op)
                 if hooks:
                     outcome = runner.run(result, hooks, _waiter(wait, source, raw))
@@ -88,5 +103,6 @@ def run_loop(
                         stats.abandoned += 1
                         continue
             source.finish(raw)
+        metrics.set_in_flight(0)
         source.maybe_commit()
     return stats

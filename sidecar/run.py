@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -16,8 +17,10 @@ from sqlalchemy.engine import Engine
 
 from sidecar.databases import Databases
 from sidecar.events import ChangeEvent
+from sidecar.health import Health
 from sidecar.hooks import HookSpec
 from sidecar.logs import LazyLogger
+from sidecar.metrics import Metrics, NoMetrics
 from sidecar.param import CheckpointParam, build_context, build_record
 
 Wait = Callable[[float], bool]
@@ -38,6 +41,8 @@ class HookRunner:
         logger: Any,
         source_tables: Mapping[str, str | None] | None = None,
         max_attempts: int | None = None,
+        metrics: Metrics | None = None,
+        health: Health | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.databases = databases
@@ -45,6 +50,8 @@ class HookRunner:
         self.source_tables = source_tables or {}
         self.max_attempts = max_attempts
         self._aux: Mapping[str, Engine] = databases.auxiliary
+        self.metrics = metrics or NoMetrics()
+        self.health = health or Health()
         self.calls_ok = 0
         self.calls_failed = 0
 
@@ -82,11 +89,17 @@ class HookRunner:
     def _run_one(self, hook: HookSpec, param: CheckpointParam, wait: Wait) -> Outcome:
         attempt = 0
         delay = hook.initial_backoff_s
+        committed_at = param.record.get("_committed_at")
+        health, metrics = self.health, self.metrics
         while True:
             attempt += 1
+            health.hook_begin(hook.name)
+            started = time.perf_counter()
             try:
                 hook.fn(param)
             except Exception as exc:
+                health.hook_end()
+                metrics.hook_attempt(hook.name, "error", time.perf_counter() - started, committed_at)
                 self.calls_failed += 1
                 param.logger.error(
                     "hook failed",
@@ -96,11 +109,14 @@ class HookRunner:
                 )
                 if self.max_attempts is not None and attempt >= self.max_attempts:
                     return Outcome.FAILED
+                metrics.hook_run(hook.name, "retry")
                 sleep = min(delay, hook.max_backoff_s) * random.uniform(0.8, 1.2)
                 param.logger.warning("retrying hook", attempt=attempt, backoff_s=round(sleep, 3))
                 if not wait(sleep):
                     return Outcome.ABANDONED
                 delay = min(delay * hook.multiplier, hook.max_backoff_s)
             else:
+                health.hook_end()
+                metrics.hook_attempt(hook.name, "success", time.perf_counter() - started, committed_at)
                 self.calls_ok += 1
                 return Outcome.DONE

@@ -22,6 +22,8 @@ from typing import Any
 
 from sidecar.errors import SourceError
 from sidecar.events import RawMessage
+from sidecar.health import Health
+from sidecar.metrics import Metrics, NoMetrics
 from sidecar.sources.engine_logs import EngineLogForwarder, write_log4j2_config
 from sidecar.sources.java import JavaRuntime, find_java
 
@@ -82,8 +84,12 @@ class EmbeddedSource:
         engine_log_level: str = "warn",
         poll_timeout_s: float = 0.2,
         batch_packer: bool = True,
+        metrics: Metrics | None = None,
+        health: Health | None = None,
     ) -> None:
         self.log = logger
+        self.metrics = metrics or NoMetrics()
+        self.health = health or Health()
         self.properties = dict(properties)
         self.state_dir = state_dir
         self.poll_timeout_s = poll_timeout_s
@@ -125,6 +131,13 @@ class EmbeddedSource:
             def supportsTombstoneEvents(self) -> bool:
                 return True
 
+        @jpype.JImplements("io.debezium.engine.DebeziumEngine$ConnectorCallback")
+        class Started:
+            @jpype.JOverride  # type: ignore[untyped-decorator]  # JPype ships no type hints
+            def taskStarted(self) -> None:
+                source.health.started = True
+                source.log.info("embedded engine started")
+
         @jpype.JImplements("io.debezium.engine.DebeziumEngine$CompletionCallback")
         class Completion:
             @jpype.JOverride  # type: ignore[untyped-decorator]  # JPype ships no type hints
@@ -137,10 +150,15 @@ class EmbeddedSource:
             props.setProperty(key, value)
         engine_cls = jpype.JClass("io.debezium.engine.DebeziumEngine")
         json_format = jpype.JClass("io.debezium.engine.format.Json")
-        self._keepalive = (Consumer(), Completion())
-        return engine_cls.create(json_format).using(props).using(self._keepalive[1]).notifying(
-            self._keepalive[0]
-        ).build()
+        self._keepalive = (Consumer(), Completion(), Started())
+        return (
+            engine_cls.create(json_format)
+            .using(props)
+            .using(self._keepalive[1])
+            .using(self._keepalive[2])
+            .notifying(self._keepalive[0])
+            .build()
+        )
 
     def _run_engine(self) -> None:
         try:
@@ -158,6 +176,8 @@ class EmbeddedSource:
         if recent and recent not in detail:
             detail = f"{detail} (engine log: {recent})"
         self.error = f"the Debezium engine stopped: {detail}{hint_for(detail)}"
+        self.metrics.source_failed("engine")
+        self.health.dependency("engine", False)
         self.log.error("embedded engine stopped", success=success, error=self.error)
         self._batches.put(_STOP)
 
@@ -205,6 +225,8 @@ class EmbeddedSource:
         for r in records:
             committer.markProcessed(r)
         committer.markBatchFinished()
+        self.metrics.committed()
+        self.health.started = True
         self.batches_handled += 1
         self.records_handled += len(msgs)
         self.ready.set()

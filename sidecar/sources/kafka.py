@@ -21,6 +21,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from sidecar.checkpoint import OffsetTracker, PartitionTracker
 from sidecar.errors import SourceError
 from sidecar.events import RawMessage
+from sidecar.health import Health
+from sidecar.metrics import Metrics, NoMetrics
 
 _RETRIABLE_COMMIT = {
     KafkaError.REBALANCE_IN_PROGRESS,
@@ -41,9 +43,14 @@ class KafkaSource:
         commit_interval_s: float = 1.0,
         max_uncommitted: int = 1000,
         on_assignment: Callable[[], None] | None = None,
+        metrics: Metrics | None = None,
+        health: Health | None = None,
     ) -> None:
         self.log = logger
-        self._conf = dict(conf)
+        self.metrics = metrics or NoMetrics()
+        self.health = health or Health()
+        self._broker_down = False
+        self._conf: dict[str, Any] = {**conf, "error_cb": self._error_cb}
         try:
             self._consumer = Consumer(self._conf)
         except KafkaException as exc:
@@ -66,12 +73,27 @@ class KafkaSource:
             list(topics), on_assign=self._assign, on_revoke=self._revoke, on_lost=self._lost
         )
 
+    def _error_cb(self, err: Any) -> None:
+        # Called from poll(): readiness follows the broker, liveness does not.
+        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT) and not self._broker_down:
+            self._broker_down = True
+            self.health.dependency("kafka", False)
+            self.log.warning("kafka unreachable; not ready until it answers again", error=err.str())
+
+    def _broker_up(self) -> None:
+        if self._broker_down:
+            self._broker_down = False
+            self.health.dependency("kafka", True)
+            self.log.info("kafka reachable again")
+
     # ------------------------------------------------------------------ rebalance callbacks
     def _assign(self, consumer: Any, partitions: list[Any]) -> None:
         for tp in partitions:
             self._tracker.assign(tp.topic, tp.partition)
             self._halted.discard((tp.topic, tp.partition))
         self.assigned_once = True
+        self.health.started = True
+        self._broker_up()
         self.log.info("partitions assigned", partitions=[f"{tp.topic}[{tp.partition}]" for tp in partitions])
         if self._on_assignment is not None:
             self._on_assignment()
@@ -82,6 +104,7 @@ class KafkaSource:
         self._commit(sync=True, only={(tp.topic, tp.partition) for tp in partitions})
         for tp in partitions:
             self._drop(tp.topic, tp.partition)
+            self.metrics.forget_lag(tp.topic, tp.partition)
         self.log.info("partitions revoked", partitions=[f"{tp.topic}[{tp.partition}]" for tp in partitions])
 
     def _lost(self, consumer: Any, partitions: list[Any]) -> None:
@@ -108,6 +131,8 @@ class KafkaSource:
                 one = self._consumer.poll(self._poll_timeout)
                 msgs = [one] if one is not None else []
         out: list[RawMessage] = []
+        if msgs:
+            self._broker_up()
         for msg in msgs:
             err = msg.error()
             if err is not None:
@@ -186,7 +211,23 @@ class KafkaSource:
 
     def maybe_commit(self) -> None:
         if time.monotonic() - self._last_commit >= self._commit_interval:
+            if self._broker_down:
+                try:  # a cheap probe only while the broker is believed down
+                    self._consumer.list_topics(timeout=0.5)
+                    self._broker_up()
+                except KafkaException:
+                    pass
             self._commit_now()
+            self._update_lag()
+
+    def _update_lag(self) -> None:
+        for (topic, partition), tracker in self._tracker.items():
+            try:
+                _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            except KafkaException:
+                continue
+            if high is not None and high >= 0 and tracker.committed is not None:
+                self.metrics.lag(topic, partition, max(0, high - tracker.committed))
 
     def _commit_now(self) -> None:
         # Synchronous: when it returns, a crash redelivers at most `max_uncommitted` records.
@@ -238,6 +279,7 @@ class KafkaSource:
             return
         for _, tracker, off in due:
             tracker.committed = off
+        self.metrics.committed()
         self.log.debug("offsets committed", offsets={f"{t}[{p}]": o for (t, p), _, o in due}, sync=sync)
 
     def committed_positions(self) -> dict[tuple[str, int], int | None]:

@@ -1,0 +1,74 @@
+"""Liveness and readiness, as Kubernetes probes want them.
+
+- live: the main loop's heartbeat is recent — it keeps ticking while backing off, waiting
+  for a broker or database, or halted by policy. It is false only when the loop itself is
+  stuck (no tick for `loop_stall_s`) or a hook runs past its timeout. Never tied to the
+  broker or databases (an outage must not restart every pod).
+- ready: false until the first partition assignment (an empty one counts) or, embedded,
+  the engine's start; while a required dependency is down; while halted; while shutting down.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Health:
+    loop_stall_s: float = 60.0
+    hook_timeout_s: float = 300.0
+    last_beat: float = field(default_factory=time.monotonic)
+    started: bool = False
+    halted: bool = False
+    shutting_down: bool = False
+    hook_started: float | None = None
+    hook_name: str | None = None
+    down: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def beat(self) -> None:
+        self.last_beat = time.monotonic()
+
+    def hook_begin(self, name: str) -> None:
+        self.hook_name = name
+        self.hook_started = time.monotonic()
+
+    def hook_end(self) -> None:
+        self.hook_started = None
+        self.hook_name = None
+        self.beat()
+
+    def dependency(self, name: str, up: bool) -> None:
+        with self._lock:
+            if up:
+                self.down.discard(name)
+            else:
+                self.down.add(name)
+
+    def live(self) -> tuple[bool, str]:
+        now = time.monotonic()
+        started = self.hook_started
+        if started is not None:
+            if now - started > self.hook_timeout_s:
+                took = now - started
+                return False, f"hook {self.hook_name} running for {took:.0f}s (timeout {self.hook_timeout_s:.0f}s)"
+            return True, f"hook {self.hook_name} running"
+        idle = now - self.last_beat
+        if idle > self.loop_stall_s:
+            return False, f"main loop has not ticked for {idle:.0f}s"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        if self.shutting_down:
+            return False, "shutting down"
+        if not self.started:
+            return False, "waiting for the first partition assignment / engine start"
+        if self.halted:
+            return False, "halted by policy"
+        with self._lock:
+            down = sorted(self.down)
+        if down:
+            return False, "dependency down: " + ", ".join(down)
+        return True, "ok"
