@@ -64,6 +64,7 @@ def build_app(settings: Settings, base_dir: Path | None = None, max_attempts: in
     hooks = build_hooks(settings, base_dir)
     databases = build_settings_databases(settings)
     metrics: Metrics = Metrics() if settings.metrics_enabled else NoMetrics()
+    metrics.declare_hooks([h.name for h in hooks])
     health = Health(loop_stall_s=settings.health.loop_stall_s, hook_timeout_s=settings.health.hook_timeout_s)
     runner = HookRunner(
         settings.pipeline,

@@ -103,6 +103,7 @@ def run_loop(
                         stats.abandoned += 1
                         continue
             source.finish(raw)
+            source.maybe_commit()  # per record: slow hooks must not delay commits by a whole batch
         metrics.set_in_flight(0)
         source.maybe_commit()
     return stats

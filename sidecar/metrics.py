@@ -15,8 +15,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 
 from sidecar import __version__
 
-disable_created_metrics()  # no `_created` series: they double the scrape for nothing we use
+disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series: they double the scrape
 
+DECODE_REASONS = ("not_json", "not_envelope", "flattened", "unsupported_format", "unknown_logical_type",
+                  "schema_mismatch")
+HOOK_OUTCOMES = ("success", "error", "retry")
 HOOK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0)
 
@@ -58,11 +61,22 @@ class Metrics:
                                        "The source stopped with an error (embedded engine, fatal broker error).",
                                        ["reason"], registry=r)
         self.build_info.labels(version=__version__).set(1)
+        # Known label values start at 0, so alerts using increase()/rate() see them from the first scrape.
+        for reason in DECODE_REASONS:
+            self.decode_errors.labels(reason=reason)
         self._events: dict[tuple[str, str], Any] = {}
         self._runs: dict[tuple[str, str], Any] = {}
         self._durations: dict[str, Any] = {}
         self._lags: dict[str, Any] = {}
         self._newest_source = 0.0
+
+    def declare_hooks(self, hooks: list[str]) -> None:
+        """Create each hook's series at 0 (outcomes and histograms) before its first call."""
+        for hook in hooks:
+            for outcome in HOOK_OUTCOMES:
+                self._runs[(hook, outcome)] = self.hook_runs.labels(hook=hook, outcome=outcome)
+            self._durations[hook] = self.hook_duration.labels(hook=hook)
+            self._lags[hook] = self.commit_to_hook.labels(hook=hook)
 
     def event(self, table: str, op: str, committed_at: datetime | None) -> None:
         key = (table, op)

@@ -218,7 +218,6 @@ class KafkaSource:
                 except KafkaException:
                     pass
             self._commit_now()
-            self._update_lag()
 
     def _update_lag(self) -> None:
         for (topic, partition), tracker in self._tracker.items():
@@ -234,6 +233,7 @@ class KafkaSource:
         self._last_commit = time.monotonic()
         self._uncommitted = 0
         self._commit(sync=True)
+        self._update_lag()
 
     def close(self) -> None:
         try:
