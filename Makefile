@@ -5,7 +5,7 @@ PYTEST_ARGS ?=
 STACK := deploy/local/stack
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run run-kafka stack-up stack-down stack-status connectors-apply capture-fixtures \
+.PHONY: help venv run run-kafka deploy-sync tools test-rules stack-up stack-down stack-status connectors-apply capture-fixtures \
         lint test test-unit test-integration test-faults bench clean
 
 help: ## list the targets
@@ -47,12 +47,28 @@ lint: venv ## ruff + mypy --strict on sidecar/
 test-unit: venv ## unit + pipeline tests (no services)
 	$(PY) -m pytest tests/unit tests/pipeline -q $(PYTEST_ARGS)
 
-test: venv stack-up ## all tests but the slow fault scenarios; brings the stack up
+test: venv tools stack-up ## all tests but the slow fault scenarios; brings the stack up
+	promtool check rules deploy/prometheus/alerts.yaml
+	cd deploy/prometheus && promtool test rules alerts.test.yaml
 	$(PY) -m pytest tests/unit tests/pipeline tests/integration -q --timeout=600 \
 	  --junitxml=.ci-reports/test.xml $(PYTEST_ARGS)
 
 test-faults: venv stack-up ## slow fault-injection scenarios on the real stack (crash/kill tests)
 	$(PY) -m pytest tests/faults -q --timeout=1200 --junitxml=.ci-reports/faults.xml $(PYTEST_ARGS)
+
+deploy-sync: venv ## copy hooks/config into the kustomize base and Helm chart; regenerate Strimzi connectors and the dashboard
+	cp hooks/*.py deploy/kubernetes/base/hooks/
+	cp hooks/*.py deploy/helm/checkpoint-sidecar/files/hooks/
+	cp deploy/kubernetes/base/config.yaml deploy/helm/checkpoint-sidecar/files/config.yaml
+	$(PY) scripts/make_strimzi.py
+	$(PY) scripts/make_dashboard.py
+
+tools: ## build/install helm, kustomize (Go module proxy) and prometheus/promtool (Debian) for deploy/ checks
+	deploy/tools/install
+
+test-rules: tools ## promtool check + unit tests of the alert rules
+	promtool check rules deploy/prometheus/alerts.yaml
+	cd deploy/prometheus && promtool test rules alerts.test.yaml
 
 clean: ## remove venv and caches (not the stack state: use deploy/local/stack reset)
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .ci-reports
