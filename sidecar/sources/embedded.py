@@ -268,6 +268,7 @@ class EmbeddedSource:
 
     def halt(self, raw: RawMessage, reason: str) -> None:
         self._halted = True
+        self.health.halted = True
         self.log.error("embedded source halted: this batch is not acknowledged and nothing after it is read",
                        topic=raw.topic, reason=reason)
 

@@ -183,6 +183,7 @@ class KafkaSource:
         key = (raw.topic, raw.partition)
         self._halted.add(key)
         self._pause([key])
+        self.health.halted = True  # needs a person: not ready until restarted
         self.log.error(
             "partition halted: nothing at or after this offset is committed",
             topic=raw.topic,

@@ -1,0 +1,53 @@
+"""Every log line a hook writes carries pipeline, hook, table, op and event_id."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import structlog
+
+from sidecar.databases import Databases
+from sidecar.decode import Decoder
+from sidecar.hooks import HookSpec
+from sidecar.loop import run_loop
+from sidecar.route import Router
+from sidecar.run import HookRunner
+from sidecar.sources.file import FileSource
+from tests.fixtures import load
+
+
+def test_hook_log_lines_are_bound(tmp_path: Any) -> None:
+    """A hook's param.logger lines have the five context fields, whatever the hook passes."""
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(m["value"] for m in load("postgres-schemas")["messages"] if m["value"]) + "\n")
+
+    def hook(param: Any) -> None:
+        param.logger.info("checkpoint triggered", extra_field=1)
+
+    runner = HookRunner("orders-pipeline", Databases(), structlog.get_logger())
+    with structlog.testing.capture_logs() as logs:
+        run_loop(FileSource(path), Decoder(), Router([HookSpec("audit", hook, "t")]), runner, threading.Event(),
+                 structlog.get_logger(), until_exhausted=True)
+    lines = [entry for entry in logs if entry["event"] == "checkpoint triggered"]
+    assert lines
+    for entry in lines:
+        assert entry["pipeline"] == "orders-pipeline" and entry["hook"] == "audit"
+        assert entry["table"].startswith("public.") and entry["op"] in "cudr"
+        assert len(entry["event_id"]) == 32 and entry["extra_field"] == 1
+
+
+def test_json_logs_when_not_a_tty(capsys: Any) -> None:
+    """Without a TTY the log format is one JSON object per line."""
+    import json
+
+    from sidecar.logs import configure_logging, get_logger
+
+    configure_logging("info", "auto")  # pytest's capture is not a TTY
+    try:
+        get_logger(pipeline="p").info("hello", n=1)
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+    finally:
+        structlog.reset_defaults()
+    doc = json.loads(err)
+    assert doc["event"] == "hello" and doc["pipeline"] == "p" and doc["level"] == "info" and "timestamp" in doc
