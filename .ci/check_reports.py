@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 
 # Minimum number of tests each tier must have run (raise when adding tests, never lower quietly).
-MINIMUM = {"unit": 79, "pipeline": 12, "integration": 27, "faults": 2}
+MINIMUM = {"unit": 82, "pipeline": 15, "integration": 37, "faults": 2}
 NO_SKIPS = {"integration", "faults"}
 
 
