@@ -7,6 +7,7 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import urllib.parse
 import urllib.request
 import uuid
@@ -15,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from tests.integration.stack import REPO, sidecar, sidecar_config, wait_for
+from tests.integration.stack import PG_URL, REPO, execute, new_id_base, sidecar, sidecar_config, wait_for
 
 SLEEP_MS = 60
 
@@ -69,6 +70,18 @@ def test_real_prometheus_scrapes_the_sidecar(connectors: list[str], tmp_path: Pa
     prom = subprocess.Popen([prometheus, f"--config.file={prom_cfg}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                              f"--web.listen-address=127.0.0.1:{prom_port}"],
                             stdout=subprocess.DEVNULL, stderr=(tmp_path / "prometheus.log").open("wb"))
+    stop_rows = threading.Event()
+
+    def commit_rows() -> None:  # rows flow through the real stack while Prometheus scrapes
+        base = new_id_base()
+        i = 0
+        while not stop_rows.is_set() and i < 3000:
+            execute(PG_URL, "INSERT INTO load_rows (id, batch) VALUES (:id, 7)", {"id": base + i})
+            i += 1
+            stop_rows.wait(0.05)
+
+    writer = threading.Thread(target=commit_rows, daemon=True)
+    writer.start()
     try:
         with sidecar(cfg, run, tmp_path / "sidecar.log", {"SLEEP_MS": str(SLEEP_MS)}):
             rate = wait_for("a positive event rate in Prometheus", lambda: [
@@ -82,6 +95,8 @@ def test_real_prometheus_scrapes_the_sidecar(connectors: list[str], tmp_path: Pa
             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as r:
                 scrape = r.read().decode()
     finally:
+        stop_rows.set()
+        writer.join(10)
         prom.terminate()
         prom.wait(30)
     assert float(rate[0]["value"][1]) > 0
