@@ -3,8 +3,18 @@
 The hook API (stable): `CheckpointParam`, `PipelineContext`, `UNAVAILABLE`.
 """
 
+from sidecar.control import Retry, SkipEvent
 from sidecar.events import UNAVAILABLE, Geometry, TransactionInfo
 from sidecar.param import CheckpointParam, PipelineContext
 
 __version__ = "0.1.0"
-__all__ = ["UNAVAILABLE", "CheckpointParam", "Geometry", "PipelineContext", "TransactionInfo", "__version__"]
+__all__ = [
+    "UNAVAILABLE",
+    "CheckpointParam",
+    "Geometry",
+    "PipelineContext",
+    "Retry",
+    "SkipEvent",
+    "TransactionInfo",
+    "__version__",
+]

@@ -13,6 +13,7 @@ from typing import Any
 
 from sidecar.config import Settings
 from sidecar.databases import Databases, build_databases
+from sidecar.dead_letters import DeadLetterWriter, FileDeadLetters
 from sidecar.decode import Decoder
 from sidecar.errors import ConfigError, SourceError
 from sidecar.health import Health
@@ -37,6 +38,9 @@ def build_hooks(settings: Settings, base_dir: Path | None = None) -> list[HookSp
             initial_backoff_s=cfg.retry.initial_backoff_s,
             max_backoff_s=cfg.retry.max_backoff_s,
             multiplier=cfg.retry.multiplier,
+            max_attempts=cfg.retry.max_attempts,
+            timeout_s=cfg.timeout_s,
+            on_failure=cfg.on_failure,
         )
         for name, cfg in settings.hooks.items()
     ]
@@ -104,6 +108,25 @@ def operations(app: App) -> Iterator[None]:
             server.server_close()
 
 
+def build_dead_letters(settings: Settings) -> DeadLetterWriter:
+    """Kafka topic in Kafka mode (unless configured otherwise), a JSON-lines file elsewhere."""
+    cfg = settings.dead_letters
+    kafka = settings.source.kafka
+    if cfg.kind == "kafka" or (cfg.kind == "auto" and settings.source.kind == "kafka"):
+        if kafka is None:
+            raise ConfigError("dead_letters.kind is kafka but there is no source.kafka block (brokers)")
+        from sidecar.sources.kafka import KafkaDeadLetterWriter
+
+        return KafkaDeadLetterWriter(kafka.librdkafka(), dead_letter_topic(settings))
+    return FileDeadLetters(cfg.path)
+
+
+def dead_letter_topic(settings: Settings) -> str:
+    kafka = settings.source.kafka
+    group = kafka.group_id if kafka else "checkpoint-sidecar"
+    return settings.dead_letters.topic or f"{group}.dead-letters"
+
+
 def install_signal_handlers(stop: threading.Event, log: Any, health: Health | None = None) -> None:
     def handler(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
@@ -141,11 +164,13 @@ def run_embedded(app: App, stop: threading.Event, base_dir: Path | None = None) 
         metrics=app.metrics, health=app.health,
     )
     install_signal_handlers(stop, app.log, app.health)  # again: starting the JVM may have replaced them
+    app.runner.dead_letters = build_dead_letters(app.settings)
     app.log.info("sidecar started", hooks=[h.name for h in app.hooks], source="embedded",
                  connector=props.get("name"), java=source.java.version)
     try:
         with operations(app):
-            return run_loop(source, Decoder(), app.router, app.runner, stop, app.log)
+            return run_loop(source, Decoder(), app.router, app.runner, stop, app.log,
+                            max_message_bytes=app.settings.dead_letters.max_message_bytes)
     except SourceError:
         app.metrics.source_failed("engine")
         raise
@@ -172,12 +197,16 @@ def run_kafka(app: App, stop: threading.Event) -> LoopStats:
         metrics=app.metrics,
         health=app.health,
     )
+    app.runner.dead_letters = build_dead_letters(app.settings)
     app.log.info("sidecar started", hooks=[h.name for h in app.hooks], source="kafka")
     try:
         with operations(app):
-            return run_loop(source, Decoder(), app.router, app.runner, stop, app.log)
+            return run_loop(source, Decoder(), app.router, app.runner, stop, app.log,
+                            max_message_bytes=app.settings.dead_letters.max_message_bytes)
     finally:
         source.stopping = True
         source.close()
+        if app.runner.dead_letters is not None:
+            app.runner.dead_letters.close()
         app.databases.dispose()
         app.log.info("sidecar stopped")

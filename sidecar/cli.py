@@ -154,6 +154,101 @@ def check(config_path: str | None, timeout: float) -> None:
         _fail(exc)
 
 
+@main.group("dead-letters")
+def dead_letters() -> None:
+    """Inspect, replay and purge dead letters (the store configured in dead_letters:)."""
+
+
+def _app_for(config_path: str | None) -> Any:
+    from sidecar.app import build_app
+    from sidecar.config import load_settings
+    from sidecar.logs import configure_logging
+
+    settings = load_settings(config_path)
+    configure_logging(settings.log.level, settings.log.format)
+    return build_app(settings, base_dir=Path(config_path).parent if config_path else None)
+
+
+@dead_letters.command("list")
+@config_option
+@click.option("--hook", "hook_name", help="only this hook's entries")
+def dead_letters_list(config_path: str | None, hook_name: str | None) -> None:
+    """One line per entry: id, kind, hook, reason, event_id, when, replayed."""
+    from sidecar import dead_letter_ops as ops
+
+    try:
+        app = _app_for(config_path)
+        done = ops.ledger(app).done()
+        entries = [e for e in ops.load_entries(app) if hook_name is None or e.get("hook") == hook_name]
+    except SidecarError as exc:
+        _fail(exc)
+    for e in entries:
+        m = e["message"]
+        click.echo(f"{e['id']}  {e['kind']:13s} hook={e.get('hook') or '-'}  reason={e['reason']}  "
+                   f"event_id={e.get('event_id') or '-'}  {m['topic']}[{m.get('partition')}]@{m.get('offset')}  "
+                   f"{e['dead_lettered_at']}  {'replayed' if e['id'] in done else 'pending'}")
+    click.echo(f"{len(entries)} dead letters, {sum(e['id'] in done for e in entries)} replayed", err=True)
+
+
+@dead_letters.command("show")
+@click.argument("entry_id")
+@config_option
+def dead_letters_show(entry_id: str, config_path: str | None) -> None:
+    """The whole entry (original message, error, traceback) as JSON."""
+    import json
+
+    from sidecar import dead_letter_ops as ops
+
+    try:
+        app = _app_for(config_path)
+        found = [e for e in ops.load_entries(app) if e["id"] == entry_id]
+    except SidecarError as exc:
+        _fail(exc)
+    if not found:
+        click.echo(f"checkpoint-sidecar: no dead letter with id {entry_id}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(found[0], indent=2))
+
+
+@dead_letters.command("replay")
+@config_option
+@click.option("--hook", "hook_name", help="only this hook's entries")
+def dead_letters_replay(config_path: str | None, hook_name: str | None) -> None:
+    """Re-run pending entries through the current hook code; successes are recorded and not repeated."""
+    from sidecar import dead_letter_ops as ops
+
+    try:
+        app = _app_for(config_path)
+        result = ops.replay(app, hook_name)
+        app.databases.dispose()
+    except SidecarError as exc:
+        _fail(exc)
+    click.echo(f"replayed {len(result.ok)} ok, {len(result.failed)} failed (kept), "
+               f"{result.already} already replayed before")
+    for entry_id, why in result.failed[:50]:
+        click.echo(f"  {entry_id}: {why}", err=True)
+    if result.failed:
+        sys.exit(1)
+
+
+@dead_letters.command("purge")
+@config_option
+@click.option("--replayed-only/--all", default=True, show_default=True)
+@click.option("--yes", is_flag=True, help="really delete")
+def dead_letters_purge(config_path: str | None, replayed_only: bool, yes: bool) -> None:
+    """Delete replayed entries (or all with --all) from the file store. Needs --yes."""
+    from sidecar import dead_letter_ops as ops
+
+    if not yes:
+        click.echo("checkpoint-sidecar: purge deletes dead letters; add --yes to confirm", err=True)
+        sys.exit(2)
+    try:
+        removed, kept = ops.purge(_app_for(config_path), replayed_only)
+    except SidecarError as exc:
+        _fail(exc)
+    click.echo(f"purged {removed}, kept {kept}")
+
+
 @main.group()
 def connectors() -> None:
     """Register and inspect Debezium connectors on Kafka Connect (configs in connectors/)."""

@@ -174,6 +174,7 @@ class TableConfig(_Strict):
 
 
 class RetryConfig(_Strict):
+    max_attempts: int | None = Field(default=5, ge=1, description="then on_failure applies; null = retry forever")
     initial_backoff_s: float = Field(default=0.5, gt=0)
     max_backoff_s: float = Field(default=30.0, gt=0)
     multiplier: float = Field(default=2.0, ge=1)
@@ -186,12 +187,27 @@ class HookConfig(_Strict):
     tables: list[str] | None = Field(default=None, description="data collections; None = all")
     ops: list[Op] = Field(default_factory=lambda: list(DEFAULT_OPS))
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    timeout_s: float | None = Field(default=None, gt=0, description="an attempt longer than this is a timeout")
+    on_failure: Literal["dead_letter", "halt", "skip"] = Field(
+        default="dead_letter", description="when attempts run out: dead-letter and go on, halt, or skip (explicit)"
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> HookConfig:
         if bool(self.path) == bool(self.module):
             raise ValueError("give exactly one of path (a .py file) or module (an importable module)")
         return self
+
+
+class DeadLetterConfig(_Strict):
+    kind: Literal["auto", "kafka", "file"] = Field(
+        default="auto", description="auto: a Kafka topic in Kafka mode, a JSON-lines file otherwise"
+    )
+    topic: str | None = Field(default=None, description="default: <group_id>.dead-letters")
+    path: str = Field(
+        default=".run/dead-letters.jsonl", description="file kind; replays are recorded in <path>.replayed"
+    )
+    max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="larger messages are dead-lettered")
 
 
 class HttpConfig(_Strict):
@@ -222,6 +238,7 @@ class Settings(BaseSettings):
     tables: dict[str, TableConfig] = Field(default_factory=dict)
     hooks: dict[str, HookConfig] = Field(default_factory=dict)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    dead_letters: DeadLetterConfig = Field(default_factory=DeadLetterConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     metrics_enabled: bool = Field(default=True, description="false: record no metrics (benchmarks)")
     log: LogConfig = Field(default_factory=LogConfig)

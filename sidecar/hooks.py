@@ -30,6 +30,9 @@ class HookSpec:
     initial_backoff_s: float = 0.5
     max_backoff_s: float = 30.0
     multiplier: float = 2.0
+    max_attempts: int | None = 5
+    timeout_s: float | None = None
+    on_failure: str = "dead_letter"
 
     def matches(self, table: str, op: str) -> bool:
         return op in self.ops and (self.tables is None or table in self.tables)
@@ -113,6 +116,9 @@ def load_hook(
     initial_backoff_s: float = 0.5,
     max_backoff_s: float = 30.0,
     multiplier: float = 2.0,
+    max_attempts: int | None = 5,
+    timeout_s: float | None = None,
+    on_failure: str = "dead_letter",
 ) -> HookSpec:
     """Import a hook now, so a broken one stops start-up with file, line and reason."""
     if path:
@@ -145,4 +151,7 @@ def load_hook(
         initial_backoff_s=initial_backoff_s,
         max_backoff_s=max_backoff_s,
         multiplier=multiplier,
+        max_attempts=max_attempts,
+        timeout_s=timeout_s,
+        on_failure=on_failure,
     )

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sidecar.dead_letters import make_entry
 from sidecar.decode import Decoder
 from sidecar.events import ChangeEvent, DecodeFailure, RawMessage
 from sidecar.route import Router
@@ -42,8 +43,13 @@ def run_loop(
     stop: threading.Event,
     log: Any,
     until_exhausted: bool = False,
+    max_message_bytes: int | None = None,
 ) -> LoopStats:
-    """Process messages in order; a record's offset is finished only when all its hooks are."""
+    """Process messages in order; a record's offset is finished only when all its hooks are.
+
+    Poison input (undecodable, oversized) is dead-lettered with its reason and the stream
+    goes on; without a dead-letter store (replay) its partition halts instead.
+    """
     stats = LoopStats()
     metrics, health = runner.metrics, runner.health
 
@@ -72,7 +78,12 @@ def run_loop(
                 continue  # revoked or halted since it was fetched: the next owner gets it
             stats.messages += 1
             source.begin(raw)
-            result = decoder.decode(raw)
+            if max_message_bytes is not None and len(raw.value or b"") + len(raw.key or b"") > max_message_bytes:
+                result: Any = DecodeFailure(
+                    raw, "too_large", f"message of {len(raw.value or b'')} bytes exceeds {max_message_bytes}"
+                )
+            else:
+                result = decoder.decode(raw)
             if isinstance(result, DecodeFailure):
                 stats.decode_failures += 1
                 metrics.decode_error(result.reason)
@@ -86,7 +97,15 @@ def run_loop(
                     offset=raw.offset,
                     value_head=(raw.value or b"")[:200].decode("utf-8", "replace"),
                 )
-                source.halt(raw, result.reason)
+                if runner.dead_letters is None:
+                    source.halt(raw, result.reason)
+                    continue
+                entry = make_entry(pipeline=runner.pipeline, kind="decode_failed", raw=raw, reason=result.reason,
+                                   detail=result.detail)
+                runner.dead_letters.write(entry)
+                log.warning("undecodable message dead-lettered", reason=result.reason, dead_letter_id=entry["id"])
+                source.finish(raw)
+                source.maybe_commit()
                 continue
             if isinstance(result, ChangeEvent):
                 stats.events += 1
@@ -94,10 +113,10 @@ def run_loop(
                 hooks = router.route(result.table, result.op)
                 if hooks:
                     outcome = runner.run(result, hooks, _waiter(wait, source, raw))
-                    if outcome is Outcome.FAILED:
+                    if outcome in (Outcome.FAILED, Outcome.HALT):
                         stats.hook_failures += 1
                         stats.failures.append(("hook_failed", result.event_id))
-                        source.halt(raw, "hook failed")
+                        source.halt(raw, "hook failed" if outcome is Outcome.FAILED else "halted by hook policy")
                         continue
                     if outcome is Outcome.ABANDONED:
                         stats.abandoned += 1

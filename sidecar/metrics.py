@@ -25,7 +25,7 @@ from sidecar import __version__
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series: they double the scrape
 
 DECODE_REASONS = ("not_json", "not_envelope", "flattened", "unsupported_format", "unknown_logical_type",
-                  "schema_mismatch")
+                  "schema_mismatch", "too_large")
 HOOK_OUTCOMES = ("success", "error", "retry")
 HOOK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0)

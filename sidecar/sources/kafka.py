@@ -321,3 +321,68 @@ def ping(conf: dict[str, str], timeout_s: float = 5.0) -> None:
         raise SourceError(f"Kafka at {conf.get('bootstrap.servers')} did not answer: {exc.args[0].str()}") from None
     finally:
         consumer.close()
+
+
+_PRODUCER_KEYS = ("bootstrap.servers", "client.id", "security.protocol", "sasl.", "ssl.", "socket.", "broker.")
+
+
+class KafkaDeadLetterWriter:
+    """Dead letters to a Kafka topic: acks=all, idempotent, flushed before the offset moves on."""
+
+    def __init__(self, conf: dict[str, str], topic: str) -> None:
+        from confluent_kafka import Producer
+
+        pconf = {k: v for k, v in conf.items() if k.startswith(_PRODUCER_KEYS)}
+        pconf.update({"acks": "all", "enable.idempotence": "true", "linger.ms": "0"})
+        self.topic = topic
+        self._producer = Producer(pconf)
+
+    def write(self, entry: dict[str, Any]) -> None:
+        import orjson
+
+        errors: list[Any] = []
+        self._producer.produce(
+            self.topic, key=entry["id"].encode(), value=orjson.dumps(entry),
+            on_delivery=lambda err, msg: errors.append(err) if err is not None else None,
+        )
+        left = self._producer.flush(30)
+        if left or errors:
+            raise SourceError(
+                f"could not write a dead letter to Kafka topic {self.topic}: "
+                f"{errors[0] if errors else 'not delivered within 30 s'}"
+            )
+
+    def close(self) -> None:
+        self._producer.flush(10)
+
+
+def read_dead_letter_topic(conf: dict[str, str], topic: str, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    """Every entry of the dead-letter topic, from the beginning to the current end."""
+    import uuid
+
+    import orjson
+
+    consumer = Consumer({**conf, "group.id": f"checkpoint-sidecar-dlq-reader-{uuid.uuid4().hex}",
+                         "enable.auto.commit": "false", "auto.offset.reset": "earliest"})
+    try:
+        md = consumer.list_topics(topic, timeout=timeout_s)
+        if topic not in md.topics or md.topics[topic].error is not None:
+            return []
+        parts = [TopicPartition(topic, p) for p in md.topics[topic].partitions]
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=timeout_s)[1] for tp in parts}
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        out: list[dict[str, Any]] = []
+        remaining = {p for p, end in ends.items() if end > 0}
+        deadline = time.monotonic() + timeout_s * 3
+        while remaining and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            value, offset, partition = msg.value(), msg.offset(), msg.partition()
+            if value is not None:
+                out.append(orjson.loads(value))
+            if offset is not None and partition is not None and offset + 1 >= ends[partition]:
+                remaining.discard(partition)
+        return out
+    finally:
+        consumer.close()

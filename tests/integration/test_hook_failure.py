@@ -59,7 +59,7 @@ def test_failing_record_blocks_partition_until_fixed(connectors: list[str], tmp_
         with engine(PG_URL).begin() as conn:
             conn.execute(text("INSERT INTO load_rows (id, batch) VALUES (:id, 0)"), {"id": base + i})
     hooks = {"record": {"path": str(REPO / "tests/hooks/record_calls.py"), "tables": ["public.load_rows"],
-                        "retry": {"initial_backoff_s": 0.2, "max_backoff_s": 1.0}}}
+                        "retry": {"initial_backoff_s": 0.2, "max_backoff_s": 1.0, "max_attempts": None}}}
     cfg = sidecar_config(tmp_path, group=group, topics=[TOPIC], hooks=hooks)
     log = tmp_path / "sidecar.log"
     ours = range(base + 1, base + 16)

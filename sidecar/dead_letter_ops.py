@@ -1,0 +1,107 @@
+"""`checkpoint-sidecar dead-letters list|show|replay|purge`: read, re-run and clean the store."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from sidecar.app import App, dead_letter_topic
+from sidecar.dead_letters import FORMAT, Ledger, decode_message, read_file
+from sidecar.decode import Decoder
+from sidecar.errors import ConfigError
+from sidecar.events import ChangeEvent, DecodeFailure
+from sidecar.route import Router
+from sidecar.run import HookRunner, Outcome
+
+
+def store_kind(app: App) -> str:
+    cfg = app.settings.dead_letters
+    if cfg.kind == "auto":
+        return "kafka" if app.settings.source.kind == "kafka" else "file"
+    return cfg.kind
+
+
+def load_entries(app: App) -> list[dict[str, Any]]:
+    if store_kind(app) == "kafka":
+        from sidecar.sources.kafka import read_dead_letter_topic
+
+        kafka = app.settings.source.kafka
+        if kafka is None:
+            raise ConfigError("dead_letters.kind is kafka but there is no source.kafka block")
+        return [e for e in read_dead_letter_topic(kafka.librdkafka(), dead_letter_topic(app.settings))
+                if e.get("format") == FORMAT]
+    return list(read_file(app.settings.dead_letters.path))
+
+
+def ledger(app: App) -> Ledger:
+    return Ledger(Path(app.settings.dead_letters.path + ".replayed"))
+
+
+@dataclass
+class ReplayResult:
+    ok: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    already: int = 0
+
+
+def replay(app: App, hook_name: str | None = None) -> ReplayResult:
+    """Re-run each not-yet-replayed entry through the current hook code; record successes."""
+    result = ReplayResult()
+    done = ledger(app)
+    seen = done.done()
+    hooks = {h.name: h for h in app.hooks}
+    decoder = Decoder()
+    runner = HookRunner(app.settings.pipeline, app.databases, app.runner.log, max_attempts=1,
+                        source_tables=app.runner.source_tables, metrics=app.metrics, health=app.health)
+    router = Router(app.hooks)
+    stop = threading.Event()
+    for entry in load_entries(app):
+        if hook_name is not None and entry.get("hook") != hook_name:
+            continue
+        if entry["id"] in seen:
+            result.already += 1
+            continue
+        event = decoder.decode(decode_message(entry["message"]))
+        if isinstance(event, DecodeFailure):
+            result.failed.append((entry["id"], f"still undecodable: {event.reason}: {event.detail}"))
+            continue
+        if not isinstance(event, ChangeEvent):
+            done.add(entry["id"])  # nothing for hooks (tombstone, marker…): nothing left to do
+            result.ok.append(entry["id"])
+            continue
+        if entry.get("hook"):
+            target = hooks.get(entry["hook"])
+            if target is None:
+                result.failed.append((entry["id"], f"hook {entry['hook']!r} is not in the config"))
+                continue
+            targets = [target] if target.matches(event.table, event.op) else []
+        else:
+            targets = list(router.route(event.table, event.op))
+        outcome = runner.run(event, targets, lambda s: not stop.is_set())
+        if outcome is Outcome.DONE:
+            done.add(entry["id"])
+            result.ok.append(entry["id"])
+        else:
+            result.failed.append((entry["id"], "the hook failed again (see the log)"))
+    return result
+
+
+def purge(app: App, replayed_only: bool) -> tuple[int, int]:
+    """Rewrite the file store without replayed entries (or empty it). Returns (removed, kept)."""
+    if store_kind(app) != "file":
+        raise ConfigError(
+            "purge works on the file store; a Kafka dead-letter topic is cleaned by its retention "
+            "(retention.ms) or kafka-delete-records"
+        )
+    path = Path(app.settings.dead_letters.path)
+    entries = list(read_file(path))
+    replayed = ledger(app).done()
+    keep = [e for e in entries if replayed_only and e["id"] not in replayed]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in keep))
+    tmp.replace(path)
+    return len(entries) - len(keep), len(keep)

@@ -1,0 +1,130 @@
+"""Failure policies over the real loop: dead letters, skip, halt, Retry, SkipEvent, timeouts, poison input."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+
+from sidecar import Retry, SkipEvent
+from sidecar.databases import Databases
+from sidecar.dead_letters import FileDeadLetters, decode_message, read_file
+from sidecar.decode import Decoder
+from sidecar.events import RawMessage
+from sidecar.hooks import HookSpec
+from sidecar.loop import run_loop
+from sidecar.metrics import Metrics
+from sidecar.route import Router
+from sidecar.run import HookRunner
+from tests.pipeline.test_loop import MemorySource, one_partition
+
+MSGS = one_partition("postgres-schemas", "fxpo.public.type_zoo")
+
+
+def run(tmp_path: Path, hooks: list[HookSpec], msgs: list[RawMessage] | None = None,
+        **loop_kw: Any) -> tuple[MemorySource, HookRunner, list[dict[str, Any]]]:
+    stop = threading.Event()
+    source = MemorySource(msgs if msgs is not None else MSGS, stop)
+    dl = FileDeadLetters(tmp_path / "dl.jsonl")
+    metrics = Metrics()
+    metrics.declare_hooks([h.name for h in hooks])
+    runner = HookRunner("p", Databases(), structlog.get_logger(), dead_letters=dl, metrics=metrics)
+    run_loop(source, Decoder(), Router(hooks), runner, stop, structlog.get_logger(), **loop_kw)
+    dl.close()
+    return source, runner, list(read_file(tmp_path / "dl.jsonl"))
+
+
+def failing_on(rid: int) -> Any:
+    def hook(p: Any) -> None:
+        if p.record.get("id") == rid:
+            raise ValueError(f"bad row {rid}")
+    return hook
+
+
+def test_exhausted_attempts_dead_letter_and_stream_goes_on(tmp_path: Path) -> None:
+    """After max_attempts the record is dead-lettered with its error and message; later records run."""
+    seen: list[int] = []
+    fail = failing_on(2)
+    hook = HookSpec("h", lambda p: (fail(p), seen.append(p.record["id"])), "t", max_attempts=3,
+                    initial_backoff_s=0.001)
+    source, runner, entries = run(tmp_path, [hook])
+    assert source.halted == [] and source.tracker.in_flight == 0
+    assert entries
+    e = entries[0]
+    assert e["kind"] == "hook_failed" and e["hook"] == "h" and e["attempts"] == 3
+    assert e["error"].startswith("ValueError: bad row 2") and "Traceback" in e["traceback"]
+    original = next(m for m in MSGS if m.offset == e["message"]["offset"])
+    assert decode_message(e["message"]).value == original.value
+    assert any(i > 2 for i in seen)  # records after the failing one were processed
+    assert runner.metrics._run_counts[("h", "dead_letter")] == len(entries)
+    assert runner.metrics._run_counts[("h", "retry")] == 2 * len(entries)
+
+
+def test_skip_and_halt_policies(tmp_path: Path) -> None:
+    """skip: counted and passed; halt: the partition stops at the record."""
+    skip = HookSpec("s", failing_on(2), "t", max_attempts=1, on_failure="skip")
+    source, runner, entries = run(tmp_path, [skip])
+    assert entries == [] and source.halted == [] and runner.skipped >= 1
+    halt = HookSpec("x", failing_on(2), "t", max_attempts=1, on_failure="halt")
+    source, _, entries = run(tmp_path / "h", [halt])
+    assert entries == [] and len(source.halted) == 1 and source.halted[0][1] == "halted by hook policy"
+    assert source.tracker.commit_due() == source.halted[0][0]
+
+
+def test_retry_and_skipevent_from_hooks(tmp_path: Path) -> None:
+    """Retry(delay) waits that long then runs again; SkipEvent passes the record as skipped."""
+    calls: list[int] = []
+
+    def hook(p: Any) -> None:
+        calls.append(p.record["id"])
+        if p.record["id"] == 2 and calls.count(2) == 1:
+            raise Retry(delay=0.05)
+        if p.record["id"] == 3:
+            raise SkipEvent("not interesting")
+
+    source, runner, entries = run(tmp_path, [HookSpec("r", hook, "t", max_attempts=3)])
+    assert entries == [] and calls.count(2) >= 2 and abs(source.waits[0] - 0.05) < 0.01
+    assert runner.skipped >= 1 and source.tracker.in_flight == 0
+
+
+def test_timeout_counts_and_moves_on(tmp_path: Path) -> None:
+    """A hung hook times out (counted), is dead-lettered after its attempts, and the stream continues."""
+    release = threading.Event()
+    cancelled: list[bool] = []
+
+    def hook(p: Any) -> None:
+        if p.record["id"] == 2:
+            release.wait(5)
+            cancelled.append(p.ctx.cancelled.is_set())
+
+    started = time.monotonic()
+    source, runner, entries = run(tmp_path, [HookSpec("slow", hook, "t", max_attempts=1, timeout_s=0.1)])
+    release.set()
+    assert time.monotonic() - started < 4
+    assert entries and entries[0]["error"].startswith("HookTimeout")
+    assert runner.metrics._run_counts[("slow", "timeout")] >= 1
+    assert source.tracker.in_flight == 0
+
+
+def test_poison_messages_dead_lettered_with_reason(tmp_path: Path) -> None:
+    """Not JSON, not an envelope, too large: each dead-lettered with its reason; good records still run."""
+    good = MSGS[:2]
+    poison = [
+        RawMessage("fxpo.public.type_zoo", 0, 2, None, b"\xff\xfe not json"),
+        RawMessage("fxpo.public.type_zoo", 0, 3, None, orjson.dumps({"hello": "world"})),
+        RawMessage("fxpo.public.type_zoo", 0, 4, None, b'{"x":"' + b"a" * 50000 + b'"}'),
+    ]
+    after = [RawMessage(m.topic, 0, 5 + i, m.key, m.value) for i, m in enumerate(MSGS[2:4])]
+    seen: list[Any] = []
+    source, _, entries = run(tmp_path, [HookSpec("h", seen.append, "t")], [*good, *poison, *after],
+                             max_message_bytes=40000)
+    assert [e["reason"] for e in entries] == ["not_json", "flattened", "too_large"]
+    assert all(e["kind"] == "decode_failed" for e in entries)
+    assert entries[0]["message"]["encoding"] == "base64"
+    assert decode_message(entries[0]["message"]).value == b"\xff\xfe not json"
+    assert source.halted == [] and source.tracker.commit_due() == 7
+    assert len(seen) == 4
