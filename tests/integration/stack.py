@@ -86,6 +86,8 @@ def sidecar_config(tmp: Path, *, group: str, topics: list[str] | None = None, pa
         "tables": {"public.orders": {"source_table": "crm.orders"}},
         "hooks": hooks or {"record": {"path": str(REPO / "tests" / "hooks" / "record_calls.py")}},
         "log": {"level": "info", "format": "json"},
+        "http": {"host": "127.0.0.1", "port": 0},
+        "dead_letters": {"path": str(tmp / "dead-letters.jsonl")},
     }
     path = tmp / f"sidecar-{uuid.uuid4().hex[:8]}.yaml"
     path.write_text(yaml.safe_dump(cfg))
