@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from tests.integration.stack import AUX_URL, KAFKA, PG_URL, REPO, engine, new_id_base, query, sidecar_config, wait_for
 
@@ -85,10 +86,17 @@ class Scenario:
         return range(self.base, self.base + self.rows)
 
     def _write(self) -> None:
+        # ON CONFLICT DO NOTHING: a batch retried after a lost connection commits each row once.
+        insert = text("INSERT INTO load_rows (id, batch) VALUES (:id, :batch) ON CONFLICT (id) DO NOTHING")
         for b in range(self.rows // self.batch):
             rows = [{"id": self.base + b * self.batch + i, "batch": b} for i in range(self.batch)]
-            with engine(PG_URL).begin() as conn:
-                conn.execute(text("INSERT INTO load_rows (id, batch) VALUES (:id, :batch)"), rows)
+            for _ in range(600):
+                try:
+                    with engine(PG_URL).begin() as conn:
+                        conn.execute(insert, rows)
+                    break
+                except OperationalError:  # PostgreSQL restarting (scenario 5)
+                    time.sleep(0.5)
             self.written = (b + 1) * self.batch
             time.sleep(self.pause_s)
 
@@ -102,6 +110,26 @@ class Scenario:
         self.committed_before_fault = self.written
         self.fault_at = datetime.now(UTC)
         fault()
+
+    def http_port(self) -> int:
+        """The sidecar's HTTP port (the config asks for any free one; the log says which)."""
+        import re
+
+        ports = re.findall(r'"event": "http listening".*?"port": (\d+)|"port": (\d+)[^\n]*"event": "http listening"',
+                           self.log.read_text())
+        assert ports, "no 'http listening' line in the sidecar log"
+        last = ports[-1]
+        return int(last[0] or last[1])
+
+    def probe(self, path: str) -> int:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port()}{path}", timeout=5) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as e:
+            return int(e.code)
 
     def distinct(self) -> int:
         return int(query(AUX_URL, "SELECT COUNT(DISTINCT record_id) FROM hook_calls WHERE test_run = :r "

@@ -119,3 +119,109 @@ def test_poison_messages_in_topic_are_dead_lettered(tmp_path: Path) -> None:
     reasons = sorted(e["reason"] for e in entries if e["kind"] == "decode_failed")
     assert reasons == sorted(r for _, r in poison), reasons
     s.figures(started, dup_bound=0)
+
+
+STACK = REPO / "deploy" / "local" / "stack"
+
+
+def restart(component: str, down_s: float = 0.0) -> None:
+    subprocess.run([str(STACK), "down", component], check=True, capture_output=True, timeout=120)
+    time.sleep(down_s)
+    subprocess.run([str(STACK), "up", component], check=True, capture_output=True, timeout=240)
+
+
+def restart_scenario(tmp_path: Path, name: str, component: str, down_s: float = 0.0) -> None:
+    hooks = {"record": {"path": RECORD, "retry": {"max_attempts": None, "max_backoff_s": 2}}}
+    s = Scenario(name, tmp_path, hooks=hooks)
+    started = time.monotonic()
+    proc = start_sidecar(s.config, s.run, s.log)
+    s.start_writing()
+    try:
+        s.fault_when(0.4, lambda: restart(component, down_s))
+        if component == "connect":
+            from sidecar import connectors as cx
+            from tests.integration.stack import CONNECT
+
+            for path in sorted((REPO / "connectors").glob("*.json")):
+                cx.wait_running(CONNECT, cx.load_connector(path)[0], 120)
+        s.wait_all(timeout=400)
+        assert proc.poll() is None, "the sidecar must survive the outage"
+    finally:
+        assert stop_sidecar(proc) == 0
+    s.figures(started)
+
+
+def test_kafka_broker_restarted_mid_stream(tmp_path: Path) -> None:
+    """3. The Kafka broker restarts mid-stream: the sidecar stays up and loses nothing."""
+    restart_scenario(tmp_path, "kafka-restart", "kafka", down_s=3)
+
+
+def test_kafka_connect_restarted_mid_stream(tmp_path: Path) -> None:
+    """4. Kafka Connect restarts mid-stream: nothing is lost (Debezium resumes from its offsets)."""
+    restart_scenario(tmp_path, "connect-restart", "connect")
+
+
+def test_postgresql_restarted_mid_stream(tmp_path: Path) -> None:
+    """5. PostgreSQL restarts mid-stream: nothing is lost (the slot keeps the WAL; the writer retries)."""
+    restart_scenario(tmp_path, "postgres-restart", "postgres", down_s=2)
+
+
+def test_auxiliary_database_down_30s(tmp_path: Path) -> None:
+    """10. The auxiliary MariaDB is down for 30 s: hooks back off, nothing is committed past them, not ready
+    but live, and every row is processed after it returns."""
+    hooks = {"record": {"path": RECORD, "retry": {"max_attempts": None, "initial_backoff_s": 0.2,
+                                                  "max_backoff_s": 2}}}
+    s = Scenario("aux-db-down", tmp_path, hooks=hooks, extra_config={"health": {"watch_interval_s": 1}})
+    started = time.monotonic()
+    proc = start_sidecar(s.config, s.run, s.log)
+    s.start_writing()
+    observed: dict[str, object] = {}
+
+    def outage() -> None:
+        from tests.faults.harness import committed
+
+        subprocess.run([str(STACK), "down", "mariadb"], check=True, capture_output=True, timeout=120)
+        time.sleep(5)
+        held = committed(s.group)
+        observed["ready_during"] = s.probe("/readyz")
+        observed["live_during"] = s.probe("/healthz")
+        time.sleep(25)
+        observed["held_after_30s"] = committed(s.group) - held
+        subprocess.run([str(STACK), "up", "mariadb"], check=True, capture_output=True, timeout=240)
+
+    try:
+        s.fault_when(0.3, outage)
+        s.wait_all(timeout=400)
+        observed["ready_after"] = s.probe("/readyz")
+    finally:
+        assert stop_sidecar(proc) == 0
+    assert observed["ready_during"] == 503 and observed["live_during"] == 200, observed
+    assert observed["held_after_30s"] == 0, observed  # nothing committed past the failing hook
+    assert observed["ready_after"] == 200, observed
+    s.figures(started)
+
+
+def test_hanging_hook_times_out_and_stream_continues(tmp_path: Path) -> None:
+    """8. A hook that hangs: each hang is a counted timeout, the stream goes on, liveness stays true."""
+    hooks = {"record": {"path": RECORD, "timeout_s": 0.5, "retry": {"max_attempts": 1}}}
+    s = Scenario("hanging-hook", tmp_path, hooks=hooks)
+    started = time.monotonic()
+    hanging = {i for i in s.ids if i % 1000 == 0}
+    proc = start_sidecar(s.config, s.run, s.log, {"RECORD_HANG_EVERY": "1000"})
+    s.start_writing()
+    live: list[int] = []
+    try:
+        s.fault_when(0.3, lambda: live.append(s.probe("/healthz")))
+        s.wait_all(expected=s.rows - len(hanging))
+        live.append(s.probe("/healthz"))
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{s.http_port()}/metrics", timeout=5) as r:
+            scrape = r.read().decode()
+    finally:
+        assert stop_sidecar(proc) == 0
+    assert live == [200, 200]
+    timeouts = float(next(line.split()[-1] for line in scrape.splitlines()
+                          if line.startswith('checkpoint_hook_runs_total{hook="record",outcome="timeout"}')))
+    assert timeouts == len(hanging)
+    s.figures(started, dup_bound=0, lost_ok=hanging)

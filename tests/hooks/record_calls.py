@@ -1,6 +1,7 @@
 """Test hook: records every call in sidecar_aux.hook_calls (a database table, not memory).
 
-TEST_RUN (env) tags the rows of one test; RECORD_FAIL_EVERY=N makes ids divisible by N fail.
+TEST_RUN (env) tags the rows of one test; RECORD_FAIL_EVERY=N makes ids divisible by N fail;
+RECORD_HANG_EVERY=N makes them hang until cancelled (for timeouts).
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ def dumps(record: dict[str, Any], before: Any) -> str:
 
 def checkpoint(param: CheckpointParam) -> None:
     rid = param.record.get("id")
+    hang_every = int(os.environ.get("RECORD_HANG_EVERY", "0"))
+    if hang_every and isinstance(rid, int) and rid % hang_every == 0:
+        param.ctx.cancelled.wait(3600)  # hangs until the sidecar gives up on it (timeout) and cancels
+        return
     fail_every = int(os.environ.get("RECORD_FAIL_EVERY", "0"))
     if fail_every and isinstance(rid, int) and rid % fail_every == 0:
         raise RuntimeError(f"test failure for id {rid}")
