@@ -225,3 +225,52 @@ def test_hanging_hook_times_out_and_stream_continues(tmp_path: Path) -> None:
                           if line.startswith('checkpoint_hook_runs_total{hook="record",outcome="timeout"}')))
     assert timeouts == len(hanging)
     s.figures(started, dup_bound=0, lost_ok=hanging)
+
+
+def test_two_members_rebalance_one_two_one(tmp_path: Path) -> None:
+    """6. Two sidecars, one group, 4 partitions; one joins (1→2) then is killed (2→1): no loss, both ran hooks."""
+    import yaml
+
+    from sidecar import connectors as cx
+    from tests.faults.harness import committed as _committed  # noqa: F401
+    from tests.integration.scenario import drop_slot
+    from tests.integration.stack import CONNECT, PORTS, wait_for
+
+    s = Scenario("rebalance-1-2-1", tmp_path, rows=8000, pause_s=0.15)
+    prefix = f"rb{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, "PG_CONNECTOR_NAME": prefix, "PG_TOPIC_PREFIX": prefix, "PG_SLOT_NAME": prefix,
+           "PG_PUBLICATION_NAME": prefix, "PG_TABLE_INCLUDE_LIST": "public.load_rows", "PG_SNAPSHOT_MODE": "no_data",
+           "TOPIC_PARTITIONS": "4", "PG_PORT": str(PORTS["postgres"])}
+    name = cx.apply(CONNECT, REPO / "connectors" / "postgres-shop.json", env)
+    topic = f"{prefix}.public.load_rows"
+    try:
+        cx.wait_running(CONNECT, name, 120)
+        doc = yaml.safe_load(s.config.read_text())
+        doc["source"]["kafka"]["topics"] = [topic]
+        s.config.write_text(yaml.safe_dump(doc))
+        started = time.monotonic()
+        a = start_sidecar(s.config, s.run, s.log)
+        s.start_writing()
+        procs = {"a": a}
+        wait_for("member a running hooks", lambda: s.distinct() > 0, timeout=120)
+        procs["b"] = start_sidecar(s.config, s.run, tmp_path / "b.log")  # 1 → 2
+        wait_for("member b running hooks", lambda: len({r[0] for r in query(
+            AUX_URL, "SELECT DISTINCT pid FROM hook_calls WHERE test_run = :r", {"r": s.run})}) >= 2, timeout=120)
+
+        def kill_b() -> None:  # 2 → 1
+            procs["b"].send_signal(9)
+            procs["b"].wait(10)
+
+        s.fault_when(0.5, kill_b)
+        s.wait_all(timeout=400)
+    finally:
+        for p in (procs.get("a"),):
+            if p is not None:
+                assert stop_sidecar(p) == 0
+        cx.delete(CONNECT, name)
+        drop_slot(prefix)
+    md = Producer({"bootstrap.servers": KAFKA}).list_topics(topic, timeout=10)
+    assert len(md.topics[topic].partitions) == 4
+    pids = {r[0] for r in query(AUX_URL, "SELECT DISTINCT pid FROM hook_calls WHERE test_run = :r", {"r": s.run})}
+    assert len(pids) == 2, pids
+    s.figures(started, dup_bound=1500)
