@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 
 # Minimum number of tests each tier must have run (raise when adding tests, never lower quietly).
-MINIMUM = {"unit": 82, "pipeline": 15, "integration": 37, "faults": 2}
+MINIMUM = {"unit": 82, "pipeline": 22, "integration": 37, "faults": 11}
 NO_SKIPS = {"integration", "faults"}
 
 

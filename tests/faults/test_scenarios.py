@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -124,20 +125,28 @@ def test_poison_messages_in_topic_are_dead_lettered(tmp_path: Path) -> None:
 STACK = REPO / "deploy" / "local" / "stack"
 
 
-def restart(component: str, down_s: float = 0.0) -> None:
+def restart(component: str, down_s: float = 0.0, during: Callable[[], None] | None = None) -> None:
     subprocess.run([str(STACK), "down", component], check=True, capture_output=True, timeout=120)
     time.sleep(down_s)
+    if during is not None:
+        during()
     subprocess.run([str(STACK), "up", component], check=True, capture_output=True, timeout=240)
 
 
-def restart_scenario(tmp_path: Path, name: str, component: str, down_s: float = 0.0) -> None:
+def restart_scenario(tmp_path: Path, name: str, component: str, down_s: float = 0.0) -> dict[str, int]:
     hooks = {"record": {"path": RECORD, "retry": {"max_attempts": None, "max_backoff_s": 2}}}
     s = Scenario(name, tmp_path, hooks=hooks)
     started = time.monotonic()
     proc = start_sidecar(s.config, s.run, s.log)
     s.start_writing()
+    probes: dict[str, int] = {}
+
+    def during() -> None:
+        probes["ready_during"] = s.probe("/readyz")
+        probes["live_during"] = s.probe("/healthz")
+
     try:
-        s.fault_when(0.4, lambda: restart(component, down_s))
+        s.fault_when(0.4, lambda: restart(component, down_s, during))
         if component == "connect":
             from sidecar import connectors as cx
             from tests.integration.stack import CONNECT
@@ -146,14 +155,18 @@ def restart_scenario(tmp_path: Path, name: str, component: str, down_s: float = 
                 cx.wait_running(CONNECT, cx.load_connector(path)[0], 120)
         s.wait_all(timeout=400)
         assert proc.poll() is None, "the sidecar must survive the outage"
+        probes["ready_after"] = s.probe("/readyz")
     finally:
         assert stop_sidecar(proc) == 0
     s.figures(started)
+    assert probes["live_during"] == 200 and probes["ready_after"] == 200, probes
+    return probes
 
 
 def test_kafka_broker_restarted_mid_stream(tmp_path: Path) -> None:
-    """3. The Kafka broker restarts mid-stream: the sidecar stays up and loses nothing."""
-    restart_scenario(tmp_path, "kafka-restart", "kafka", down_s=3)
+    """3. The Kafka broker restarts mid-stream: stays up (live), not ready while it is down, loses nothing."""
+    probes = restart_scenario(tmp_path, "kafka-restart", "kafka", down_s=8)
+    assert probes["ready_during"] == 503, probes
 
 
 def test_kafka_connect_restarted_mid_stream(tmp_path: Path) -> None:
