@@ -12,7 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +37,20 @@ class Outcome(enum.Enum):
     FAILED = "failed"        # attempts ran out and nothing stores the failure (replay): the caller decides
     HALT = "halt"            # a hook's policy says stop here
     ABANDONED = "abandoned"  # shutting down or the partition left us: the record is not finished
+
+
+@dataclass(slots=True)
+class Job:
+    """One hook's work on one event, with its retry state."""
+
+    event: ChangeEvent
+    hook: HookSpec
+    param: CheckpointParam
+    attempts: int = 0
+    delay: float = 0.0
+    retry_at: float = 0.0
+    first_failed: datetime | None = None
+    record: Any = None  # the loop's per-record completion state
 
 
 def _call(hook: HookSpec, param: CheckpointParam) -> None:
@@ -118,60 +132,64 @@ class HookRunner:
         return out
 
     def run(self, event: ChangeEvent, hooks: Sequence[HookSpec], wait: Wait) -> Outcome:
+        """Run every hook of one event to its end, waiting out backoffs (replay, tests, dead-letter replay)."""
         for hook, param in self.params(event, hooks):
-            outcome = self._run_one(event, hook, param, wait)
+            job = Job(event, hook, param)
+            while True:
+                outcome = self.attempt(job)
+                if outcome is not None:
+                    break
+                if not wait(max(0.0, job.retry_at - time.monotonic())):
+                    return Outcome.ABANDONED
             if outcome is not Outcome.DONE:
                 return outcome
         return Outcome.DONE
 
-    def _run_one(self, event: ChangeEvent, hook: HookSpec, param: CheckpointParam, wait: Wait) -> Outcome:
-        attempt = 0
-        delay = hook.initial_backoff_s
-        committed_at = param.record.get("_committed_at")
+    def attempt(self, job: Job) -> Outcome | None:
+        """One attempt of one hook on one event: an Outcome when it ended, None when it should be
+        retried at `job.retry_at` (backoff, or the delay the hook asked for with Retry)."""
+        hook, param = job.hook, job.param
         health, metrics = self.health, self.metrics
         max_attempts = self.max_attempts if self.max_attempts is not None else hook.max_attempts
-        first_failed: datetime | None = None
-        while True:
-            attempt += 1
-            health.hook_begin(hook.name)
-            started = time.perf_counter()
-            try:
-                _call(hook, param)
-            except SkipEvent as exc:
-                health.hook_end()
-                metrics.hook_attempt(hook.name, "success", time.perf_counter() - started, None)
-                metrics.hook_run(hook.name, "skipped")
-                self.skipped += 1
-                param.logger.info("hook skipped the event", reason=str(exc) or "SkipEvent")
-                return Outcome.DONE
-            except Exception as exc:
-                health.hook_end()
-                timed_out = isinstance(exc, HookTimeout)
-                metrics.hook_attempt(hook.name, "timeout" if timed_out else "error", time.perf_counter() - started,
-                                     committed_at)
-                self.calls_failed += 1
-                first_failed = first_failed or datetime.now(UTC)
-                requested = exc.delay if isinstance(exc, Retry) else None
-                param.logger.error(
-                    "hook timed out" if timed_out else "hook failed",
-                    attempt=attempt,
-                    error=f"{type(exc).__name__}: {exc}",
-                    exc_info=None if timed_out or requested is not None else exc,
-                )
-                if max_attempts is not None and attempt >= max_attempts:
-                    return self._exhausted(event, hook, param, exc, attempt, first_failed)
-                backoff = min(delay, hook.max_backoff_s) * random.uniform(0.8, 1.2)
-                sleep = requested if requested is not None else backoff
-                metrics.hook_run(hook.name, "retry")
-                param.logger.warning("retrying hook", attempt=attempt, backoff_s=round(sleep, 3))
-                if not wait(sleep):
-                    return Outcome.ABANDONED
-                delay = min(delay * hook.multiplier, hook.max_backoff_s)
-            else:
-                health.hook_end()
-                metrics.hook_attempt(hook.name, "success", time.perf_counter() - started, committed_at)
-                self.calls_ok += 1
-                return Outcome.DONE
+        job.attempts += 1
+        health.hook_begin(hook.name)
+        started = time.perf_counter()
+        try:
+            _call(hook, param)
+        except SkipEvent as exc:
+            health.hook_end()
+            metrics.hook_attempt(hook.name, "success", time.perf_counter() - started, None)
+            metrics.hook_run(hook.name, "skipped")
+            self.skipped += 1
+            param.logger.info("hook skipped the event", reason=str(exc) or "SkipEvent")
+            return Outcome.DONE
+        except Exception as exc:
+            health.hook_end()
+            timed_out = isinstance(exc, HookTimeout)
+            metrics.hook_attempt(hook.name, "timeout" if timed_out else "error", time.perf_counter() - started,
+                                 param.record.get("_committed_at"))
+            self.calls_failed += 1
+            job.first_failed = job.first_failed or datetime.now(UTC)
+            requested = exc.delay if isinstance(exc, Retry) else None
+            param.logger.error(
+                "hook timed out" if timed_out else "hook failed",
+                attempt=job.attempts,
+                error=f"{type(exc).__name__}: {exc}",
+                exc_info=None if timed_out or requested is not None else exc,
+            )
+            if max_attempts is not None and job.attempts >= max_attempts:
+                return self._exhausted(job.event, hook, param, exc, job.attempts, job.first_failed)
+            backoff = min(job.delay or hook.initial_backoff_s, hook.max_backoff_s) * random.uniform(0.8, 1.2)
+            sleep = requested if requested is not None else backoff
+            job.delay = min((job.delay or hook.initial_backoff_s) * hook.multiplier, hook.max_backoff_s)
+            job.retry_at = time.monotonic() + sleep
+            metrics.hook_run(hook.name, "retry")
+            param.logger.warning("retrying hook", attempt=job.attempts, backoff_s=round(sleep, 3))
+            return None
+        health.hook_end()
+        metrics.hook_attempt(hook.name, "success", time.perf_counter() - started, param.record.get("_committed_at"))
+        self.calls_ok += 1
+        return Outcome.DONE
 
     def _exhausted(self, event: ChangeEvent, hook: HookSpec, param: CheckpointParam, exc: BaseException,
                    attempts: int, first_failed: datetime) -> Outcome:

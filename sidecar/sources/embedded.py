@@ -67,8 +67,16 @@ class _Batch:
 
     def __init__(self, messages: list[RawMessage]) -> None:
         self.messages = messages
-        self.finished = 0
+        self.finished: set[int] = set()  # id() of finished messages: hooks may finish records out of order
         self.done = threading.Event()
+
+    def finished_prefix(self) -> int:
+        n = 0
+        for m in self.messages:
+            if id(m) not in self.finished:
+                break
+            n += 1
+        return n
 
 
 class EmbeddedSource:
@@ -216,9 +224,9 @@ class EmbeddedSource:
         self._batches.put(batch)
         while not batch.done.wait(0.2):
             if self.stopping or self._halted:
-                # Acknowledge only the finished prefix (the loop finishes records in order);
+                # Acknowledge only the finished prefix (records may finish out of order across hooks);
                 # the rest comes again after a restart.
-                for r in list(records)[: batch.finished]:
+                for r in list(records)[: batch.finished_prefix()]:
                     committer.markProcessed(r)
                 committer.markBatchFinished()
                 return
@@ -262,8 +270,8 @@ class EmbeddedSource:
         batch = self._current
         if batch is None:
             return
-        batch.finished += 1
-        if batch.finished >= len(batch.messages):
+        batch.finished.add(id(raw))
+        if len(batch.finished) >= len(batch.messages):
             batch.done.set()
 
     def halt(self, raw: RawMessage, reason: str) -> None:

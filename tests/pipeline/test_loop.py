@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,11 +30,16 @@ class MemorySource:
         self.halted: list[tuple[int | None, str]] = []
         self.stop = stop
         self.waits: list[float] = []
+        self.idle = 0
 
     def poll_batch(self) -> Sequence[RawMessage]:
         batch, self.messages = self.messages[:50], self.messages[50:]
         if not batch:
-            self.stop.set()
+            # Done when everything finished; otherwise give retries a bounded while (3 s).
+            self.idle += 1
+            if self.tracker.in_flight == 0 or self.idle > 300:
+                self.stop.set()
+            threading.Event().wait(0.01)
         return batch
 
     def current(self, raw: RawMessage) -> bool:
@@ -90,21 +97,22 @@ def test_every_change_reaches_hook_and_offsets_advance() -> None:
 
 
 def test_failing_hook_is_retried_and_nothing_skipped() -> None:
-    """A hook failing twice is retried with backoff; the record is not passed until it succeeds."""
+    """A hook failing twice is retried with growing backoff; the record is not passed until it succeeds."""
     stop = threading.Event()
     source = MemorySource(one_partition("postgres-schemas", "fxpo.public.type_zoo"), stop)
     calls: list[str] = []
-    failures = {"left": 2}
+    failed_at: list[float] = []
 
     def flaky(p: Any) -> None:
-        if p.record.get("id") == 2 and p.ctx.op == "c" and failures["left"]:
-            failures["left"] -= 1
+        if p.record.get("id") == 2 and p.ctx.op == "c" and len(failed_at) < 3:
+            failed_at.append(time.monotonic())
             raise RuntimeError("db down")
         calls.append(p.ctx.event_id)
 
-    run_loop(source, Decoder(), Router([HookSpec("f", flaky, "t", initial_backoff_s=0.01)]), runner(), stop,
+    run_loop(source, Decoder(), Router([HookSpec("f", flaky, "t", initial_backoff_s=0.02)]), runner(), stop,
              structlog.get_logger())
-    assert len(source.waits) >= 2 and source.waits[-1] > source.waits[0] * 1.3  # exponential backoff
+    gaps = [b - a for a, b in itertools.pairwise(failed_at)]
+    assert len(failed_at) == 3 and gaps[1] > gaps[0] * 1.3  # exponential backoff
     assert len(calls) == len(set(calls))
     assert source.tracker.in_flight == 0
 
@@ -141,3 +149,35 @@ def test_routing_filters_tables_and_ops() -> None:
     assert len(wants_t) == 1 and set(wants_t[0].record) == {
         "_op", "_destination_table", "_source_table", "_committed_at", "_transaction_id"}
     assert other_table == []
+
+
+def test_one_failing_hook_holds_only_itself_and_the_commit() -> None:
+    """While hook A retries record 2, hook B goes on with later records; A keeps its order; the
+    commit point stays before record 2 until A is done."""
+    stop = threading.Event()
+    msgs = one_partition("postgres-schemas", "fxpo.public.type_zoo")
+    source = MemorySource(msgs, stop)
+    a_seen: list[int] = []
+    b_seen: list[int] = []
+    a_fail = {"left": 5}
+    state: dict[str, Any] = {}
+
+    def a(p: Any) -> None:
+        if p.record.get("id") == 2 and p.ctx.op == "c" and a_fail["left"]:
+            a_fail["left"] -= 1
+            state.setdefault("b_when_a_failed", []).append(len(b_seen))
+            state.setdefault("commit_while_failing", []).append(source.tracker.commit_due())
+            raise RuntimeError("a is down")
+        a_seen.append(p.ctx.offset)
+
+    def b(p: Any) -> None:
+        b_seen.append(p.ctx.offset)
+
+    run_loop(source, Decoder(), Router([HookSpec("a", a, "t", initial_backoff_s=0.02, max_attempts=None),
+                                        HookSpec("b", b, "t")]), runner(), stop, structlog.get_logger())
+    changes = [m.offset for m in msgs if m.value is not None]
+    assert b_seen == changes and a_seen == changes  # both saw everything, each in order
+    assert state["b_when_a_failed"][-1] > state["b_when_a_failed"][0]  # b moved on while a retried
+    failing_offset = next(m.offset for m in msgs if m.value and b'"id":2' in m.value and b'"op":"c"' in m.value)
+    assert all(c is None or c <= failing_offset for c in state["commit_while_failing"])
+    assert source.tracker.commit_due() == len(msgs)
