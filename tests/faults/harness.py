@@ -23,28 +23,19 @@ from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from tests.integration import kafka_read
 from tests.integration.stack import AUX_URL, KAFKA, PG_URL, REPO, engine, new_id_base, query, sidecar_config, wait_for
 
 TOPIC = "shop.public.load_rows"
 RECORD = str(REPO / "tests" / "hooks" / "record_calls.py")
 
 
-def watermark(topic: str = TOPIC) -> int | None:
-    c = Consumer({"bootstrap.servers": KAFKA, "group.id": "probe-hw"})
-    try:
-        return int(c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1])
-    except Exception:
-        return None
-    finally:
-        c.close()
-
-
 def committed(group: str, topic: str = TOPIC) -> int:
-    c = Consumer({"bootstrap.servers": KAFKA, "group.id": group})
-    try:
-        return int(c.committed([TopicPartition(topic, 0)], timeout=10)[0].offset)
-    finally:
-        c.close()
+    return kafka_read.committed(group, topic)
+
+
+def watermark(topic: str = TOPIC) -> int | None:
+    return kafka_read.watermark(topic)
 
 
 @dataclass

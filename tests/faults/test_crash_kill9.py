@@ -17,6 +17,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import text
 
+from tests.integration.kafka_read import committed, watermark
 from tests.integration.stack import (
     AUX_URL,
     KAFKA,
@@ -39,22 +40,11 @@ TOPIC = "shop.public.load_rows"
 
 
 def committed_offset(group: str) -> int:
-    c = Consumer({"bootstrap.servers": KAFKA, "group.id": group})
-    try:
-        parts = c.committed([TopicPartition(TOPIC, 0)], timeout=10)
-        return max(parts[0].offset, 0)
-    finally:
-        c.close()
+    return committed(group, TOPIC)
 
 
 def high_watermark() -> int | None:
-    c = Consumer({"bootstrap.servers": KAFKA, "group.id": "probe-hw"})
-    try:
-        return int(c.get_watermark_offsets(TopicPartition(TOPIC, 0), timeout=10)[1])
-    except Exception:  # topic not created yet
-        return None
-    finally:
-        c.close()
+    return watermark(TOPIC)
 
 
 def test_kill9_mid_stream_loses_nothing(connectors: list[str], tmp_path: Path) -> None:

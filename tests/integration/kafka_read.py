@@ -39,3 +39,27 @@ def read_until(topics: list[str], done: Callable[[list[dict[str, Any]]], bool], 
     finally:
         consumer.close()
     return sorted(seen.values(), key=lambda m: (m["topic"], m["partition"], m["offset"]))
+
+
+def watermark(topic: str, partition: int = 0) -> int | None:
+    """The partition's high watermark, or None when the topic does not exist yet."""
+    from confluent_kafka import TopicPartition
+
+    c = Consumer({"bootstrap.servers": KAFKA, "group.id": "probe-hw"})
+    try:
+        return int(c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1])
+    except Exception:  # topic not created yet
+        return None
+    finally:
+        c.close()
+
+
+def committed(group: str, topic: str, partition: int = 0) -> int:
+    """The group's committed offset (0 when it has none)."""
+    from confluent_kafka import TopicPartition
+
+    c = Consumer({"bootstrap.servers": KAFKA, "group.id": group})
+    try:
+        return max(int(c.committed([TopicPartition(topic, partition)], timeout=10)[0].offset), 0)
+    finally:
+        c.close()

@@ -8,6 +8,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import text
 
+from tests.integration.kafka_read import committed, watermark
 from tests.integration.stack import (
     KAFKA,
     PG_URL,
@@ -24,21 +25,11 @@ TOPIC = "shop.public.load_rows"
 
 
 def _offsets(group: str) -> int:
-    c = Consumer({"bootstrap.servers": KAFKA, "group.id": group})
-    try:
-        return int(c.committed([TopicPartition(TOPIC, 0)], timeout=10)[0].offset)
-    finally:
-        c.close()
+    return committed(group, TOPIC)
 
 
 def _watermark() -> int | None:
-    c = Consumer({"bootstrap.servers": KAFKA, "group.id": "probe-hw"})
-    try:
-        return int(c.get_watermark_offsets(TopicPartition(TOPIC, 0), timeout=10)[1])
-    except Exception:
-        return None
-    finally:
-        c.close()
+    return watermark(TOPIC)
 
 
 def test_failing_record_blocks_partition_until_fixed(connectors: list[str], tmp_path: Path) -> None:
