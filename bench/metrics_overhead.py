@@ -18,7 +18,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -83,4 +82,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-    _: Any = None

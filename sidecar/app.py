@@ -63,9 +63,15 @@ class App:
     health: Health
 
 
-def build_app(settings: Settings, base_dir: Path | None = None, max_attempts: int | None = None) -> App:
+def build_app(
+    settings: Settings,
+    base_dir: Path | None = None,
+    max_attempts: int | None = None,
+    hooks: list[HookSpec] | None = None,
+) -> App:
+    """Everything `run`/`replay` need; `hooks` replaces the configured ones (replay --hook)."""
     log = get_logger(pipeline=settings.pipeline)
-    hooks = build_hooks(settings, base_dir)
+    hooks = build_hooks(settings, base_dir) if hooks is None else hooks
     databases = build_settings_databases(settings)
     metrics: Metrics = Metrics() if settings.metrics_enabled else NoMetrics()
     metrics.declare_hooks([h.name for h in hooks])

@@ -84,10 +84,8 @@ def replay(file: str, config_path: str | None, hook_target: str | None, attempts
     from sidecar.config import Settings, load_settings
     from sidecar.decode import Decoder
     from sidecar.hooks import load_hook
-    from sidecar.logs import configure_logging, get_logger
+    from sidecar.logs import configure_logging
     from sidecar.loop import run_loop
-    from sidecar.route import Router
-    from sidecar.run import HookRunner
     from sidecar.sources.file import FileSource
 
     try:
@@ -96,13 +94,9 @@ def replay(file: str, config_path: str | None, hook_target: str | None, attempts
         else:
             settings = Settings(pipeline="replay", source={"kind": "file", "file": {"path": file}})  # type: ignore[arg-type]
         configure_logging(settings.log.level, settings.log.format)
-        app = build_app(settings, Path(config_path).parent if config_path else None, max_attempts=attempts)
-        if hook_target:
-            hook = load_hook(Path(hook_target.split(":")[0]).stem, path=hook_target)
-            app.hooks = [hook]
-            app.router = Router([hook])
-            app.runner = HookRunner(settings.pipeline, app.databases, get_logger(), max_attempts=attempts,
-                                    source_tables={t: c.source_table for t, c in settings.tables.items()})
+        only = [load_hook(Path(hook_target.split(":")[0]).stem, path=hook_target)] if hook_target else None
+        app = build_app(settings, Path(config_path).parent if config_path else None, max_attempts=attempts,
+                        hooks=only)
         if not app.hooks:
             raise ConfigError("no hooks to run: give --hook PATH.py or a --config with hooks")
         stats = run_loop(FileSource(file), Decoder(), app.router, app.runner, threading.Event(), app.log,

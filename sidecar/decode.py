@@ -33,6 +33,7 @@ _SCHEMA_QUALIFIED: Final = frozenset({"postgresql", "sqlserver", "oracle", "db2"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _PAYLOAD_SPLIT: Final = b',"payload":'
 _MAX_CACHED_SCHEMAS: Final = 1024
+_UNKNOWN: Final = object()
 
 FLATTENED_HINT: Final = (
     "the message has no Debezium envelope (op/source missing): the connector flattens records "
@@ -177,15 +178,17 @@ class Decoder:
             return None
         if not isinstance(payload, dict):
             return None
-        conv = self._key_plans.get(schema_bytes) if schema_bytes is not None else None
-        if conv is None and schema_bytes is not None and schema_bytes not in self._key_plans:
+        if schema_bytes is None:
+            return payload
+        conv = self._key_plans.get(schema_bytes, _UNKNOWN)
+        if conv is _UNKNOWN:
             schema = orjson.loads(schema_bytes)
             conv = (logical_types.row_converter(schema, connector)
                     if isinstance(schema, dict) and schema.get("type") == "struct" else None)
             if len(self._key_plans) >= _MAX_CACHED_SCHEMAS:
                 self._key_plans.clear()
             self._key_plans[schema_bytes] = conv
-        return conv(payload) if conv is not None else payload
+        return conv(payload) if conv is not None else payload  # type: ignore[operator]
 
     def _change(
         self,
@@ -303,7 +306,3 @@ def _marker(raw: RawMessage, payload: Mapping[str, Any]) -> TransactionMarker:
         data_collections=collections,
     )
 
-
-def decode(raw: RawMessage) -> Decoded:
-    """Decode one message with a fresh decoder (convenience; the loop keeps one Decoder)."""
-    return Decoder().decode(raw)

@@ -77,7 +77,7 @@ def _load_module_from_path(path: str, base_dir: Path | None) -> Any:
     return module
 
 
-def _check_signature(fn: Any, origin: str, function: str, batch: bool = False) -> None:
+def _check_signature(fn: Any, origin: str, function: str) -> None:
     if not callable(fn):
         raise HookLoadError(f"hook {origin}: {function} is not a function (it is a {type(fn).__name__})")
     try:

@@ -199,7 +199,7 @@ def converter_for(schema: Mapping[str, Any], connector: str) -> Converter | None
         if simple is not _MISSING:
             return simple  # type: ignore[return-value]
     if kind == "struct":
-        return _struct_converter(schema, connector)
+        return row_converter(schema, connector)
     if kind == "array":
         item = converter_for(schema.get("items") or {}, connector)
         return _array(item)
@@ -320,10 +320,6 @@ def row_converter(schema: Mapping[str, Any], connector: str) -> RowConverter:
         return out
 
     return convert
-
-
-def _struct_converter(schema: Mapping[str, Any], connector: str) -> Converter:
-    return row_converter(schema, connector)
 
 
 def schemaless_row(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -82,7 +81,3 @@ def build_context(event: ChangeEvent, pipeline: str, deadline: float | None = No
         deadline=deadline,
     )
 
-
-def committed_at_of(param: CheckpointParam) -> datetime | None:
-    value = param.record.get("_committed_at")
-    return value if isinstance(value, datetime) else None

@@ -25,8 +25,6 @@ from sidecar.hooks import HookSpec
 from sidecar.param import CheckpointParam
 from sidecar.run import HookRunner
 
-_RAISE = float("inf")
-
 
 def make_event(
     table: str,

@@ -242,7 +242,7 @@ class EmbeddedSource:
     # ------------------------------------------------------------------ Source protocol
     def poll_batch(self) -> Sequence[RawMessage]:
         if self._halted:
-            self.stopping_wait()
+            threading.Event().wait(self.poll_timeout_s)  # nothing more is read after a halt
             return []
         try:
             item = self._batches.get(timeout=self.poll_timeout_s)
@@ -256,9 +256,6 @@ class EmbeddedSource:
         assert isinstance(item, _Batch)
         self._current = item
         return item.messages
-
-    def stopping_wait(self) -> None:
-        threading.Event().wait(self.poll_timeout_s)
 
     def current(self, raw: RawMessage) -> bool:
         return not self._halted and not self.stopping

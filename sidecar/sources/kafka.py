@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -42,7 +42,6 @@ class KafkaSource:
         poll_timeout_s: float = 0.2,
         commit_interval_s: float = 1.0,
         max_uncommitted: int = 1000,
-        on_assignment: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
         health: Health | None = None,
     ) -> None:
@@ -66,8 +65,6 @@ class KafkaSource:
         self._last_commit = time.monotonic()
         self._max_uncommitted = max_uncommitted
         self._uncommitted = 0
-        self._on_assignment = on_assignment
-        self.assigned_once = False
         self.stopping = False
         self._consumer.subscribe(
             list(topics), on_assign=self._assign, on_revoke=self._revoke, on_lost=self._lost
@@ -91,12 +88,9 @@ class KafkaSource:
         for tp in partitions:
             self._tracker.assign(tp.topic, tp.partition)
             self._halted.discard((tp.topic, tp.partition))
-        self.assigned_once = True
         self.health.started = True
         self._broker_up()
         self.log.info("partitions assigned", partitions=[f"{tp.topic}[{tp.partition}]" for tp in partitions])
-        if self._on_assignment is not None:
-            self._on_assignment()
 
     def _revoke(self, consumer: Any, partitions: list[Any]) -> None:
         # Records of these partitions still in our hands are abandoned (`current` turns
@@ -282,9 +276,6 @@ class KafkaSource:
             tracker.committed = off
         self.metrics.committed()
         self.log.debug("offsets committed", offsets={f"{t}[{p}]": o for (t, p), _, o in due}, sync=sync)
-
-    def committed_positions(self) -> dict[tuple[str, int], int | None]:
-        return {k: t.committed for k, t in self._tracker.items()}
 
 
 def _raw(msg: Any) -> RawMessage:

@@ -245,7 +245,6 @@ def test_two_members_rebalance_one_two_one(tmp_path: Path) -> None:
     import yaml
 
     from sidecar import connectors as cx
-    from tests.faults.harness import committed as _committed  # noqa: F401
     from tests.integration.scenario import drop_slot
     from tests.integration.stack import CONNECT, PORTS, wait_for
 
