@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 
 # Minimum number of tests each tier must have run (raise when adding tests, never lower quietly).
-MINIMUM = {"unit": 82, "pipeline": 22, "integration": 37, "faults": 11}
+MINIMUM = {"unit": 84, "pipeline": 23, "integration": 38, "faults": 11}
 NO_SKIPS = {"integration", "faults"}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -23,6 +23,7 @@ from sidecar.loop import LoopStats, run_loop
 from sidecar.metrics import Metrics, NoMetrics
 from sidecar.route import Router
 from sidecar.run import HookRunner
+from sidecar.watch import Check, Watcher
 
 
 def build_hooks(settings: Settings, base_dir: Path | None = None) -> list[HookSpec]:
@@ -89,10 +90,10 @@ def build_app(
 
 
 @contextlib.contextmanager
-def operations(app: App) -> Iterator[None]:
-    """HTTP (/metrics, /healthz, /readyz) and the background watcher for the life of `run`."""
+def operations(app: App, checks: Mapping[str, tuple[Check, float]] | None = None) -> Iterator[None]:
+    """HTTP (/metrics, /healthz, /readyz) and the background watcher for the life of `run`;
+    `checks` are extra dependency checks for the watcher (Kafka mode: the brokers)."""
     from sidecar.http import serve
-    from sidecar.watch import Watcher
 
     server = None
     if app.settings.http.enabled:
@@ -102,7 +103,7 @@ def operations(app: App) -> Iterator[None]:
             raise ConfigError(
                 f"http.port {app.settings.http.port}: cannot listen ({exc.strerror}); free it or set http.port"
             ) from None
-    watcher = Watcher(app.databases, app.metrics, app.health, app.log, app.settings.health.watch_interval_s)
+    watcher = Watcher(app.databases, app.metrics, app.health, app.log, app.settings.health.watch_interval_s, checks)
     watcher.start()
     try:
         yield
@@ -187,7 +188,7 @@ def run_embedded(app: App, stop: threading.Event, base_dir: Path | None = None) 
 
 
 def run_kafka(app: App, stop: threading.Event) -> LoopStats:
-    from sidecar.sources.kafka import build_kafka_source
+    from sidecar.sources.kafka import BrokerProbe, build_kafka_source
 
     kafka = app.settings.source.kafka
     assert kafka is not None
@@ -205,8 +206,9 @@ def run_kafka(app: App, stop: threading.Event) -> LoopStats:
     )
     app.runner.dead_letters = build_dead_letters(app.settings)
     app.log.info("sidecar started", hooks=[h.name for h in app.hooks], source="kafka")
+    probe = BrokerProbe(kafka.librdkafka())
     try:
-        with operations(app):
+        with operations(app, {"kafka": (probe, app.settings.health.kafka_check_interval_s)}):
             return run_loop(source, Decoder(), app.router, app.runner, stop, app.log,
                             max_message_bytes=app.settings.dead_letters.max_message_bytes)
     finally:

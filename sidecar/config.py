@@ -220,6 +220,9 @@ class HealthConfig(_Strict):
     loop_stall_s: float = Field(default=60.0, gt=0, description="liveness fails when the loop has not ticked this long")
     hook_timeout_s: float = Field(default=300.0, gt=0, description="liveness fails when one hook runs longer")
     watch_interval_s: float = Field(default=15.0, gt=0, description="database pings and slot retention checks")
+    kafka_check_interval_s: float = Field(
+        default=5.0, gt=0, description="Kafka mode: a metadata request on a separate client; readiness follows it"
+    )
 
 
 class LogConfig(_Strict):

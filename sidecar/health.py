@@ -40,12 +40,15 @@ class Health:
         self.hook_name = None
         self.beat()
 
-    def dependency(self, name: str, up: bool) -> None:
+    def dependency(self, name: str, up: bool) -> bool:
+        """Record a dependency's state; True when that changed it."""
         with self._lock:
+            was_up = name not in self.down
             if up:
                 self.down.discard(name)
             else:
                 self.down.add(name)
+            return was_up != up
 
     def live(self) -> tuple[bool, str]:
         now = time.monotonic()

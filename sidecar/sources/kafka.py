@@ -48,7 +48,6 @@ class KafkaSource:
         self.log = logger
         self.metrics = metrics or NoMetrics()
         self.health = health or Health()
-        self._broker_down = False
         self._conf: dict[str, Any] = {**conf, "error_cb": self._error_cb}
         try:
             self._consumer = Consumer(self._conf)
@@ -71,16 +70,16 @@ class KafkaSource:
         )
 
     def _error_cb(self, err: Any) -> None:
-        # Called from poll(): readiness follows the broker, liveness does not.
-        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT) and not self._broker_down:
-            self._broker_down = True
-            self.health.dependency("kafka", False)
+        # Called from poll() (so it can come late); readiness follows the broker, liveness
+        # does not. The watcher's BrokerProbe marks it down too, and is what marks it up.
+        down = err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT)
+        if down and self.health.dependency("kafka", False):
             self.log.warning("kafka unreachable; not ready until it answers again", error=err.str())
 
     def _broker_up(self) -> None:
-        if self._broker_down:
-            self._broker_down = False
-            self.health.dependency("kafka", True)
+        # Evidence only from the broker itself (an assignment); the watcher's BrokerProbe
+        # clears it too. Prefetched messages are no evidence: they outlive the broker.
+        if self.health.dependency("kafka", True):
             self.log.info("kafka reachable again")
 
     # ------------------------------------------------------------------ rebalance callbacks
@@ -125,8 +124,6 @@ class KafkaSource:
                 one = self._consumer.poll(self._poll_timeout)
                 msgs = [one] if one is not None else []
         out: list[RawMessage] = []
-        if msgs:
-            self._broker_up()
         for msg in msgs:
             err = msg.error()
             if err is not None:
@@ -206,12 +203,6 @@ class KafkaSource:
 
     def maybe_commit(self) -> None:
         if time.monotonic() - self._last_commit >= self._commit_interval:
-            if self._broker_down:
-                try:  # a cheap probe only while the broker is believed down
-                    self._consumer.list_topics(timeout=0.5)
-                    self._broker_up()
-                except KafkaException:
-                    pass
             self._commit_now()
 
     def _update_lag(self) -> None:
@@ -226,6 +217,11 @@ class KafkaSource:
     def _commit_now(self) -> None:
         # Synchronous: when it returns, a crash redelivers at most `max_uncommitted` records.
         self._last_commit = time.monotonic()
+        if "kafka" in self.health.down:
+            # A synchronous commit waits for the coordinator (seconds, while the loop serves
+            # nothing); it would fail anyway. Finished records stay finished and are
+            # committed once the probe sees the broker again (revoke/close still try).
+            return
         self._uncommitted = 0
         self._commit(sync=True)
         self._update_lag()
@@ -315,6 +311,29 @@ def ping(conf: dict[str, str], timeout_s: float = 5.0) -> None:
 
 
 _PRODUCER_KEYS = ("bootstrap.servers", "client.id", "security.protocol", "sasl.", "ssl.", "socket.", "broker.")
+
+
+class BrokerProbe:
+    """Readiness check for the watcher thread: a metadata request on a client of its own.
+
+    The consumer's error callback runs only inside poll(), which a synchronous commit or a
+    long hook can hold off for many seconds; this probe does not depend on the loop.
+    """
+
+    def __init__(self, conf: dict[str, str], timeout_s: float = 3.0) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        self.timeout_s = timeout_s
+        self.servers = conf.get("bootstrap.servers", "")
+        aconf: dict[str, Any] = {k: v for k, v in conf.items() if k.startswith(_PRODUCER_KEYS)}
+        aconf["log_level"] = 3  # its reconnect chatter repeats the consumer's
+        self._admin = AdminClient(aconf)
+
+    def __call__(self) -> None:
+        try:
+            self._admin.list_topics(timeout=self.timeout_s)
+        except KafkaException as exc:
+            raise SourceError(f"Kafka at {self.servers} did not answer: {exc.args[0].str()}") from None
 
 
 class KafkaDeadLetterWriter:

@@ -148,3 +148,22 @@ def test_check_command_exit_codes(tmp_path: Path) -> None:
     db = check({"SIDECAR_DATABASES__AUXILIARY__CALLS": f"mysql+pymysql://sidecar:wrong@127.0.0.1:{PORTS['mariadb']}/x"})
     assert db.returncode == 4 and "auxiliary.calls" in db.stderr
     assert "wrong" not in db.stderr  # the password is masked
+
+
+def test_broker_probe_answers_for_the_real_broker_and_fails_for_a_closed_port() -> None:
+    """The watcher's Kafka readiness check: a metadata request on its own client, bounded in time."""
+    import socket
+    import time
+
+    from sidecar.errors import SourceError
+    from sidecar.sources.kafka import BrokerProbe
+    from tests.integration.stack import KAFKA
+
+    BrokerProbe({"bootstrap.servers": KAFKA, "group.id": "probe-test", "group.instance.id": "x"})()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # bound, not listening: connection refused
+        started = time.monotonic()
+        with pytest.raises(SourceError, match=f"Kafka at 127.0.0.1:{closed} did not answer"):
+            BrokerProbe({"bootstrap.servers": f"127.0.0.1:{closed}"}, timeout_s=1.0)()
+        assert time.monotonic() - started < 5

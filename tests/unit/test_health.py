@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 from sidecar.health import Health
@@ -42,3 +43,48 @@ def test_liveness_follows_heartbeat_and_hook_timeout() -> None:
     assert not ok and "hook slow running for" in why
     h.hook_end()
     assert h.live()[0]
+
+
+def test_dependency_reports_changes_only() -> None:
+    """`dependency` says whether the state changed, so callers log transitions once."""
+    h = Health(started=True)
+    assert h.dependency("kafka", True) is False
+    assert h.dependency("kafka", False) is True
+    assert h.dependency("kafka", False) is False
+    assert h.dependency("kafka", True) is True
+
+
+def test_watcher_runs_each_check_on_its_interval_and_readiness_follows() -> None:
+    """The watcher thread (not the main loop) drives a check's readiness, at its own interval."""
+    from sidecar.databases import Databases
+    from sidecar.logs import get_logger
+    from sidecar.metrics import NoMetrics
+    from sidecar.watch import Watcher
+
+    calls: list[float] = []
+    state = {"up": False}
+
+    def check() -> None:
+        calls.append(time.monotonic())
+        if not state["up"]:
+            raise ConnectionError("broker did not answer")
+
+    h = Health(started=True)
+    w = Watcher(Databases(), NoMetrics(), h, get_logger(), interval_s=60, checks={"kafka": (check, 0.1)})
+    w.start()
+    try:
+        deadline = time.monotonic() + 5
+        while h.ready()[0] or not calls:
+            assert time.monotonic() < deadline, "the check never ran"
+            time.sleep(0.02)
+        assert h.ready() == (False, "dependency down: kafka")
+        state["up"] = True
+        while not h.ready()[0]:
+            assert time.monotonic() < deadline, "readiness did not come back"
+            time.sleep(0.02)
+    finally:
+        w.stop()
+        w.join(2)
+    assert not w.is_alive()
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
+    assert gaps and min(gaps) >= 0.09, gaps
