@@ -153,7 +153,8 @@ def restart_scenario(tmp_path: Path, name: str, component: str, down_s: float = 
         while probes["ready_during"] == 200 and time.monotonic() < deadline:
             time.sleep(0.25)
             probes["ready_during"] = s.probe("/readyz")
-        probes["unready_after_ms"] = round((time.monotonic() - t0) * 1000)
+        if expect_unready:
+            probes["unready_after_ms"] = round((time.monotonic() - t0) * 1000)
         probes["live_during"] = s.probe("/healthz")
 
     try:
