@@ -1,8 +1,10 @@
 """Liveness and readiness, as Kubernetes probes want them.
 
 - live: the main loop's heartbeat is recent — it keeps ticking while backing off, waiting
-  for a broker or database, or halted by policy. It is false only when the loop itself is
-  stuck (no tick for `loop_stall_s`) or a hook runs past its timeout. Never tied to the
+  for a broker or database, or halted by policy; inside a synchronous offset commit (which
+  librdkafka bounds by session.timeout.ms when the coordinator is gone) it counts as live up
+  to that bound. It is false only when the loop itself is stuck (no tick for `loop_stall_s`),
+  a blocking call runs past its bound, or a hook runs past its timeout. Never tied to the
   broker or databases (an outage must not restart every pod).
 - ready: false until the first partition assignment (an empty one counts) or, embedded,
   the engine's start; while a required dependency is down; while halted; while shutting down.
@@ -25,6 +27,9 @@ class Health:
     shutting_down: bool = False
     hook_started: float | None = None
     hook_name: str | None = None
+    wait_started: float | None = None
+    wait_what: str | None = None
+    wait_limit_s: float = 0.0
     down: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -38,6 +43,18 @@ class Health:
     def hook_end(self) -> None:
         self.hook_started = None
         self.hook_name = None
+        self.beat()
+
+    def wait_begin(self, what: str, limit_s: float) -> None:
+        """The loop is inside a blocking call to a dependency that is bounded by `limit_s`
+        (a synchronous offset commit waits up to session.timeout.ms for the coordinator)."""
+        self.wait_what = what
+        self.wait_limit_s = limit_s
+        self.wait_started = time.monotonic()
+
+    def wait_end(self) -> None:
+        self.wait_started = None
+        self.wait_what = None
         self.beat()
 
     def dependency(self, name: str, up: bool) -> bool:
@@ -58,6 +75,11 @@ class Health:
                 took = now - started
                 return False, f"hook {self.hook_name} running for {took:.0f}s (timeout {self.hook_timeout_s:.0f}s)"
             return True, f"hook {self.hook_name} running"
+        waiting = self.wait_started
+        if waiting is not None:
+            if now - waiting > self.wait_limit_s:
+                return False, f"{self.wait_what} blocked for {now - waiting:.0f}s (bound {self.wait_limit_s:.0f}s)"
+            return True, f"waiting for {self.wait_what}"
         idle = now - self.last_beat
         if idle > self.loop_stall_s:
             return False, f"main loop has not ticked for {idle:.0f}s"

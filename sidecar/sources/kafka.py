@@ -63,6 +63,9 @@ class KafkaSource:
         self._commit_interval = commit_interval_s
         self._last_commit = time.monotonic()
         self._max_uncommitted = max_uncommitted
+        # With the coordinator gone a synchronous commit blocks until session.timeout.ms
+        # (measured: 45 s at the default, 10 s at 10000); liveness allows that plus a margin.
+        self._commit_bound_s = float(conf.get("session.timeout.ms", 45000)) / 1000 + 15
         self._uncommitted = 0
         self.stopping = False
         self._consumer.subscribe(
@@ -228,7 +231,12 @@ class KafkaSource:
 
     def close(self) -> None:
         try:
-            self._commit(sync=True)
+            if "kafka" in self.health.down:
+                # The commit would block up to session.timeout.ms and still fail, eating the
+                # shutdown grace period; finished records are redelivered (at least once).
+                self.log.warning("kafka unreachable at shutdown: not committing; finished records will be redelivered")
+            else:
+                self._commit(sync=True)
         finally:
             self._consumer.close()
 
@@ -258,7 +266,11 @@ class KafkaSource:
         offsets = [TopicPartition(t, p, off) for (t, p), _, off in due]
         try:
             if sync:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
+                self.health.wait_begin("kafka offset commit", self._commit_bound_s)
+                try:
+                    self._consumer.commit(offsets=offsets, asynchronous=False)
+                finally:
+                    self.health.wait_end()
             else:
                 self._consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as exc:
