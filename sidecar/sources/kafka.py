@@ -23,6 +23,7 @@ from sidecar.errors import SourceError
 from sidecar.events import RawMessage
 from sidecar.health import Health
 from sidecar.metrics import Metrics, NoMetrics
+from sidecar.sources.kafka_logs import kafka_logger
 
 _RETRIABLE_COMMIT = {
     KafkaError.REBALANCE_IN_PROGRESS,
@@ -48,7 +49,7 @@ class KafkaSource:
         self.log = logger
         self.metrics = metrics or NoMetrics()
         self.health = health or Health()
-        self._conf: dict[str, Any] = {**conf, "error_cb": self._error_cb}
+        self._conf: dict[str, Any] = {**conf, "error_cb": self._error_cb, "logger": kafka_logger()}
         try:
             self._consumer = Consumer(self._conf)
         except KafkaException as exc:
@@ -313,7 +314,8 @@ def build_kafka_source(
 
 def ping(conf: dict[str, str], timeout_s: float = 5.0) -> None:
     """Raise SourceError unless the brokers answer a metadata request."""
-    consumer = Consumer({**conf, "group.id": conf.get("group.id", "checkpoint-sidecar-check")})
+    consumer = Consumer({**conf, "group.id": conf.get("group.id", "checkpoint-sidecar-check"),
+                         "logger": kafka_logger()})
     try:
         consumer.list_topics(timeout=timeout_s)
     except KafkaException as exc:
@@ -338,7 +340,9 @@ class BrokerProbe:
         self.timeout_s = timeout_s
         self.servers = conf.get("bootstrap.servers", "")
         aconf: dict[str, Any] = {k: v for k, v in conf.items() if k.startswith(_PRODUCER_KEYS)}
-        aconf["log_level"] = 3  # its reconnect chatter repeats the consumer's
+        # Quiet below critical: during an outage it would repeat the consumer's "Connect
+        # failed" lines every few ms; its reason reaches the log once, through the watcher.
+        aconf["log_level"] = 2
         self._admin = AdminClient(aconf)
 
     def __call__(self) -> None:
@@ -357,7 +361,8 @@ class KafkaDeadLetterWriter:
         pconf = {k: v for k, v in conf.items() if k.startswith(_PRODUCER_KEYS)}
         pconf.update({"acks": "all", "enable.idempotence": "true", "linger.ms": "0"})
         self.topic = topic
-        self._producer = Producer(pconf)
+        # Its log lines are handed over in flush(), i.e. with the next dead letter or at close.
+        self._producer = Producer({**pconf, "logger": kafka_logger()})
 
     def write(self, entry: dict[str, Any]) -> None:
         import orjson
@@ -385,7 +390,7 @@ def read_dead_letter_topic(conf: dict[str, str], topic: str, timeout_s: float = 
     import orjson
 
     consumer = Consumer({**conf, "group.id": f"checkpoint-sidecar-dlq-reader-{uuid.uuid4().hex}",
-                         "enable.auto.commit": "false", "auto.offset.reset": "earliest"})
+                         "enable.auto.commit": "false", "auto.offset.reset": "earliest", "logger": kafka_logger()})
     try:
         md = consumer.list_topics(topic, timeout=timeout_s)
         if topic not in md.topics or md.topics[topic].error is not None:

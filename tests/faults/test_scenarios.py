@@ -191,6 +191,14 @@ def test_kafka_broker_restarted_mid_stream(tmp_path: Path) -> None:
     probes = restart_scenario(tmp_path, "kafka-restart", "kafka", down_s=8, expect_unready=True,
                               extra_config={"health": {"loop_stall_s": 5}})
     assert probes["ready_during"] == 503, probes
+    # librdkafka's own lines (a flood of reconnect failures during the outage) arrive as JSON
+    # events like every other line, with repeats held back.
+    lines = (tmp_path / "sidecar.log").read_text().splitlines()
+    not_json = [line for line in lines if not line.startswith("{")]
+    assert not not_json, not_json[:3]
+    kafka_lines = [json.loads(line) for line in lines if '"librdkafka: ' in line]
+    assert any("Connection refused" in e["event"] for e in kafka_lines), len(kafka_lines)
+    print(f"FIGURES kafka-restart librdkafka_lines={len(kafka_lines)} of {len(lines)}")
 
 
 def test_kafka_connect_restarted_mid_stream(tmp_path: Path) -> None:
