@@ -109,8 +109,9 @@ def test_failing_hook_is_retried_and_nothing_skipped() -> None:
             raise RuntimeError("db down")
         calls.append(p.ctx.event_id)
 
-    run_loop(source, Decoder(), Router([HookSpec("f", flaky, "t", initial_backoff_s=0.02)]), runner(), stop,
-             structlog.get_logger())
+    # multiplier 4: even with ±20 % jitter the second gap is ≥ 2.6× the first, far above timer noise
+    hook = HookSpec("f", flaky, "t", initial_backoff_s=0.02, multiplier=4.0)
+    run_loop(source, Decoder(), Router([hook]), runner(), stop, structlog.get_logger())
     gaps = [b - a for a, b in itertools.pairwise(failed_at)]
     assert len(failed_at) == 3 and gaps[1] > gaps[0] * 1.3  # exponential backoff
     assert len(calls) == len(set(calls))
