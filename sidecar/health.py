@@ -25,37 +25,28 @@ class Health:
     started: bool = False
     halted: bool = False
     shutting_down: bool = False
-    hook_started: float | None = None
-    hook_name: str | None = None
-    wait_started: float | None = None
-    wait_what: str | None = None
-    wait_limit_s: float = 0.0
+    busy: tuple[str, float, float] | None = None  # (what, started, limit_s) of a bounded call in progress
     down: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def beat(self) -> None:
         self.last_beat = time.monotonic()
 
+    def call_begin(self, what: str, limit_s: float) -> None:
+        """The loop is inside a call that cannot tick, live until `limit_s`: a hook
+        (`hook_timeout_s`) or a synchronous offset commit (librdkafka gives up after
+        session.timeout.ms when the coordinator is gone)."""
+        self.busy = (what, time.monotonic(), limit_s)
+
+    def call_end(self) -> None:
+        self.busy = None
+        self.beat()
+
     def hook_begin(self, name: str) -> None:
-        self.hook_name = name
-        self.hook_started = time.monotonic()
+        self.call_begin(f"hook {name}", self.hook_timeout_s)
 
     def hook_end(self) -> None:
-        self.hook_started = None
-        self.hook_name = None
-        self.beat()
-
-    def wait_begin(self, what: str, limit_s: float) -> None:
-        """The loop is inside a blocking call to a dependency that is bounded by `limit_s`
-        (a synchronous offset commit waits up to session.timeout.ms for the coordinator)."""
-        self.wait_what = what
-        self.wait_limit_s = limit_s
-        self.wait_started = time.monotonic()
-
-    def wait_end(self) -> None:
-        self.wait_started = None
-        self.wait_what = None
-        self.beat()
+        self.call_end()
 
     def dependency(self, name: str, up: bool) -> bool:
         """Record a dependency's state; True when that changed it."""
@@ -69,17 +60,12 @@ class Health:
 
     def live(self) -> tuple[bool, str]:
         now = time.monotonic()
-        started = self.hook_started
-        if started is not None:
-            if now - started > self.hook_timeout_s:
-                took = now - started
-                return False, f"hook {self.hook_name} running for {took:.0f}s (timeout {self.hook_timeout_s:.0f}s)"
-            return True, f"hook {self.hook_name} running"
-        waiting = self.wait_started
-        if waiting is not None:
-            if now - waiting > self.wait_limit_s:
-                return False, f"{self.wait_what} blocked for {now - waiting:.0f}s (bound {self.wait_limit_s:.0f}s)"
-            return True, f"waiting for {self.wait_what}"
+        busy = self.busy
+        if busy is not None:
+            what, started, limit_s = busy
+            if now - started > limit_s:
+                return False, f"{what} running for {now - started:.0f}s (limit {limit_s:.0f}s)"
+            return True, f"{what} running"
         idle = now - self.last_beat
         if idle > self.loop_stall_s:
             return False, f"main loop has not ticked for {idle:.0f}s"

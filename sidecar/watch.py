@@ -52,11 +52,6 @@ class Watcher(threading.Thread):
                     due[name] = time.monotonic() + interval
             self.stopping.wait(max(0.05, min(due.values()) - time.monotonic()))
 
-    def check_once(self) -> None:
-        self.check_databases()
-        for name, (check, _) in self.checks.items():
-            self.check(name, check)
-
     def check(self, name: str, check: Check) -> None:
         try:
             check()

@@ -98,7 +98,7 @@ class KafkaSource:
     def _revoke(self, consumer: Any, partitions: list[Any]) -> None:
         # Records of these partitions still in our hands are abandoned (`current` turns
         # False); commit only what finished, before the partitions go to another member.
-        self._commit(sync=True, only={(tp.topic, tp.partition) for tp in partitions})
+        self._commit(only={(tp.topic, tp.partition) for tp in partitions})
         for tp in partitions:
             self._drop(tp.topic, tp.partition)
             self.metrics.forget_lag(tp.topic, tp.partition)
@@ -227,7 +227,7 @@ class KafkaSource:
             # committed once the probe sees the broker again (revoke/close still try).
             return
         self._uncommitted = 0
-        self._commit(sync=True)
+        self._commit()
         self._update_lag()
 
     def close(self) -> None:
@@ -237,7 +237,7 @@ class KafkaSource:
                 # shutdown grace period; finished records are redelivered (at least once).
                 self.log.warning("kafka unreachable at shutdown: not committing; finished records will be redelivered")
             else:
-                self._commit(sync=True)
+                self._commit()
         finally:
             self._consumer.close()
 
@@ -254,7 +254,8 @@ class KafkaSource:
             self._consumer.resume([TopicPartition(t, p) for t, p in back])
             self._paused.difference_update(back)
 
-    def _commit(self, sync: bool, only: set[tuple[str, int]] | None = None) -> None:
+    def _commit(self, only: set[tuple[str, int]] | None = None) -> None:
+        """Synchronously commit what finished (all partitions, or `only` those)."""
         due: list[tuple[tuple[str, int], PartitionTracker, int]] = []
         for key, tracker in self._tracker.items():
             if only is not None and key not in only:
@@ -266,14 +267,11 @@ class KafkaSource:
             return
         offsets = [TopicPartition(t, p, off) for (t, p), _, off in due]
         try:
-            if sync:
-                self.health.wait_begin("kafka offset commit", self._commit_bound_s)
-                try:
-                    self._consumer.commit(offsets=offsets, asynchronous=False)
-                finally:
-                    self.health.wait_end()
-            else:
-                self._consumer.commit(offsets=offsets, asynchronous=True)
+            self.health.call_begin("kafka offset commit", self._commit_bound_s)
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+            finally:
+                self.health.call_end()
         except KafkaException as exc:
             err = exc.args[0]
             if err.code() in _RETRIABLE_COMMIT:
@@ -284,7 +282,7 @@ class KafkaSource:
         for _, tracker, off in due:
             tracker.committed = off
         self.metrics.committed()
-        self.log.debug("offsets committed", offsets={f"{t}[{p}]": o for (t, p), _, o in due}, sync=sync)
+        self.log.debug("offsets committed", offsets={f"{t}[{p}]": o for (t, p), _, o in due})
 
 
 def _raw(msg: Any) -> RawMessage:
@@ -314,14 +312,7 @@ def build_kafka_source(
 
 def ping(conf: dict[str, str], timeout_s: float = 5.0) -> None:
     """Raise SourceError unless the brokers answer a metadata request."""
-    consumer = Consumer({**conf, "group.id": conf.get("group.id", "checkpoint-sidecar-check"),
-                         "logger": kafka_logger()})
-    try:
-        consumer.list_topics(timeout=timeout_s)
-    except KafkaException as exc:
-        raise SourceError(f"Kafka at {conf.get('bootstrap.servers')} did not answer: {exc.args[0].str()}") from None
-    finally:
-        consumer.close()
+    BrokerProbe(conf, timeout_s)()
 
 
 _PRODUCER_KEYS = ("bootstrap.servers", "client.id", "security.protocol", "sasl.", "ssl.", "socket.", "broker.")

@@ -93,11 +93,11 @@ def test_watcher_runs_each_check_on_its_interval_and_readiness_follows() -> None
 def test_a_bounded_blocking_call_is_live_until_its_bound() -> None:
     """Inside a synchronous commit the loop cannot tick: live up to the call's bound, then not."""
     h = Health(loop_stall_s=0.02)
-    h.wait_begin("kafka offset commit", 0.1)
+    h.call_begin("kafka offset commit", 0.1)
     time.sleep(0.05)  # past loop_stall_s, within the bound
-    assert h.live() == (True, "waiting for kafka offset commit")
+    assert h.live() == (True, "kafka offset commit running")
     time.sleep(0.08)
     live, why = h.live()
-    assert not live and why.startswith("kafka offset commit blocked for"), why
-    h.wait_end()
+    assert not live and why.startswith("kafka offset commit running for"), why
+    h.call_end()
     assert h.live() == (True, "ok")
