@@ -126,13 +126,13 @@ def run_baseline(rows: int, slot: str, state: Path) -> dict[str, Any]:
 
 def run_sidecar(rows: int, slot: str, state: Path) -> dict[str, Any]:
     import structlog
+    from sidecar.run import HookRunner
 
     from sidecar.databases import Databases
     from sidecar.decode import Decoder
     from sidecar.hooks import HookSpec
     from sidecar.loop import run_loop
     from sidecar.route import Router
-    from sidecar.run import HookRunner
     from sidecar.sources.embedded import EmbeddedSource
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
@@ -160,6 +160,7 @@ def run_sidecar(rows: int, slot: str, state: Path) -> dict[str, Any]:
 
 def run_latency(commits: int, slot: str, state: Path) -> dict[str, Any]:
     import structlog
+    from sidecar.run import HookRunner
     from sqlalchemy import create_engine, text
 
     from sidecar.databases import Databases
@@ -167,7 +168,6 @@ def run_latency(commits: int, slot: str, state: Path) -> dict[str, Any]:
     from sidecar.hooks import HookSpec
     from sidecar.loop import run_loop
     from sidecar.route import Router
-    from sidecar.run import HookRunner
     from sidecar.sources.embedded import EmbeddedSource
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))

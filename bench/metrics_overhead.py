@@ -36,6 +36,7 @@ def make_file(n: int) -> Path:
 
 def run_once(path: Path, metrics_on: bool) -> float:
     import structlog
+    from sidecar.run import HookRunner
 
     from sidecar.databases import Databases
     from sidecar.decode import Decoder
@@ -43,7 +44,6 @@ def run_once(path: Path, metrics_on: bool) -> float:
     from sidecar.loop import run_loop
     from sidecar.metrics import Metrics, NoMetrics
     from sidecar.route import Router
-    from sidecar.run import HookRunner
     from sidecar.sources.file import FileSource
 
     log = structlog.get_logger()

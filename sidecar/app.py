@@ -1,48 +1,39 @@
-"""Wiring: config → hooks, databases, source, runner. The loop lives in `loop.py`."""
+"""Wiring: config → hooks, databases, source, checkpoint, dispatcher. The loop lives in `loop.py`.
+
+`run` is one path for every source kind: only `open_source` knows which kind it builds.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from sidecar.checkpoint import Checkpoint
 from sidecar.config import Settings
 from sidecar.databases import Databases, build_databases
 from sidecar.dead_letters import DeadLetterWriter, FileDeadLetters
 from sidecar.decode import Decoder
+from sidecar.dispatch import Dispatcher, DispatchStats
 from sidecar.errors import ConfigError, SourceError
 from sidecar.health import Health
 from sidecar.hooks import HookSpec, load_hook
 from sidecar.logs import get_logger
-from sidecar.loop import LoopStats, run_loop
+from sidecar.loop import run_loop
 from sidecar.metrics import Metrics, NoMetrics
-from sidecar.route import Router
-from sidecar.run import HookRunner
+from sidecar.param import ParamFactory
+from sidecar.sources import Source
 from sidecar.watch import Check, Watcher
 
 
 def build_hooks(settings: Settings, base_dir: Path | None = None) -> list[HookSpec]:
     return [
-        load_hook(
-            name,
-            path=cfg.path,
-            module=cfg.module,
-            function=cfg.function,
-            tables=cfg.tables,
-            ops=cfg.ops,
-            base_dir=base_dir,
-            initial_backoff_s=cfg.retry.initial_backoff_s,
-            max_backoff_s=cfg.retry.max_backoff_s,
-            multiplier=cfg.retry.multiplier,
-            max_attempts=cfg.retry.max_attempts,
-            timeout_s=cfg.timeout_s,
-            on_failure=cfg.on_failure,
-        )
+        load_hook(name, path=cfg.path, module=cfg.module, function=cfg.function, base_dir=base_dir, config=cfg)
         for name, cfg in settings.hooks.items()
     ]
 
@@ -57,11 +48,12 @@ class App:
     settings: Settings
     hooks: list[HookSpec]
     databases: Databases
-    runner: HookRunner
-    router: Router
+    params: ParamFactory
     log: Any
     metrics: Metrics
     health: Health
+    base_dir: Path | None = None
+    max_attempts: int | None = None
 
 
 def build_app(
@@ -77,16 +69,44 @@ def build_app(
     metrics: Metrics = Metrics() if settings.metrics_enabled else NoMetrics()
     metrics.declare_hooks([h.name for h in hooks])
     health = Health(loop_stall_s=settings.health.loop_stall_s, hook_timeout_s=settings.health.hook_timeout_s)
-    runner = HookRunner(
-        settings.pipeline,
-        databases,
-        get_logger(),
-        source_tables={t: c.source_table for t, c in settings.tables.items()},
-        max_attempts=max_attempts,
-        metrics=metrics,
-        health=health,
+    params = ParamFactory(settings.pipeline, databases, get_logger(),
+                          source_tables={t: c.source_table for t, c in settings.tables.items()})
+    return App(settings, hooks, databases, params, log, metrics, health, base_dir, max_attempts)
+
+
+def build_dispatcher(app: App, checkpoint: Checkpoint, dead_letters: DeadLetterWriter | None,
+                     report: bool = False) -> Dispatcher:
+    cfg = app.settings.dispatch
+    return Dispatcher(
+        app.hooks, app.params, checkpoint, app.log, dead_letters=dead_letters, metrics=app.metrics,
+        health=app.health, max_attempts=app.max_attempts, report=report, max_abandoned=cfg.max_abandoned_calls,
+        max_message_bytes=app.settings.dead_letters.max_message_bytes,
     )
-    return App(settings, hooks, databases, runner, Router(hooks), log, metrics, health)
+
+
+class Rebalance:
+    """Kafka partitions coming and going, as the dispatcher and the checkpoint must see them."""
+
+    def __init__(self, dispatcher: Dispatcher, checkpoint: Checkpoint, revoke_wait_s: float) -> None:
+        self.dispatcher = dispatcher
+        self.checkpoint = checkpoint
+        self.revoke_wait_s = revoke_wait_s
+
+    def assigned(self, units: Collection[Hashable]) -> None:
+        self.checkpoint.assign(units)
+
+    def revoked(self, units: Collection[Hashable]) -> None:
+        # Wait (bounded) for their running calls, commit what finished, drop the rest: the
+        # next owner gets it. A call still running after revoke_wait_s may write late.
+        self.dispatcher.release(units, self.revoke_wait_s)
+        if self.checkpoint.reachable():
+            self.checkpoint.commit(only=units)
+        self.dispatcher.forget(units)
+        self.checkpoint.drop(units)
+
+    def lost(self, units: Collection[Hashable]) -> None:
+        self.dispatcher.forget(units)
+        self.checkpoint.drop(units)
 
 
 @contextlib.contextmanager
@@ -148,73 +168,95 @@ def install_signal_handlers(stop: threading.Event, log: Any, health: Health | No
     signal.signal(signal.SIGINT, handler)
 
 
-def run_embedded(app: App, stop: threading.Event, base_dir: Path | None = None) -> LoopStats:
-    from sidecar.sources.embedded import EmbeddedSource
-    from sidecar.sources.embedded_config import engine_properties
-    from sidecar.sources.preflight import preflight
+def open_source(app: App) -> tuple[Source, Checkpoint, dict[str, tuple[Check, float]]]:
+    """The configured source, its checkpoint, and the watcher's extra checks."""
+    settings = app.settings
+    if settings.source.kind == "kafka":
+        from sidecar.sources.kafka import build_kafka_source
+        from sidecar.sources.kafka_probe import BrokerProbe
 
-    cfg = app.settings.source.embedded
-    assert cfg is not None
-    state_dir = Path(cfg.state_dir)
-    connector = Path(cfg.connector)
-    if not connector.exists() and base_dir is not None and (base_dir / connector).exists():
-        connector = base_dir / connector
-    props = engine_properties(
-        connector, state_dir, dict(cfg.properties), cfg.poll_interval_ms, cfg.max_batch_size,
-        Path(cfg.offsets_file) if cfg.offsets_file else None, cfg.extra_classpath,
-    )
-    if cfg.preflight:
-        preflight(props)
-    source = EmbeddedSource(
-        props, app.log, state_dir, java_home=cfg.java_home, jvm_opts=[*cfg.jvm_opts],
-        engine_log_level=cfg.engine_log_level, poll_timeout_s=cfg.poll_timeout_s,
-        metrics=app.metrics, health=app.health,
-    )
-    install_signal_handlers(stop, app.log, app.health)  # again: starting the JVM may have replaced them
-    app.runner.dead_letters = build_dead_letters(app.settings)
-    app.log.info("sidecar started", hooks=[h.name for h in app.hooks], source="embedded",
-                 connector=props.get("name"), java=source.java.version)
+        kafka = settings.source.kafka
+        assert kafka is not None
+        source: Source = build_kafka_source(kafka.librdkafka(), kafka.topics, kafka.topic_pattern, app.log,
+                                            batch_size=kafka.batch_size, metrics=app.metrics, health=app.health)
+        checkpoint = Checkpoint(source, kafka.commit_interval_s, kafka.max_uncommitted, app.health, "kafka")
+        probe = BrokerProbe(kafka.librdkafka())
+        return source, checkpoint, {"kafka": (probe, settings.health.kafka_check_interval_s)}
+    if settings.source.kind == "embedded":
+        from sidecar.sources.embedded import EmbeddedSource
+        from sidecar.sources.embedded_config import engine_properties
+        from sidecar.sources.preflight import preflight
+
+        cfg = settings.source.embedded
+        assert cfg is not None
+        state_dir = Path(cfg.state_dir)
+        connector = Path(cfg.connector)
+        if not connector.exists() and app.base_dir is not None and (app.base_dir / connector).exists():
+            connector = app.base_dir / connector
+        props = engine_properties(
+            connector, state_dir, dict(cfg.properties), cfg.poll_interval_ms, cfg.max_batch_size,
+            Path(cfg.offsets_file) if cfg.offsets_file else None, cfg.extra_classpath,
+        )
+        if cfg.preflight:
+            preflight(props)
+        embedded = EmbeddedSource(
+            props, app.log, state_dir, java_home=cfg.java_home, jvm_opts=[*cfg.jvm_opts],
+            engine_log_level=cfg.engine_log_level, poll_timeout_s=cfg.poll_timeout_s,
+            metrics=app.metrics, health=app.health,
+        )
+        # Each engine batch is acknowledged as soon as its records finish.
+        return embedded, Checkpoint(embedded, 0.0, 1, app.health), {}
+    raise ConfigError(f"source.kind {settings.source.kind!r} cannot be run; use `replay FILE` for files")
+
+
+def run(app: App, stop: threading.Event) -> DispatchStats:
+    """The main job: until `stop` is set (SIGTERM/SIGINT) or the source fails."""
+    settings = app.settings
+    source, checkpoint, checks = open_source(app)
+    install_signal_handlers(stop, app.log, app.health)  # again: starting a JVM may have replaced them
+    dead_letters = build_dead_letters(settings)
+    dispatcher = build_dispatcher(app, checkpoint, dead_letters)
+    if hasattr(source, "listener"):
+        source.listener = Rebalance(dispatcher, checkpoint, settings.dispatch.revoke_wait_s)
+    app.log.info("sidecar started", hooks=[h.name for h in app.hooks], source=settings.source.kind)
     try:
-        with operations(app):
-            return run_loop(source, Decoder(), app.router, app.runner, stop, app.log,
-                            max_message_bytes=app.settings.dead_letters.max_message_bytes)
+        with operations(app, checks):
+            return run_loop(source, Decoder(), dispatcher, checkpoint, stop, poll_timeout_s=_poll_timeout(settings),
+                            max_in_flight=settings.dispatch.max_in_flight,
+                            shutdown_grace_s=settings.dispatch.shutdown_grace_s)
     except SourceError:
-        app.metrics.source_failed("engine")
+        app.metrics.source_failed("engine" if settings.source.kind == "embedded" else "broker")
         raise
     finally:
+        if not checkpoint.reachable():
+            app.log.warning("kafka unreachable at shutdown: not committing; finished records will be redelivered")
+        setattr(source, "stopping", True)  # noqa: B010  # the engine thread and consumer read it
         source.close()
+        dispatcher.close()
+        dead_letters.close()
         app.databases.dispose()
         app.log.info("sidecar stopped")
 
 
-def run_kafka(app: App, stop: threading.Event) -> LoopStats:
-    from sidecar.sources.kafka import BrokerProbe, build_kafka_source
+def _poll_timeout(settings: Settings) -> float:
+    if settings.source.kafka is not None and settings.source.kind == "kafka":
+        return settings.source.kafka.poll_timeout_s
+    if settings.source.embedded is not None and settings.source.kind == "embedded":
+        return settings.source.embedded.poll_timeout_s
+    return 0.2
 
-    kafka = app.settings.source.kafka
-    assert kafka is not None
-    source = build_kafka_source(
-        kafka.librdkafka(),
-        kafka.topics,
-        kafka.topic_pattern,
-        app.log,
-        batch_size=kafka.batch_size,
-        poll_timeout_s=kafka.poll_timeout_s,
-        commit_interval_s=kafka.commit_interval_s,
-        max_uncommitted=kafka.max_uncommitted,
-        metrics=app.metrics,
-        health=app.health,
-    )
-    app.runner.dead_letters = build_dead_letters(app.settings)
-    app.log.info("sidecar started", hooks=[h.name for h in app.hooks], source="kafka")
-    probe = BrokerProbe(kafka.librdkafka())
+
+def replay_file(app: App, path: str) -> DispatchStats:
+    """`replay FILE`: the same dispatcher over a file; failures are counted and reported."""
+    from sidecar.sources.file import FileSource
+
+    source = FileSource(path)
+    checkpoint = Checkpoint(source, 0.0, 1)
+    dispatcher = build_dispatcher(app, checkpoint, None, report=True)
     try:
-        with operations(app, {"kafka": (probe, app.settings.health.kafka_check_interval_s)}):
-            return run_loop(source, Decoder(), app.router, app.runner, stop, app.log,
-                            max_message_bytes=app.settings.dead_letters.max_message_bytes)
+        return run_loop(source, Decoder(), dispatcher, checkpoint, threading.Event(), until_exhausted=True,
+                        max_in_flight=app.settings.dispatch.max_in_flight,
+                        shutdown_grace_s=app.settings.dispatch.shutdown_grace_s)
     finally:
-        source.stopping = True
-        source.close()
-        if app.runner.dead_letters is not None:
-            app.runner.dead_letters.close()
+        dispatcher.close()
         app.databases.dispose()
-        app.log.info("sidecar stopped")

@@ -1,24 +1,42 @@
-"""Offsets: which records are finished, and what may be committed.
+"""Offsets: which records are finished, when to commit, and committing — for every source.
 
-A record is dispatched (`begin`) in offset order and finished (`finish`) in any order.
-The commit point of a partition is the offset after the highest contiguous finished
-record: records finishing out of order (per-key concurrency, transaction hooks) never
-let the commit point pass an unfinished one.
+One object, `Checkpoint`, owns this for Kafka, the embedded engine and files alike; a
+Source only fetches, pauses, commits what it is told and closes.
+
+1. `begin(raw)` — the loop takes a record; the source says where it sits (`locate`: a
+   unit — a Kafka partition, an embedded engine batch — and an offset in it). Records
+   are begun in offset order within a unit.
+2. `finish(token)` — every hook of the record is done (in any order: hooks run
+   concurrently). The commit point of a unit is the offset after its highest *contiguous*
+   finished record (`PartitionTracker`), so it never passes an unfinished one.
+3. `due()` — `commit_interval_s` passed or `max_uncommitted` records finished since the
+   last commit, and the source is reachable (a synchronous commit to a Kafka that is down
+   would block the loop for session.timeout.ms and fail anyway).
+4. `commit(only)` — hand each unit's commit point to `Source.commit`; remember what the
+   source accepted. Revokes commit only the revoked units; a lost assignment commits nothing.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Collection, Hashable
+
+from sidecar.events import RawMessage
+from sidecar.health import Health
+from sidecar.sources import Source
 
 
 class PartitionTracker:
+    """The contiguous-prefix algorithm (the only one in the codebase)."""
+
     __slots__ = ("_done", "_pending", "committed", "position")
 
     def __init__(self) -> None:
         self._pending: deque[int] = deque()
         self._done: set[int] = set()
         self.position: int | None = None  # next offset to commit (finished prefix + 1)
-        self.committed: int | None = None  # what was last committed to the broker
+        self.committed: int | None = None  # what the source last accepted
 
     def begin(self, offset: int) -> None:
         if self._pending and offset <= self._pending[-1]:
@@ -26,12 +44,19 @@ class PartitionTracker:
         self._pending.append(offset)
 
     def finish(self, offset: int) -> None:
-        self._done.add(offset)
         pending = self._pending
-        while pending and pending[0] in self._done:
-            done = pending.popleft()
-            self._done.discard(done)
-            self.position = done + 1
+        if pending and pending[0] == offset:  # the common case: in order
+            pending.popleft()
+            self.position = offset + 1
+            if not self._done:
+                return
+        else:
+            self._done.add(offset)
+        done = self._done
+        while pending and pending[0] in done:
+            first = pending.popleft()
+            done.discard(first)
+            self.position = first + 1
 
     @property
     def in_flight(self) -> int:
@@ -44,27 +69,126 @@ class PartitionTracker:
         return None
 
 
-class OffsetTracker:
-    """Trackers for the partitions this member owns, keyed by (topic, partition)."""
+Token = tuple[Hashable, PartitionTracker, int]
 
-    def __init__(self) -> None:
-        self._parts: dict[tuple[str, int], PartitionTracker] = {}
 
-    def assign(self, topic: str, partition: int) -> None:
-        self._parts.setdefault((topic, partition), PartitionTracker())
+class Checkpoint:
+    def __init__(
+        self,
+        source: Source,
+        interval_s: float = 1.0,
+        max_uncommitted: int = 1000,
+        health: Health | None = None,
+        dependency: str | None = None,
+    ) -> None:
+        self._source = source
+        self._locate = source.locate
+        self._auto = source.auto_units  # units appear with their records (embedded batches, files)
+        self._units: dict[Hashable, PartitionTracker] = {}
+        self._halted: set[Hashable] = set()
+        self.interval_s = interval_s
+        self.max_uncommitted = max_uncommitted
+        self._health = health
+        self._dependency = dependency  # e.g. "kafka": no periodic commit while it is down
+        self._last = time.monotonic()
+        self._uncommitted = 0
+        self.in_flight = 0
 
-    def revoke(self, topic: str, partition: int) -> PartitionTracker | None:
-        return self._parts.pop((topic, partition), None)
+    # ------------------------------------------------------------------ units
+    def assign(self, units: Collection[Hashable]) -> None:
+        for unit in units:
+            self._units.setdefault(unit, PartitionTracker())
+            self._halted.discard(unit)
 
-    def owns(self, topic: str, partition: int) -> bool:
-        return (topic, partition) in self._parts
+    def drop(self, units: Collection[Hashable]) -> None:
+        """Forget units (revoked, lost, or an embedded batch acknowledged): their records in
+        flight are abandoned; finishing them later changes nothing."""
+        for unit in units:
+            tracker = self._units.pop(unit, None)
+            if tracker is not None:
+                self.in_flight -= tracker.in_flight
+            self._halted.discard(unit)
 
-    def get(self, topic: str, partition: int) -> PartitionTracker | None:
-        return self._parts.get((topic, partition))
-
-    def items(self) -> list[tuple[tuple[str, int], PartitionTracker]]:
-        return list(self._parts.items())
+    def halt(self, unit: Hashable) -> None:
+        """Nothing more of this unit is taken (its unfinished record holds the commit point)."""
+        self._halted.add(unit)
+        self._source.halt(unit)
 
     @property
-    def in_flight(self) -> int:
-        return sum(t.in_flight for t in self._parts.values())
+    def halted(self) -> bool:
+        return bool(self._halted)
+
+    def owns(self, unit: Hashable) -> bool:
+        return unit in self._units
+
+    def tracker(self, unit: Hashable) -> PartitionTracker | None:
+        return self._units.get(unit)
+
+    # ------------------------------------------------------------------ records
+    def begin(self, raw: RawMessage) -> Token | None:
+        """Start tracking a record; None when its unit is not ours (revoked since it was fetched)."""
+        unit, offset = self._locate(raw)
+        tracker = self._units.get(unit)
+        if tracker is None:
+            if not self._auto or unit in self._halted:
+                return None
+            tracker = self._units[unit] = PartitionTracker()
+        elif unit in self._halted:
+            return None
+        tracker.begin(offset)
+        self.in_flight += 1
+        return unit, tracker, offset
+
+    def finish(self, token: Token) -> None:
+        unit, tracker, offset = token
+        if self._units.get(unit) is not tracker:
+            return  # its unit was dropped meanwhile (revoked, lost)
+        tracker.finish(offset)
+        self.in_flight -= 1
+        self._uncommitted += 1
+
+    # ------------------------------------------------------------------ committing
+    def reachable(self) -> bool:
+        return self._health is None or self._dependency is None or self._dependency not in self._health.down
+
+    def due(self) -> bool:
+        if not self._uncommitted:
+            return False
+        if self._uncommitted < self.max_uncommitted and time.monotonic() - self._last < self.interval_s:
+            return False
+        return self.reachable()
+
+    def maybe_commit(self) -> None:
+        if self.due():
+            self.commit()
+
+    def positions(self, only: Collection[Hashable] | None = None) -> dict[Hashable, int]:
+        out: dict[Hashable, int] = {}
+        for unit, tracker in self._units.items():
+            if only is not None and unit not in only:
+                continue
+            offset = tracker.commit_due()
+            if offset is not None:
+                out[unit] = offset
+        return out
+
+    def commit(self, only: Collection[Hashable] | None = None) -> bool:
+        """Commit every unit's finished prefix (or `only` those); True when the source took it."""
+        self._last = time.monotonic()
+        due = self.positions(only)
+        if only is None:
+            self._uncommitted = 0
+        if not due:
+            return True
+        if not self._source.commit(due):
+            return False
+        for unit, offset in due.items():
+            tracker = self._units.get(unit)
+            if tracker is not None:
+                tracker.committed = offset
+                if self._auto and not tracker.in_flight and unit not in self._halted:
+                    del self._units[unit]  # an embedded batch or a file: done with it
+        return True
+
+    def items(self) -> list[tuple[Hashable, PartitionTracker]]:
+        return list(self._units.items())

@@ -53,7 +53,8 @@ def main() -> None:
 @config_option
 def run(config_path: str | None) -> None:
     """Consume Debezium change events and run the configured hooks (until SIGTERM)."""
-    from sidecar.app import build_app, install_signal_handlers, run_embedded, run_kafka
+    from sidecar.app import build_app, install_signal_handlers
+    from sidecar.app import run as run_sidecar
     from sidecar.config import load_settings
     from sidecar.logs import configure_logging
 
@@ -63,12 +64,7 @@ def run(config_path: str | None) -> None:
         app = build_app(settings, base_dir=Path(config_path).parent if config_path else None)
         stop = threading.Event()
         install_signal_handlers(stop, app.log, app.health)
-        if settings.source.kind == "kafka":
-            run_kafka(app, stop)
-        elif settings.source.kind == "embedded":
-            run_embedded(app, stop, Path(config_path).parent if config_path else None)
-        else:
-            raise ConfigError(f"source.kind {settings.source.kind!r} cannot be run; use `replay FILE` for files")
+        run_sidecar(app, stop)
     except SidecarError as exc:
         _fail(exc)
 
@@ -80,13 +76,10 @@ def run(config_path: str | None) -> None:
 @click.option("--attempts", default=1, show_default=True, help="attempts per hook before counting it failed")
 def replay(file: str, config_path: str | None, hook_target: str | None, attempts: int) -> None:
     """Run hooks on captured Debezium messages from a JSON-lines FILE; non-zero exit if a hook failed."""
-    from sidecar.app import build_app
+    from sidecar.app import build_app, replay_file
     from sidecar.config import Settings, load_settings
-    from sidecar.decode import Decoder
     from sidecar.hooks import load_hook
     from sidecar.logs import configure_logging
-    from sidecar.loop import run_loop
-    from sidecar.sources.file import FileSource
 
     try:
         if config_path:
@@ -99,14 +92,12 @@ def replay(file: str, config_path: str | None, hook_target: str | None, attempts
                         hooks=only)
         if not app.hooks:
             raise ConfigError("no hooks to run: give --hook PATH.py or a --config with hooks")
-        stats = run_loop(FileSource(file), Decoder(), app.router, app.runner, threading.Event(), app.log,
-                         until_exhausted=True)
-        app.databases.dispose()
+        stats = replay_file(app, file)
     except SidecarError as exc:
         _fail(exc)
     click.echo(
         f"replayed {stats.messages} messages: {stats.events} change events, "
-        f"{app.runner.calls_ok} hook calls ok, {stats.hook_failures} events with a failed hook, "
+        f"{stats.calls_ok} hook calls ok, {stats.hook_failures} events with a failed hook, "
         f"{stats.decode_failures} undecodable messages"
     )
     for reason, detail in stats.failures[:20]:
@@ -140,7 +131,7 @@ def check(config_path: str | None, timeout: float) -> None:
             click.echo(f"database {name}: ok")
         dbs.dispose()
         if settings.source.kind == "kafka" and settings.source.kafka is not None:
-            from sidecar.sources.kafka import ping
+            from sidecar.sources.kafka_probe import ping
 
             ping(settings.source.kafka.librdkafka(), timeout)
             click.echo("kafka: ok")

@@ -191,6 +191,12 @@ class HookConfig(_Strict):
     on_failure: Literal["dead_letter", "halt", "skip"] = Field(
         default="dead_letter", description="when attempts run out: dead-letter and go on, halt, or skip (explicit)"
     )
+    ordering: Literal["partition", "key", "none"] = Field(
+        default="partition",
+        description="partition: one call at a time per partition, in offset order; key: in order per Kafka "
+        "message key (Debezium: the primary key), different keys concurrently; none: any order",
+    )
+    concurrency: int = Field(default=1, ge=1, le=1024, description="calls of this hook in flight at once")
 
     @model_validator(mode="after")
     def _one_target(self) -> HookConfig:
@@ -225,6 +231,22 @@ class HealthConfig(_Strict):
     )
 
 
+class DispatchConfig(_Strict):
+    max_in_flight: int = Field(
+        default=10_000, ge=1, le=1_000_000,
+        description="records taken from the source and not finished; past it the source is paused (still polled)",
+    )
+    shutdown_grace_s: float = Field(
+        default=30.0, ge=0, description="after SIGTERM: how long running hook calls may finish before cancelled"
+    )
+    revoke_wait_s: float = Field(
+        default=10.0, ge=0, description="on a partition revoke: how long to wait for its running calls"
+    )
+    max_abandoned_calls: int = Field(
+        default=16, ge=1, description="timed-out calls that did not return; past it liveness fails"
+    )
+
+
 class LogConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -243,6 +265,7 @@ class Settings(BaseSettings):
     http: HttpConfig = Field(default_factory=HttpConfig)
     dead_letters: DeadLetterConfig = Field(default_factory=DeadLetterConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     metrics_enabled: bool = Field(default=True, description="false: record no metrics (benchmarks)")
     log: LogConfig = Field(default_factory=LogConfig)
 

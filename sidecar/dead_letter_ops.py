@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,12 +9,13 @@ from typing import Any
 import orjson
 
 from sidecar.app import App, dead_letter_topic
+from sidecar.control import SkipEvent
 from sidecar.dead_letters import FORMAT, Ledger, decode_message, read_file
 from sidecar.decode import Decoder
 from sidecar.errors import ConfigError
 from sidecar.events import ChangeEvent, DecodeFailure
+from sidecar.execute import call_once
 from sidecar.route import Router
-from sidecar.run import HookRunner, Outcome
 
 
 def store_kind(app: App) -> str:
@@ -55,10 +55,7 @@ def replay(app: App, hook_name: str | None = None) -> ReplayResult:
     seen = done.done()
     hooks = {h.name: h for h in app.hooks}
     decoder = Decoder()
-    runner = HookRunner(app.settings.pipeline, app.databases, app.runner.log, max_attempts=1,
-                        source_tables=app.runner.source_tables, metrics=app.metrics, health=app.health)
     router = Router(app.hooks)
-    stop = threading.Event()
     for entry in load_entries(app):
         if hook_name is not None and entry.get("hook") != hook_name:
             continue
@@ -81,12 +78,21 @@ def replay(app: App, hook_name: str | None = None) -> ReplayResult:
             targets = [target] if target.matches(event.table, event.op) else []
         else:
             targets = list(router.route(event.table, event.op))
-        outcome = runner.run(event, targets, lambda s: not stop.is_set())
-        if outcome is Outcome.DONE:
+        error = None
+        for hook, param in zip(targets, app.params.params(event, targets), strict=True):
+            try:
+                call_once(hook.fn, param)
+            except SkipEvent:
+                pass
+            except Exception as exc:
+                param.logger.error("hook failed again", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+                error = f"the hook {hook.name} failed again: {type(exc).__name__} (see the log)"
+                break
+        if error is None:
             done.add(entry["id"])
             result.ok.append(entry["id"])
         else:
-            result.failed.append((entry["id"], "the hook failed again (see the log)"))
+            result.failed.append((entry["id"], error))
     return result
 
 

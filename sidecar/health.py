@@ -4,7 +4,8 @@
   for a broker or database, or halted by policy; inside a synchronous offset commit (which
   librdkafka bounds by session.timeout.ms when the coordinator is gone) it counts as live up
   to that bound. It is false only when the loop itself is stuck (no tick for `loop_stall_s`),
-  a blocking call runs past its bound, or a hook runs past its timeout. Never tied to the
+  a blocking call runs past its bound, a hook call runs longer than `hook_timeout_s`, or
+  more timed-out calls than allowed have not returned (abandoned calls pile up). Never tied to the
   broker or databases (an outage must not restart every pod).
 - ready: false until the first partition assignment (an empty one counts) or, embedded,
   the engine's start; while a required dependency is down; while halted; while shutting down.
@@ -26,6 +27,9 @@ class Health:
     halted: bool = False
     shutting_down: bool = False
     busy: tuple[str, float, float] | None = None  # (what, started, limit_s) of a bounded call in progress
+    oldest_call: tuple[str, float] | None = None  # (hook, started) of the longest-running hook call
+    abandoned_calls: int = 0
+    max_abandoned_calls: int = 16
     down: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -42,11 +46,11 @@ class Health:
         self.busy = None
         self.beat()
 
-    def hook_begin(self, name: str) -> None:
-        self.call_begin(f"hook {name}", self.hook_timeout_s)
-
-    def hook_end(self) -> None:
-        self.call_end()
+    def calls(self, oldest: tuple[str, float] | None, abandoned: int, max_abandoned: int) -> None:
+        """The dispatcher's view of hook calls running on workers (updated every loop turn)."""
+        self.oldest_call = oldest
+        self.abandoned_calls = abandoned
+        self.max_abandoned_calls = max_abandoned
 
     def dependency(self, name: str, up: bool) -> bool:
         """Record a dependency's state; True when that changed it."""
@@ -66,6 +70,12 @@ class Health:
             if now - started > limit_s:
                 return False, f"{what} running for {now - started:.0f}s (limit {limit_s:.0f}s)"
             return True, f"{what} running"
+        call = self.oldest_call
+        if call is not None and now - call[1] > self.hook_timeout_s:
+            return False, f"hook {call[0]} running for {now - call[1]:.0f}s (limit {self.hook_timeout_s:.0f}s)"
+        if self.abandoned_calls > self.max_abandoned_calls:
+            return False, (f"{self.abandoned_calls} timed-out hook calls have not returned "
+                           f"(limit {self.max_abandoned_calls})")
         idle = now - self.last_beat
         if idle > self.loop_stall_s:
             return False, f"main loop has not ticked for {idle:.0f}s"

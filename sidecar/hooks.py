@@ -7,13 +7,16 @@ import importlib.util
 import inspect
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sidecar.errors import HookLoadError
-from sidecar.events import DEFAULT_OPS, Op
+from sidecar.events import DEFAULT_OPS
+
+if TYPE_CHECKING:
+    from sidecar.config import HookConfig
 
 HookFn = Callable[[Any], Any]
 
@@ -33,6 +36,29 @@ class HookSpec:
     max_attempts: int | None = 5
     timeout_s: float | None = None
     on_failure: str = "dead_letter"
+    ordering: str = "partition"  # partition | key | none
+    concurrency: int = 1
+    is_async: bool = False  # `async def` (or an object with `async def __call__`): runs on the event loop
+
+    @classmethod
+    def from_config(cls, name: str, fn: HookFn, origin: str, cfg: HookConfig) -> HookSpec:
+        """The one place config options become a hook's runtime options."""
+        return cls(
+            name=name,
+            fn=fn,
+            origin=origin,
+            tables=frozenset(cfg.tables) if cfg.tables is not None else None,
+            ops=frozenset(cfg.ops),
+            initial_backoff_s=cfg.retry.initial_backoff_s,
+            max_backoff_s=cfg.retry.max_backoff_s,
+            multiplier=cfg.retry.multiplier,
+            max_attempts=cfg.retry.max_attempts,
+            timeout_s=cfg.timeout_s,
+            on_failure=cfg.on_failure,
+            ordering=cfg.ordering,
+            concurrency=cfg.concurrency,
+            is_async=is_async_callable(fn),
+        )
 
     def matches(self, table: str, op: str) -> bool:
         return op in self.ops and (self.tables is None or table in self.tables)
@@ -77,6 +103,14 @@ def _load_module_from_path(path: str, base_dir: Path | None) -> Any:
     return module
 
 
+def is_async_callable(fn: Any) -> bool:
+    """`async def`, or an object whose `__call__` is `async def`."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004  # the bound __call__ itself is what we inspect
+    return call is not None and not inspect.isfunction(fn) and inspect.iscoroutinefunction(call)
+
+
 def _check_signature(fn: Any, origin: str, function: str) -> None:
     if not callable(fn):
         raise HookLoadError(f"hook {origin}: {function} is not a function (it is a {type(fn).__name__})")
@@ -100,8 +134,6 @@ def _check_signature(fn: Any, origin: str, function: str) -> None:
             f"hook {origin}: {function}{sig} at {where} has the wrong signature; "
             f"expected def {function}(param: CheckpointParam) -> None (one positional parameter)"
         )
-    if inspect.iscoroutinefunction(fn):
-        raise HookLoadError(f"hook {origin}: {function} is async; checkpoint hooks are plain functions")
 
 
 def load_hook(
@@ -110,17 +142,11 @@ def load_hook(
     path: str | None = None,
     module: str | None = None,
     function: str = "checkpoint",
-    tables: Sequence[str] | None = None,
-    ops: Sequence[Op] = DEFAULT_OPS,
     base_dir: Path | None = None,
-    initial_backoff_s: float = 0.5,
-    max_backoff_s: float = 30.0,
-    multiplier: float = 2.0,
-    max_attempts: int | None = 5,
-    timeout_s: float | None = None,
-    on_failure: str = "dead_letter",
+    config: HookConfig | None = None,
 ) -> HookSpec:
-    """Import a hook now, so a broken one stops start-up with file, line and reason."""
+    """Import a hook now, so a broken one stops start-up with file, line and reason.
+    `config` gives its options (tables, ops, retry, ordering…); None: the defaults."""
     if path:
         target, function = split_target(path, function)
         mod = _load_module_from_path(target, base_dir)
@@ -142,16 +168,8 @@ def load_hook(
             f"define def {function}(param) or set the hook's function"
         )
     _check_signature(fn, origin, function)
-    return HookSpec(
-        name=name,
-        fn=fn,
-        origin=f"{origin}:{function}",
-        tables=frozenset(tables) if tables is not None else None,
-        ops=frozenset(ops),
-        initial_backoff_s=initial_backoff_s,
-        max_backoff_s=max_backoff_s,
-        multiplier=multiplier,
-        max_attempts=max_attempts,
-        timeout_s=timeout_s,
-        on_failure=on_failure,
-    )
+    if config is None:
+        from sidecar.config import HookConfig
+
+        config = HookConfig(path=path, module=module)
+    return HookSpec.from_config(name, fn, f"{origin}:{function}", config)

@@ -89,6 +89,8 @@ class Metrics:
                                      ["reason"], registry=r)
         self.in_flight = Gauge("checkpoint_in_flight_events", "Records taken from the source and not yet finished.",
                                registry=r)
+        self.hook_calls_in_flight = Gauge("checkpoint_hook_calls_in_flight",
+                                          "Hook calls running now (runs of a lane), per hook.", ["hook"], registry=r)
         self.consumer_lag = Gauge("checkpoint_consumer_lag_messages",
                                   "Kafka high watermark minus the committed offset, per assigned partition.",
                                   ["topic", "partition"], registry=r)
@@ -117,6 +119,7 @@ class Metrics:
                 self._run_counts.setdefault((hook, outcome), 0)
             self._durations.setdefault(hook, _Hist(len(HOOK_BUCKETS)))
             self._lags.setdefault(hook, _Hist(len(LAG_BUCKETS)))
+            self.hook_in_flight(hook, 0)
 
     def event(self, table: str, op: str, committed_at: datetime | None) -> None:
         counts = self._event_counts
@@ -152,6 +155,9 @@ class Metrics:
     def set_in_flight(self, n: int) -> None:
         self.in_flight.set(n)
 
+    def hook_in_flight(self, hook: str, n: int) -> None:
+        self.hook_calls_in_flight.labels(hook=hook).set(n)
+
     def committed(self) -> None:
         self.last_commit.set(time.time())
 
@@ -182,6 +188,9 @@ class NoMetrics(Metrics):
         pass
 
     def set_in_flight(self, n: int) -> None:
+        pass
+
+    def hook_in_flight(self, hook: str, n: int) -> None:
         pass
 
     def committed(self) -> None:

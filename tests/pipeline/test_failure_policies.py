@@ -8,34 +8,36 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import structlog
 
 from sidecar import Retry, SkipEvent
-from sidecar.databases import Databases
 from sidecar.dead_letters import FileDeadLetters, decode_message, read_file
-from sidecar.decode import Decoder
+from sidecar.dispatch import DispatchStats
 from sidecar.events import RawMessage
 from sidecar.hooks import HookSpec
-from sidecar.loop import run_loop
 from sidecar.metrics import Metrics
-from sidecar.route import Router
-from sidecar.run import HookRunner
-from tests.pipeline.test_loop import MemorySource, one_partition
+from sidecar.testing import MemorySource, run_pipeline
+from tests.pipeline.test_loop import UNIT, one_partition
 
 MSGS = one_partition("postgres-schemas", "fxpo.public.type_zoo")
 
 
+class Result:
+    def __init__(self, stats: DispatchStats, metrics: Metrics) -> None:
+        self.stats = stats
+        self.metrics = metrics
+        self.skipped = stats.skipped
+
+
 def run(tmp_path: Path, hooks: list[HookSpec], msgs: list[RawMessage] | None = None,
-        **loop_kw: Any) -> tuple[MemorySource, HookRunner, list[dict[str, Any]]]:
-    stop = threading.Event()
-    source = MemorySource(msgs if msgs is not None else MSGS, stop)
+        max_message_bytes: int | None = None) -> tuple[MemorySource, Result, list[dict[str, Any]]]:
+    source = MemorySource(msgs if msgs is not None else MSGS)
     dl = FileDeadLetters(tmp_path / "dl.jsonl")
     metrics = Metrics()
     metrics.declare_hooks([h.name for h in hooks])
-    runner = HookRunner("p", Databases(), structlog.get_logger(), dead_letters=dl, metrics=metrics)
-    run_loop(source, Decoder(), Router(hooks), runner, stop, structlog.get_logger(), **loop_kw)
+    _, stats = run_pipeline([], hooks, source=source, dead_letters=dl, metrics=metrics,
+                            max_message_bytes=max_message_bytes)
     dl.close()
-    return source, runner, list(read_file(tmp_path / "dl.jsonl"))
+    return source, Result(stats, metrics), list(read_file(tmp_path / "dl.jsonl"))
 
 
 def failing_on(rid: int) -> Any:
@@ -52,7 +54,7 @@ def test_exhausted_attempts_dead_letter_and_stream_goes_on(tmp_path: Path) -> No
     hook = HookSpec("h", lambda p: (fail(p), seen.append(p.record["id"])), "t", max_attempts=3,
                     initial_backoff_s=0.001)
     source, runner, entries = run(tmp_path, [hook])
-    assert source.halted == [] and source.tracker.in_flight == 0
+    assert source.halted == [] and source.committed[UNIT] == len(MSGS)
     assert entries
     e = entries[0]
     assert e["kind"] == "hook_failed" and e["hook"] == "h" and e["attempts"] == 3
@@ -71,8 +73,9 @@ def test_skip_and_halt_policies(tmp_path: Path) -> None:
     assert entries == [] and source.halted == [] and runner.skipped >= 1
     halt = HookSpec("x", failing_on(2), "t", max_attempts=1, on_failure="halt")
     source, _, entries = run(tmp_path / "h", [halt])
-    assert entries == [] and len(source.halted) == 1 and source.halted[0][1] == "halted by hook policy"
-    assert source.tracker.commit_due() == source.halted[0][0]
+    assert entries == [] and source.halted == [UNIT]
+    failing = next(m.offset for m in MSGS if m.value and b'"id":2,' in m.value)
+    assert source.committed.get(UNIT, 0) == failing
 
 
 def test_retry_and_skipevent_from_hooks(tmp_path: Path) -> None:
@@ -91,26 +94,33 @@ def test_retry_and_skipevent_from_hooks(tmp_path: Path) -> None:
 
     source, runner, entries = run(tmp_path, [HookSpec("r", hook, "t", max_attempts=3)])
     assert entries == [] and calls.count(2) >= 2 and times[1] - times[0] >= 0.05
-    assert runner.skipped >= 1 and source.tracker.in_flight == 0
+    assert runner.skipped >= 1 and source.committed[UNIT] == len(MSGS)
 
 
 def test_timeout_counts_and_moves_on(tmp_path: Path) -> None:
-    """A hung hook times out (counted), is dead-lettered after its attempts, and the stream continues."""
+    """A hung call times out (counted, ctx.cancelled set, dead-lettered after its attempts); it keeps
+    its slot and its key, and the other keys go on meanwhile."""
     release = threading.Event()
     cancelled: list[bool] = []
+    done_while_hung: list[int] = []
 
     def hook(p: Any) -> None:
-        if p.record["id"] == 2:
+        if p.record["id"] == 2 and p.ctx.op == "c":
             release.wait(5)
             cancelled.append(p.ctx.cancelled.is_set())
+        elif not release.is_set():
+            done_while_hung.append(p.record["id"])
 
     started = time.monotonic()
-    source, runner, entries = run(tmp_path, [HookSpec("slow", hook, "t", max_attempts=1, timeout_s=0.1)])
-    release.set()
+    threading.Timer(1.0, release.set).start()
+    spec = HookSpec("slow", hook, "t", max_attempts=1, timeout_s=0.1, ordering="key", concurrency=4)
+    source, runner, entries = run(tmp_path, [spec])
     assert time.monotonic() - started < 4
-    assert entries and entries[0]["error"].startswith("HookTimeout")
-    assert runner.metrics._run_counts[("slow", "timeout")] >= 1
-    assert source.tracker.in_flight == 0
+    assert len(entries) == 1 and entries[0]["error"].startswith("HookTimeout")
+    assert runner.metrics._run_counts[("slow", "timeout")] == 1
+    assert cancelled == [True]
+    assert any(i != 2 for i in done_while_hung)  # other keys ran while the call hung
+    assert source.committed[UNIT] == len(MSGS)
 
 
 def test_poison_messages_dead_lettered_with_reason(tmp_path: Path) -> None:
@@ -129,5 +139,5 @@ def test_poison_messages_dead_lettered_with_reason(tmp_path: Path) -> None:
     assert all(e["kind"] == "decode_failed" for e in entries)
     assert entries[0]["message"]["encoding"] == "base64"
     assert decode_message(entries[0]["message"]).value == b"\xff\xfe not json"
-    assert source.halted == [] and source.tracker.commit_due() == 7
+    assert source.halted == [] and source.committed[UNIT] == 7
     assert len(seen) == 4

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import structlog
 
-from sidecar.databases import Databases
-from sidecar.decode import Decoder
+from sidecar.app import build_app, replay_file
+from sidecar.config import Settings
 from sidecar.hooks import HookSpec
-from sidecar.loop import run_loop
-from sidecar.route import Router
-from sidecar.run import HookRunner
-from sidecar.sources.file import FileSource
 from tests.fixtures import load
 
 
@@ -25,10 +20,10 @@ def test_hook_log_lines_are_bound(tmp_path: Any) -> None:
     def hook(param: Any) -> None:
         param.logger.info("checkpoint triggered", extra_field=1)
 
-    runner = HookRunner("orders-pipeline", Databases(), structlog.get_logger())
+    app = build_app(Settings(pipeline="orders-pipeline", source={"kind": "file", "file": {"path": str(path)}}),
+                    hooks=[HookSpec("audit", hook, "t")])  # type: ignore[arg-type]
     with structlog.testing.capture_logs() as logs:
-        run_loop(FileSource(path), Decoder(), Router([HookSpec("audit", hook, "t")]), runner, threading.Event(),
-                 structlog.get_logger(), until_exhausted=True)
+        replay_file(app, str(path))
     lines = [entry for entry in logs if entry["event"] == "checkpoint triggered"]
     assert lines
     for entry in lines:

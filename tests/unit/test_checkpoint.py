@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.checkpoint import OffsetTracker, PartitionTracker
+from sidecar.checkpoint import Checkpoint, PartitionTracker
+from sidecar.testing import MemorySource
 
 
 def test_in_order_finish_advances() -> None:
@@ -40,10 +41,37 @@ def test_dispatch_out_of_order_is_refused() -> None:
         t.begin(9)
 
 
-def test_revoke_forgets_partition() -> None:
-    """A revoked partition is no longer owned."""
-    ot = OffsetTracker()
-    ot.assign("t", 0)
-    assert ot.owns("t", 0)
-    ot.revoke("t", 0)
-    assert not ot.owns("t", 0)
+def test_dropped_unit_is_forgotten_and_its_late_finish_ignored() -> None:
+    """A revoked unit is no longer owned; a record of it finishing later changes nothing."""
+    src = MemorySource([])
+    src.auto_units = False
+    cp = Checkpoint(src, 0.0, 1)
+    cp.assign([("t", 0)])
+    from sidecar.events import RawMessage
+
+    token = cp.begin(RawMessage("t", 0, 5, None, b"{}"))
+    assert token is not None and cp.in_flight == 1
+    cp.drop([("t", 0)])
+    assert not cp.owns(("t", 0)) and cp.in_flight == 0
+    cp.finish(token)
+    assert cp.in_flight == 0 and cp.commit() and src.committed == {}
+    assert cp.begin(RawMessage("t", 0, 6, None, b"{}")) is None  # not ours any more
+
+
+def test_commit_policy_interval_and_max_uncommitted() -> None:
+    """Due after max_uncommitted finished records or the interval, never with nothing new."""
+    src = MemorySource([])
+    cp = Checkpoint(src, 3600.0, 3)
+    from sidecar.events import RawMessage
+
+    tokens = [cp.begin(RawMessage("t", 0, o, None, b"{}")) for o in range(4)]
+    assert not cp.due()
+    for t in tokens[:2]:
+        assert t is not None
+        cp.finish(t)
+    assert not cp.due()
+    assert tokens[3] is not None
+    cp.finish(tokens[3])  # out of order: counts, but the commit point stays at 2
+    assert cp.due()
+    cp.maybe_commit()
+    assert src.committed == {("t", 0): 2} and not cp.due()

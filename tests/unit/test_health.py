@@ -36,12 +36,16 @@ def test_liveness_follows_heartbeat_and_hook_timeout() -> None:
     time.sleep(0.08)
     assert h.live() == (False, h.live()[1]) and "not ticked" in h.live()[1]
     h.beat()
-    h.hook_begin("slow")
-    assert h.live() == (True, "hook slow running")
+    h.calls(("slow", time.monotonic()), 0, 2)
+    assert h.live() == (True, "ok")
     time.sleep(0.08)
+    h.beat()
     ok, why = h.live()
     assert not ok and "hook slow running for" in why
-    h.hook_end()
+    h.calls(None, 3, 2)
+    ok, why = h.live()
+    assert not ok and "3 timed-out hook calls" in why
+    h.calls(None, 2, 2)
     assert h.live()[0]
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.config import HookConfig
 from sidecar.errors import HookLoadError
 from sidecar.hooks import load_hook, split_target
 
@@ -67,7 +68,29 @@ def test_path_with_function_suffix(tmp_path: Path) -> None:
 
 def test_filters() -> None:
     """Default ops are c/u/d/r; tables filter when given."""
-    spec = load_hook("h", path=str(REPO / "hooks" / "audit_log.py"), tables=["public.orders"])
+    path = str(REPO / "hooks" / "audit_log.py")
+    spec = load_hook("h", path=path, config=HookConfig(path=path, tables=["public.orders"]))
     assert spec.matches("public.orders", "c") and spec.matches("public.orders", "r")
     assert not spec.matches("public.orders", "t")
     assert not spec.matches("public.other", "c")
+
+
+def test_async_hooks_are_recognised(tmp_path: Path) -> None:
+    """`async def` and an object with `async def __call__` load as async hooks; plain ones do not."""
+    path = hook_file(tmp_path, "async def checkpoint(p):\n    pass\n"
+                               "class C:\n    async def __call__(self, p):\n        pass\n"
+                               "obj = C()\n"
+                               "def plain(p):\n    pass\n")
+    assert load_hook("a", path=path).is_async
+    assert load_hook("b", path=f"{path}:obj").is_async
+    assert not load_hook("c", path=f"{path}:plain").is_async
+
+
+def test_options_from_config(tmp_path: Path) -> None:
+    """Every config option reaches the loaded hook."""
+    path = hook_file(tmp_path, "def checkpoint(p):\n    pass\n")
+    cfg = HookConfig(path=path, ordering="key", concurrency=8, timeout_s=2, on_failure="skip",
+                     retry={"max_attempts": 2, "initial_backoff_s": 0.1, "max_backoff_s": 1, "multiplier": 3})
+    spec = load_hook("h", path=path, config=cfg)
+    assert (spec.ordering, spec.concurrency, spec.timeout_s, spec.on_failure) == ("key", 8, 2, "skip")
+    assert (spec.max_attempts, spec.initial_backoff_s, spec.max_backoff_s, spec.multiplier) == (2, 0.1, 1, 3)

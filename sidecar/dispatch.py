@@ -1,0 +1,567 @@
+"""Dispatch: every decision about a record's fate, in one place.
+
+A decoded record goes to each matching hook as a *job* in one of the hook's *lanes*: the
+lane is the unit of order — `ordering: partition` one lane per (topic, partition), `key`
+one per Kafka message key (keyless records: their partition's lane), `none` one per record.
+A lane runs one job at a time, in order; a hook runs up to `concurrency` lanes at once
+(`execute.py`: threads for plain hooks, one event loop for `async def`). A record is
+finished — `Checkpoint.finish`, its offset may be committed — when all its hooks are done.
+
+A failed attempt keeps its job at the head of its lane (only that lane waits): retried
+after exponential backoff (or the delay the hook asked for with `Retry`), then the hook's
+policy once attempts run out — dead letter (the record is done), skip (done, counted) or
+halt (its unit is halted: nothing at or after it is committed; not ready). A call past
+`timeout_s` is given up on: its `ctx.cancelled` is set, the attempt counts as `timeout`;
+the call keeps its concurrency slot and its lane until it returns (an async call is
+cancelled), and more than `max_abandoned` such calls fail liveness.
+
+Undecodable messages are dead-lettered with their reason (no store: their unit halts, or
+in `report` mode — `replay` — they are counted and the stream goes on). A dead letter that
+cannot be written is retried with backoff; the record stays unfinished meanwhile.
+
+All bookkeeping happens on the loop's thread: workers only call hooks and report.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import queue
+import random
+import time
+from collections import deque
+from collections.abc import Collection, Hashable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sidecar.checkpoint import Checkpoint, Token
+from sidecar.control import HookTimeout, Retry, SkipEvent
+from sidecar.dead_letters import DeadLetterWriter, make_entry
+from sidecar.events import ChangeEvent, Decoded, DecodeFailure, RawMessage
+from sidecar.execute import ABANDONED, Executor, Result, Run
+from sidecar.health import Health
+from sidecar.hooks import HookSpec
+from sidecar.metrics import Metrics, NoMetrics
+from sidecar.param import CheckpointParam, ParamFactory
+from sidecar.route import Router
+
+RUN_MAX = 256
+"""Jobs one worker takes from a lane at a time (one hand-off per run, not per record)."""
+
+
+@dataclass
+class DispatchStats:
+    messages: int = 0
+    events: int = 0
+    calls_ok: int = 0
+    calls_failed: int = 0
+    hook_failures: int = 0
+    decode_failures: int = 0
+    dead_lettered: int = 0
+    skipped: int = 0
+    abandoned: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def failure(self, reason: str, detail: str) -> None:
+        if len(self.failures) < 1000:
+            self.failures.append((reason, detail))
+
+
+class _Record:
+    __slots__ = ("raw", "remaining", "token")
+
+    def __init__(self, raw: RawMessage, token: Token, remaining: int) -> None:
+        self.raw = raw
+        self.token = token
+        self.remaining = remaining
+
+
+class _Job:
+    __slots__ = ("attempts", "delay", "done", "entry", "event", "first_failed", "param", "record")
+
+    def __init__(self, record: _Record, event: ChangeEvent, param: CheckpointParam) -> None:
+        self.record = record
+        self.event = event
+        self.param = param
+        self.attempts = 0
+        self.delay = 0.0
+        self.first_failed: datetime | None = None
+        self.entry: dict[str, Any] | None = None  # a dead letter still to be written
+        self.done = False
+
+
+class _Lane:
+    __slots__ = ("halted", "hook", "jobs", "key", "queued", "retry_at", "run", "timer")
+
+    def __init__(self, hook: _Hook, key: Hashable) -> None:
+        self.hook = hook
+        self.key = key
+        self.jobs: deque[_Job] = deque()
+        self.run: Run | None = None
+        self.retry_at = 0.0
+        self.timer = False   # waiting in the timer heap
+        self.queued = False  # waiting in the hook's ready queue
+        self.halted = False
+
+    def idle(self) -> bool:
+        return self.run is None and not self.timer and not self.queued and not self.halted
+
+
+class _Hook:
+    __slots__ = ("abandoned", "active", "lanes", "ready", "reported_active", "spec")
+
+    def __init__(self, spec: HookSpec) -> None:
+        self.spec = spec
+        self.lanes: dict[Hashable, _Lane] = {}
+        self.ready: deque[_Lane] = deque()
+        self.active = 0         # runs in flight (an abandoned call keeps its run, so its slot)
+        self.abandoned = 0
+        self.reported_active = -1
+
+    def lane(self, raw: RawMessage) -> _Lane:
+        ordering = self.spec.ordering
+        if ordering == "partition" or (ordering == "key" and raw.key is None):
+            key: Hashable = (raw.topic, raw.partition)
+        elif ordering == "key":
+            key = (raw.topic, raw.partition, raw.key)
+        else:
+            key = object()  # none: every record its own lane
+        lane = self.lanes.get(key)
+        if lane is None:
+            lane = self.lanes[key] = _Lane(self, key)
+        return lane
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        hooks: Sequence[HookSpec],
+        params: ParamFactory,
+        checkpoint: Checkpoint,
+        log: Any,
+        *,
+        dead_letters: DeadLetterWriter | None = None,
+        metrics: Metrics | None = None,
+        health: Health | None = None,
+        max_attempts: int | None = None,
+        report: bool = False,
+        max_abandoned: int = 16,
+        max_message_bytes: int | None = None,
+    ) -> None:
+        self.router = Router(hooks)
+        self.params = params
+        self.checkpoint = checkpoint
+        self.log = log
+        self.pipeline = params.pipeline
+        self.dead_letters = dead_letters
+        self.metrics = metrics or NoMetrics()
+        self.health = health or Health()
+        self.max_attempts = max_attempts  # overrides every hook's (replay: fail fast)
+        self.report = report              # replay: a final failure is counted and reported, not stored
+        self.max_abandoned = max_abandoned
+        self.max_message_bytes = max_message_bytes
+        self.stats = DispatchStats()
+        self._hooks = {h.name: _Hook(h) for h in hooks}
+        self._results: queue.SimpleQueue[Result] = queue.SimpleQueue()
+        self._executor = Executor(sum(h.concurrency for h in hooks if not h.is_async), self._results)
+        self._running: set[Run] = set()
+        self._timers: list[tuple[float, int, _Lane]] = []
+        self._seq = itertools.count()
+        self._rejects: deque[tuple[float, dict[str, Any], Token]] = deque()  # dead letters to retry
+        self._queued = 0  # jobs waiting in lanes
+        self.closing = False
+
+    # ------------------------------------------------------------------ intake
+    def dispatch(self, raw: RawMessage, decoded: Decoded, token: Token) -> None:
+        """Take one record (already begun in the checkpoint)."""
+        self.stats.messages += 1
+        if isinstance(decoded, DecodeFailure):
+            self._reject(decoded, token)
+            return
+        if isinstance(decoded, ChangeEvent):
+            self.stats.events += 1
+            self.metrics.event(decoded.table, decoded.op, decoded.committed_at)
+            hooks = self.router.route(decoded.table, decoded.op)
+            if hooks:
+                record = _Record(raw, token, len(hooks))
+                for spec, param in zip(hooks, self.params.params(decoded, hooks), strict=True):
+                    hook = self._hooks[spec.name]
+                    lane = hook.lane(raw)
+                    lane.jobs.append(_Job(record, decoded, param))
+                    self._queued += 1
+                    if lane.idle():
+                        lane.queued = True
+                        hook.ready.append(lane)
+                return
+        self.checkpoint.finish(token)  # tombstone, heartbeat, marker, schema change, or no hook wants it
+
+    def too_large(self, raw: RawMessage) -> DecodeFailure | None:
+        limit = self.max_message_bytes
+        if limit is None:
+            return None
+        size = len(raw.value or b"") + len(raw.key or b"")
+        if size <= limit:
+            return None
+        return DecodeFailure(raw, "too_large", f"message of {size} bytes exceeds {limit}")
+
+    # ------------------------------------------------------------------ the loop's turn
+    def service(self, wait_s: float = 0.0) -> None:
+        """Apply finished calls (waiting up to `wait_s` for the first), start due retries,
+        give up on calls past their timeout, start runs in free slots."""
+        results = self._results
+        try:
+            item = results.get(timeout=wait_s) if wait_s > 0 and self._running else results.get_nowait()
+            while True:
+                self._apply(item)
+                item = results.get_nowait()
+        except queue.Empty:
+            pass
+        now = time.monotonic()
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, lane = heapq.heappop(timers)
+            lane.timer = False
+            self._ready(lane)
+        if self._rejects and self._rejects[0][0] <= now:
+            self._retry_rejects(now)
+        if self._running:
+            self._check_timeouts(now)
+        if not self.closing:
+            for hook in self._hooks.values():
+                if hook.ready and hook.active < hook.spec.concurrency:
+                    self._start(hook)
+        self._report_health(now)
+
+    @property
+    def busy(self) -> bool:
+        """Calls are running (the loop should not block long on the source)."""
+        return bool(self._running)
+
+    def pending(self) -> bool:
+        """Anything not yet finished that can still progress (halted lanes cannot)."""
+        if self._running or self._rejects:
+            return True
+        return any(lane.jobs and not lane.halted for h in self._hooks.values() for lane in h.lanes.values())
+
+    def next_due(self) -> float | None:
+        due = [t for t, _, _ in self._timers[:1]] + [t for t, _, _ in list(self._rejects)[:1]]
+        return min(due) if due else None
+
+    # ------------------------------------------------------------------ runs
+    def _ready(self, lane: _Lane) -> None:
+        if lane.jobs and lane.idle():
+            lane.queued = True
+            lane.hook.ready.append(lane)
+
+    def _start(self, hook: _Hook) -> None:
+        spec = hook.spec
+        while hook.ready and hook.active < spec.concurrency:
+            lane = hook.ready.popleft()
+            lane.queued = False
+            if lane.run is not None or lane.halted or not lane.jobs:
+                continue
+            if lane.jobs[0].entry is not None and not self._write_pending(lane):
+                continue
+            n = min(len(lane.jobs), RUN_MAX)
+            jobs = [lane.jobs.popleft() for _ in range(n)]
+            self._queued -= n
+            run = Run(lane, jobs)
+            lane.run = run
+            hook.active += 1
+            self._running.add(run)
+            self._executor.submit(run, spec.fn, spec.is_async)
+            if not lane.jobs and spec.ordering == "none":
+                hook.lanes.pop(lane.key, None)
+
+    def _apply(self, result: Result) -> None:
+        run, index, error, seconds = result
+        lane = run.lane
+        hook = lane.hook
+        if index is None:
+            self._end_run(run)
+            return
+        if error is ABANDONED:  # the call given up on has returned; its slot frees when the run ends
+            hook.abandoned -= 1
+            return
+        if run.orphaned:
+            return
+        job = run.jobs[index]
+        if error is None:
+            self.metrics.hook_attempt(hook.spec.name, "success", seconds, job.param.record.get("_committed_at"))
+            self.stats.calls_ok += 1
+            job.attempts += 1
+            self._job_done(job)
+            return
+        assert isinstance(error, BaseException)
+        self._failed(run, index, error, seconds, timed_out=False)
+
+    def _end_run(self, run: Run) -> None:
+        lane = run.lane
+        hook = lane.hook
+        self._running.discard(run)
+        hook.active -= 1
+        if lane.run is run:
+            lane.run = None
+        if run.orphaned:
+            return
+        # Jobs not done (a failure to retry, a dead letter to write, or not started because
+        # the run stopped early) go back to the lane's head, in order.
+        rest = [j for j in run.jobs if not j.done]
+        if rest:
+            lane.jobs.extendleft(reversed(rest))
+            self._queued += len(rest)
+            if hook.spec.ordering == "none":
+                hook.lanes[lane.key] = lane
+        if lane.halted:
+            return
+        if lane.jobs and lane.jobs[0].attempts and lane.retry_at > time.monotonic():
+            lane.timer = True
+            heapq.heappush(self._timers, (lane.retry_at, next(self._seq), lane))
+        else:
+            self._ready(lane)
+
+    def _job_done(self, job: _Job) -> None:
+        job.done = True
+        record = job.record
+        record.remaining -= 1
+        if record.remaining == 0:
+            self.checkpoint.finish(record.token)
+
+    # ------------------------------------------------------------------ failures
+    def _failed(self, run: Run, index: int, exc: BaseException, seconds: float, timed_out: bool) -> None:
+        lane = run.lane
+        hook = lane.hook
+        spec = hook.spec
+        job = run.jobs[index]
+        param = job.param
+        job.attempts += 1
+        if isinstance(exc, SkipEvent):
+            self.metrics.hook_attempt(spec.name, "success", seconds, None)
+            self.metrics.hook_run(spec.name, "skipped")
+            self.stats.skipped += 1
+            param.logger.info("hook skipped the event", reason=str(exc) or "SkipEvent")
+            self._job_done(job)
+            return
+        self.metrics.hook_attempt(spec.name, "timeout" if timed_out else "error", seconds,
+                                  param.record.get("_committed_at"))
+        self.stats.calls_failed += 1
+        job.first_failed = job.first_failed or datetime.now(UTC)
+        requested = exc.delay if isinstance(exc, Retry) else None
+        param.logger.error(
+            "hook timed out" if timed_out else "hook failed",
+            attempt=job.attempts,
+            error=f"{type(exc).__name__}: {exc}",
+            exc_info=None if timed_out or requested is not None else exc,
+        )
+        max_attempts = self.max_attempts if self.max_attempts is not None else spec.max_attempts
+        if max_attempts is not None and job.attempts >= max_attempts:
+            self._exhausted(lane, job, exc)
+            return
+        backoff = min(job.delay or spec.initial_backoff_s, spec.max_backoff_s) * random.uniform(0.8, 1.2)
+        sleep = requested if requested is not None else backoff
+        job.delay = min((job.delay or spec.initial_backoff_s) * spec.multiplier, spec.max_backoff_s)
+        lane.retry_at = time.monotonic() + sleep
+        self.metrics.hook_run(spec.name, "retry")
+        param.logger.warning("retrying hook", attempt=job.attempts, backoff_s=round(sleep, 3))
+        # The job stays unreported: it goes back to the lane's head when the run ends.
+
+    def _exhausted(self, lane: _Lane, job: _Job, exc: BaseException) -> None:
+        spec = lane.hook.spec
+        param = job.param
+        self.stats.hook_failures += 1
+        self.stats.failure("hook_failed", job.event.event_id)
+        if self.report:
+            self._job_done(job)
+            return
+        if spec.on_failure == "skip":
+            self.metrics.hook_run(spec.name, "skipped")
+            self.stats.skipped += 1
+            param.logger.warning("attempts exhausted; event skipped by policy", attempts=job.attempts)
+            self._job_done(job)
+            return
+        if spec.on_failure == "halt" or self.dead_letters is None:
+            param.logger.error("attempts exhausted; halting by policy", attempts=job.attempts, policy=spec.on_failure)
+            self._halt(lane, job.record.token, job.record.raw, "halted by hook policy")
+            return
+        job.entry = make_entry(pipeline=self.pipeline, kind="hook_failed", raw=job.event.raw,
+                               reason="attempts_exhausted", hook=spec.name, error=exc, attempts=job.attempts,
+                               event_id=job.event.event_id, first_failed_at=job.first_failed)
+        if self._write(job.entry):
+            self.metrics.hook_run(spec.name, "dead_letter")
+            self.stats.dead_lettered += 1
+            param.logger.error("attempts exhausted; event dead-lettered", attempts=job.attempts,
+                               dead_letter_id=job.entry["id"])
+            job.entry = None
+            self._job_done(job)
+        else:
+            lane.retry_at = time.monotonic() + min(30.0, max(1.0, spec.initial_backoff_s))
+
+    def _write_pending(self, lane: _Lane) -> bool:
+        """The lane's head job waits for its dead letter to be written; True once it is."""
+        job = lane.jobs[0]
+        assert job.entry is not None
+        if not self._write(job.entry):
+            lane.retry_at = time.monotonic() + 5.0
+            lane.timer = True
+            heapq.heappush(self._timers, (lane.retry_at, next(self._seq), lane))
+            return False
+        self.metrics.hook_run(lane.hook.spec.name, "dead_letter")
+        self.stats.dead_lettered += 1
+        job.param.logger.error("attempts exhausted; event dead-lettered", attempts=job.attempts,
+                               dead_letter_id=job.entry["id"])
+        job.entry = None
+        lane.jobs.popleft()
+        self._queued -= 1
+        self._job_done(job)
+        return bool(lane.jobs)
+
+    def _write(self, entry: dict[str, Any]) -> bool:
+        assert self.dead_letters is not None
+        try:
+            self.dead_letters.write(entry)
+        except Exception as exc:  # a store that cannot take it now: keep the record, retry
+            self.log.error("cannot write a dead letter; the record stays unfinished and is retried",
+                           error=f"{type(exc).__name__}: {exc}", dead_letter_id=entry["id"])
+            return False
+        return True
+
+    def _reject(self, failure: DecodeFailure, token: Token) -> None:
+        raw = failure.raw
+        self.stats.decode_failures += 1
+        self.metrics.decode_error(failure.reason)
+        self.stats.failure(failure.reason, failure.detail)
+        self.log.error("cannot decode message", reason=failure.reason, detail=failure.detail, topic=raw.topic,
+                       partition=raw.partition, offset=raw.offset,
+                       value_head=(raw.value or b"")[:200].decode("utf-8", "replace"))
+        if self.report:
+            self.checkpoint.finish(token)
+            return
+        if self.dead_letters is None:
+            self._halt(None, token, raw, failure.reason)
+            return
+        entry = make_entry(pipeline=self.pipeline, kind="decode_failed", raw=raw, reason=failure.reason,
+                           detail=failure.detail)
+        if self._write(entry):
+            self.log.warning("undecodable message dead-lettered", reason=failure.reason, dead_letter_id=entry["id"])
+            self.checkpoint.finish(token)
+        else:
+            self._rejects.append((time.monotonic() + 5.0, entry, token))
+
+    def _retry_rejects(self, now: float) -> None:
+        while self._rejects and self._rejects[0][0] <= now:
+            _, entry, token = self._rejects.popleft()
+            if not self.checkpoint.owns(token[0]):
+                continue
+            if self._write(entry):
+                self.log.warning("undecodable message dead-lettered", reason=entry["reason"],
+                                 dead_letter_id=entry["id"])
+                self.checkpoint.finish(token)
+            else:
+                self._rejects.appendleft((now + 5.0, entry, token))
+                return
+
+    def _halt(self, lane: _Lane | None, token: Token, raw: RawMessage, reason: str) -> None:
+        if lane is not None:
+            lane.halted = True
+        self.health.halted = True  # needs a person: not ready until restarted
+        self.checkpoint.halt(token[0])
+        self.log.error("halted: nothing at or after this record is committed", topic=raw.topic,
+                       partition=raw.partition, offset=raw.offset, reason=reason)
+
+    # ------------------------------------------------------------------ timeouts and health
+    def _check_timeouts(self, now: float) -> None:
+        for run in list(self._running):
+            spec = run.lane.hook.spec
+            if spec.timeout_s is None or run.orphaned:
+                continue
+            with run.lock:
+                i = run.index
+                if i < 0 or run.abandoned_at == i or now - run.started <= spec.timeout_s:
+                    continue
+                run.abandoned_at = i
+                run.stop = True
+            job = run.jobs[i]
+            job.param.ctx.cancelled.set()
+            run.lane.hook.abandoned += 1
+            self.stats.abandoned += 1
+            if spec.is_async:
+                self._executor.cancel(run)
+            self._failed(run, i, HookTimeout(f"hook {spec.name} did not finish within {spec.timeout_s:g}s"),
+                         now - run.started, timed_out=True)
+
+    def _report_health(self, now: float) -> None:
+        oldest: tuple[str, float] | None = None
+        abandoned = 0
+        for run in self._running:
+            i = run.index
+            if i >= 0 and run.abandoned_at != i and (oldest is None or run.started < oldest[1]):
+                oldest = (run.lane.hook.spec.name, run.started)
+        for hook in self._hooks.values():
+            abandoned += hook.abandoned
+            if hook.active != hook.reported_active:
+                hook.reported_active = hook.active
+                self.metrics.hook_in_flight(hook.spec.name, hook.active)
+        self.health.calls(oldest, abandoned, self.max_abandoned)
+        self.metrics.set_in_flight(self.checkpoint.in_flight)
+
+    # ------------------------------------------------------------------ revoke and shutdown
+    def release(self, units: Collection[Hashable], wait_s: float) -> None:
+        """Partitions are being revoked: start nothing more for them, wait up to `wait_s` for
+        their running calls (applying results meanwhile); the caller commits and forgets."""
+        units = set(units)
+        waiting = {r for r in self._running if any(j.record.token[0] in units for j in r.jobs)}
+        for run in waiting:
+            run.stop = True
+        deadline = time.monotonic() + wait_s
+        while waiting & self._running and time.monotonic() < deadline:
+            self.health.beat()
+            self.service(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    def forget(self, units: Collection[Hashable]) -> None:
+        """Drop every job of these units (revoked or lost: the next owner has them). Their
+        running calls keep their slots until they return; results are ignored."""
+        units = set(units)
+        for run in self._running:
+            if any(j.record.token[0] in units for j in run.jobs):
+                run.orphaned = True
+                run.stop = True
+        for hook in self._hooks.values():
+            for key, lane in list(hook.lanes.items()):
+                kept = deque(j for j in lane.jobs if j.record.token[0] not in units)
+                dropped = len(lane.jobs) - len(kept)
+                if dropped:
+                    self._queued -= dropped
+                    self.stats.abandoned += dropped
+                    lane.jobs = kept
+                if lane.run is not None and lane.run.orphaned:
+                    lane.run = None
+                if not lane.jobs and lane.run is None:
+                    del hook.lanes[key]
+                    lane.queued = lane.halted = False
+            hook.ready = deque(ln for ln in hook.ready if hook.lanes.get(ln.key) is ln and ln.jobs)
+            for ln in hook.lanes.values():
+                if ln.jobs and ln.idle():
+                    self._ready(ln)
+        self._rejects = deque(r for r in self._rejects if r[2][0] not in units)
+
+    def shutdown(self, grace_s: float) -> None:
+        """No new call starts; running calls get `grace_s`, then `ctx.cancelled`."""
+        self.closing = True
+        for run in self._running:
+            run.stop = True
+        deadline = time.monotonic() + grace_s
+        while self._running and time.monotonic() < deadline:
+            self.health.beat()
+            self.service(min(0.1, max(0.0, deadline - time.monotonic())))
+        for run in list(self._running):
+            i = run.index
+            if i >= 0:
+                run.jobs[i].param.ctx.cancelled.set()
+                run.jobs[i].param.logger.warning("shutdown grace period over: call abandoned", grace_s=grace_s)
+            if run.lane.hook.spec.is_async:
+                self._executor.cancel(run)
+        self.stats.abandoned += sum(len(lane.jobs) for h in self._hooks.values() for lane in h.lanes.values())
+
+    def close(self) -> None:
+        self._executor.close()

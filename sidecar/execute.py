@@ -1,0 +1,183 @@
+"""Where hook calls run: a bounded thread pool for plain functions, one event-loop thread
+for `async def` hooks (and awaitables a plain hook returns).
+
+A *run* is a short sequence of one lane's jobs (same hook, same ordering key) executed one
+after another by one worker, so a serial hook costs one hand-off per batch of records, not
+one per record. Each finished call is reported on the dispatcher's result queue at once:
+`(run, index, error, seconds)`; `(run, None, None, 0)` ends the run. A run stops early after
+a failed call (the lane must retry before going on) or when the dispatcher asks it to
+(`run.stop`: shutting down, partition revoked).
+
+Timeouts are decided by the dispatcher (it sees `run.index`/`run.started`): it marks the
+call abandoned under `run.lock`; the worker, when the call finally returns, reports
+`(run, index, ABANDONED, seconds)` instead of a result and ends the run. An async call is
+cancelled for real; a thread cannot be, so it keeps its worker (and its concurrency slot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import queue
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from typing import Any
+
+ABANDONED = object()
+"""Marker in a result: the call returned after the dispatcher had given up on it."""
+
+
+class Run:
+    """One worker's share of a lane: jobs run in order, one at a time."""
+
+    __slots__ = ("abandoned_at", "future", "index", "jobs", "lane", "lock", "orphaned", "started", "stop")
+
+    def __init__(self, lane: Any, jobs: list[Any]) -> None:
+        self.lane = lane
+        self.jobs = jobs
+        self.index = -1            # the job being called now (-1: between calls)
+        self.started = 0.0         # time.monotonic() when that call started
+        self.stop = False          # do not start another job (shutdown, revoke)
+        self.abandoned_at = -1     # index of the call the dispatcher gave up on
+        self.orphaned = False      # its lane was dropped: results only free the slot
+        self.lock = threading.Lock()
+        self.future: Future[Any] | None = None
+
+
+Result = tuple[Run, int | None, object, float]
+Call = Callable[[Any], Any]
+
+
+class Executor:
+    """`threads` daemon workers: one per concurrency slot of the plain hooks, so a hung call
+    (which keeps its slot) never starves another hook, and never blocks the process's exit
+    (concurrent.futures' pool joins its threads at exit)."""
+
+    def __init__(self, threads: int, results: queue.SimpleQueue[Result]) -> None:
+        self._work: queue.SimpleQueue[tuple[Run, Call] | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"hook-{i}", daemon=True) for i in range(max(1, threads))
+        ]
+        for t in self._threads:
+            t.start()
+        self._results = results
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._loop_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ event loop
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._loop_lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                started = threading.Event()
+
+                def serve() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(started.set)
+                    loop.run_forever()
+
+                self._loop_thread = threading.Thread(target=serve, name="hook-async", daemon=True)
+                self._loop_thread.start()
+                started.wait(10)
+                self._loop = loop
+            return self._loop
+
+    def await_on_loop(self, awaitable: Any) -> Any:
+        """From a worker thread: run an awaitable a plain hook returned on the event loop."""
+
+        async def wrap() -> Any:
+            return await awaitable
+
+        return asyncio.run_coroutine_threadsafe(wrap(), self.loop()).result()
+
+    # ------------------------------------------------------------------ runs
+    def submit(self, run: Run, call: Call, is_async: bool) -> None:
+        if is_async:
+            run.future = asyncio.run_coroutine_threadsafe(self._run_async(run, call), self.loop())
+        else:
+            self._work.put((run, call))
+
+    def _serve(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None:
+                return
+            self._run_sync(*item)
+
+    def _finish_call(self, run: Run, i: int, error: object, started: float) -> bool:
+        """Report one call; False when the run must end here."""
+        seconds = time.monotonic() - started
+        with run.lock:
+            abandoned = run.abandoned_at == i
+            run.index = -1
+        self._results.put((run, i, ABANDONED if abandoned else error, seconds))
+        return not abandoned and error is None and not run.stop
+
+    def _run_sync(self, run: Run, call: Call) -> None:
+        try:
+            for i, job in enumerate(run.jobs):
+                if run.stop:
+                    break
+                started = time.monotonic()
+                with run.lock:
+                    run.index, run.started = i, started
+                error: object = None
+                try:
+                    result = call(job.param)
+                    if inspect.isawaitable(result):
+                        self.await_on_loop(result)
+                except BaseException as exc:  # SystemExit/KeyboardInterrupt in a hook are hook failures
+                    error = exc
+                if not self._finish_call(run, i, error, started):
+                    break
+        finally:
+            self._results.put((run, None, None, 0.0))
+
+    async def _run_async(self, run: Run, call: Call) -> None:
+        try:
+            for i, job in enumerate(run.jobs):
+                if run.stop:
+                    break
+                started = time.monotonic()
+                with run.lock:
+                    run.index, run.started = i, started
+                error: object = None
+                try:
+                    result: Coroutine[Any, Any, Any] | Any = call(job.param)
+                    if inspect.isawaitable(result):
+                        await result
+                except asyncio.CancelledError as exc:  # the dispatcher gave up on this call
+                    error = exc
+                except BaseException as exc:
+                    error = exc
+                if not self._finish_call(run, i, error, started):
+                    break
+        finally:
+            self._results.put((run, None, None, 0.0))
+
+    def cancel(self, run: Run) -> None:
+        """Stop an abandoned async call for real (a thread cannot be stopped)."""
+        if run.future is not None:
+            run.future.cancel()
+
+    def close(self) -> None:
+        # Abandoned calls may still run: their threads are daemons, nobody waits for them.
+        for _ in self._threads:
+            self._work.put(None)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+def call_once(fn: Call, param: Any) -> Any:
+    """Call a hook once on this thread, sync or async (dead-letter replay, `sidecar.testing`)."""
+    result = fn(param)
+    if inspect.isawaitable(result):
+
+        async def wrap() -> Any:
+            return await result
+
+        return asyncio.run(wrap())
+    return result
