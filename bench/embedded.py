@@ -126,14 +126,10 @@ def run_baseline(rows: int, slot: str, state: Path) -> dict[str, Any]:
 
 def run_sidecar(rows: int, slot: str, state: Path) -> dict[str, Any]:
     import structlog
-    from sidecar.run import HookRunner
 
-    from sidecar.databases import Databases
-    from sidecar.decode import Decoder
     from sidecar.hooks import HookSpec
-    from sidecar.loop import run_loop
-    from sidecar.route import Router
     from sidecar.sources.embedded import EmbeddedSource
+    from sidecar.testing import run_pipeline
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     log = structlog.get_logger()
@@ -152,7 +148,7 @@ def run_sidecar(rows: int, slot: str, state: Path) -> dict[str, Any]:
     source = EmbeddedSource(engine_props(slot, "public.bench_rows", "initial", 500, state), log, state,
                             jvm_opts=["-Xmx1g"])
     hook = HookSpec("noop", noop, "bench")
-    run_loop(source, Decoder(), Router([hook]), HookRunner("bench", Databases(), log), stop, log)
+    run_pipeline([], [hook], source=source, stop=stop)
     source.close()
     return {"records": count[0], "seconds": times["last"] - times["first"],
             "crossing_us_per_record": source.crossing_seconds / max(1, source.records_handled) * 1e6}
@@ -160,15 +156,11 @@ def run_sidecar(rows: int, slot: str, state: Path) -> dict[str, Any]:
 
 def run_latency(commits: int, slot: str, state: Path) -> dict[str, Any]:
     import structlog
-    from sidecar.run import HookRunner
     from sqlalchemy import create_engine, text
 
-    from sidecar.databases import Databases
-    from sidecar.decode import Decoder
     from sidecar.hooks import HookSpec
-    from sidecar.loop import run_loop
-    from sidecar.route import Router
     from sidecar.sources.embedded import EmbeddedSource
+    from sidecar.testing import run_pipeline
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     log = structlog.get_logger()
@@ -194,8 +186,7 @@ def run_latency(commits: int, slot: str, state: Path) -> dict[str, Any]:
             time.sleep(0.05)
 
     threading.Thread(target=writer, daemon=True).start()
-    run_loop(source, Decoder(), Router([HookSpec("lat", hook, "bench")]), HookRunner("bench", Databases(), log),
-             stop, log)
+    run_pipeline([], [HookSpec("lat", hook, "bench")], source=source, stop=stop)
     source.close()
     lags.sort()
     return {"commits": len(lags), "p50_ms": lags[len(lags) // 2] * 1000,

@@ -15,7 +15,6 @@ import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -35,25 +34,18 @@ def make_file(n: int) -> Path:
 
 
 def run_once(path: Path, metrics_on: bool) -> float:
-    import structlog
-    from sidecar.run import HookRunner
 
-    from sidecar.databases import Databases
-    from sidecar.decode import Decoder
     from sidecar.hooks import HookSpec
-    from sidecar.loop import run_loop
     from sidecar.metrics import Metrics, NoMetrics
-    from sidecar.route import Router
     from sidecar.sources.file import FileSource
+    from sidecar.testing import run_pipeline
 
-    log = structlog.get_logger()
     metrics = Metrics() if metrics_on else NoMetrics()
     hook = HookSpec("noop", lambda p: None, "bench")
     metrics.declare_hooks(["noop"])
-    runner = HookRunner("bench", Databases(), log, metrics=metrics)
     source = FileSource(path, batch_size=500)
     started = time.perf_counter()
-    stats = run_loop(source, Decoder(), Router([hook]), runner, threading.Event(), log, until_exhausted=True)
+    _, stats = run_pipeline([], [hook], source=source, metrics=metrics, report=True)
     elapsed = time.perf_counter() - started
     assert stats.events > 0
     return stats.messages / elapsed

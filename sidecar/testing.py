@@ -33,6 +33,7 @@ from sidecar.hooks import HookSpec
 from sidecar.loop import run_loop
 from sidecar.metrics import Metrics
 from sidecar.param import CheckpointParam, ParamFactory
+from sidecar.sources import Source
 
 
 def make_event(
@@ -161,14 +162,15 @@ def run_pipeline(
     report: bool = False,
     max_in_flight: int = 10_000,
     max_message_bytes: int | None = None,
-    source: MemorySource | None = None,
+    source: Source | None = None,
     stop: threading.Event | None = None,
     databases: Databases | None = None,
     source_tables: Mapping[str, str | None] | None = None,
-) -> tuple[MemorySource, DispatchStats]:
-    """Run `hooks` on `messages` through the real decode → dispatch → checkpoint path until
-    everything that can finish has finished (halted units stay where they halted)."""
-    src = source or MemorySource(messages)
+) -> tuple[Any, DispatchStats]:
+    """Run `hooks` on `messages` (or on `source`) through the real decode → dispatch →
+    checkpoint path until everything that can finish has finished (halted units stay where
+    they halted) or `stop` is set."""
+    src: Any = source or MemorySource(messages)
     checkpoint = Checkpoint(src, 0.0, 1)
     factory = ParamFactory(pipeline, databases or Databases(), structlog.get_logger("checkpoint-sidecar"),
                            source_tables=source_tables)
