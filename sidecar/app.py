@@ -40,7 +40,8 @@ def build_hooks(settings: Settings, base_dir: Path | None = None) -> list[HookSp
 
 def build_settings_databases(settings: Settings) -> Databases:
     source, destination, auxiliary = settings.databases.urls()
-    return build_databases(source, destination, auxiliary)
+    calls = sum(h.concurrency for h in settings.hooks.values())
+    return build_databases(source, destination, auxiliary, pool_size=max(2, min(calls, 256)))
 
 
 @dataclass

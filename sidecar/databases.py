@@ -32,12 +32,13 @@ class Databases:
             engine.dispose()
 
 
-def _engine(key: str, url: str | None) -> Engine | None:
+def _engine(key: str, url: str | None, pool_size: int = 2) -> Engine | None:
     if not url:
         return None
     try:
-        # create_engine does not connect: the first hook that uses it does.
-        return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+        # create_engine does not connect: the first hook that uses it does. The pool holds one
+        # connection per hook call that can run at once, so concurrent calls never wait for one.
+        return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=4)
     except Exception as exc:  # the URL itself is wrong (bad scheme, missing driver)
         raise ConfigError(
             f"databases.{key}: cannot use this database URL ({type(exc).__name__}: {exc}); "
@@ -45,12 +46,15 @@ def _engine(key: str, url: str | None) -> Engine | None:
         ) from None
 
 
-def build_databases(source: str | None, destination: str | None, auxiliary: Mapping[str, str]) -> Databases:
+def build_databases(source: str | None, destination: str | None, auxiliary: Mapping[str, str],
+                    pool_size: int = 2) -> Databases:
+    """`pool_size`: connections kept per database (the sidecar passes the hooks' total concurrency)."""
     aux: dict[str, Engine] = {}
     for name, url in auxiliary.items():
-        engine = _engine(f"auxiliary.{name}", url)
+        engine = _engine(f"auxiliary.{name}", url, pool_size)
         if engine is not None:
             aux[name] = engine
     return Databases(
-        source=_engine("source", source), destination=_engine("destination", destination), auxiliary=aux
+        source=_engine("source", source, pool_size), destination=_engine("destination", destination, pool_size),
+        auxiliary=aux,
     )

@@ -107,6 +107,8 @@ def test_deployment_operational_settings() -> None:
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert c["securityContext"]["readOnlyRootFilesystem"] is True
         assert pod["terminationGracePeriodSeconds"] >= settings.health.hook_timeout_s + 10
+        # SIGTERM: running calls get shutdown_grace_s, then the final commit must still fit
+        assert pod["terminationGracePeriodSeconds"] >= settings.dispatch.shutdown_grace_s + 15
         cms = {v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v}
         if tool_name == "kustomize":  # generated names carry a content hash: a change rolls the pods
             assert all(re.search(r"-[a-z0-9]{10}$", n) for n in cms), cms
