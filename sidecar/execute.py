@@ -21,8 +21,8 @@ import inspect
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
-from concurrent.futures import Future
 from typing import Any
 
 ABANDONED = object()
@@ -43,7 +43,7 @@ class Run:
         self.abandoned_at = -1     # index of the call the dispatcher gave up on
         self.orphaned = False      # its lane was dropped: results only free the slot
         self.lock = threading.Lock()
-        self.future: Future[Any] | None = None
+        self.future: asyncio.Task[Any] | None = None  # async runs: cancelled when abandoned
 
 
 Result = tuple[Run, int | None, object, float]
@@ -66,6 +66,8 @@ class Executor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
+        self._async_pending: deque[tuple[Run, Call]] = deque()  # append/popleft are atomic
+        self._async_scheduled = False
 
     # ------------------------------------------------------------------ event loop
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -96,9 +98,21 @@ class Executor:
     # ------------------------------------------------------------------ runs
     def submit(self, run: Run, call: Call, is_async: bool) -> None:
         if is_async:
-            run.future = asyncio.run_coroutine_threadsafe(self._run_async(run, call), self.loop())
+            # Many runs start per loop turn: hand them to the event loop in one wake-up.
+            self._async_pending.append((run, call))
+            if not self._async_scheduled:
+                self._async_scheduled = True
+                self.loop().call_soon_threadsafe(self._start_async)
         else:
             self._work.put((run, call))
+
+    def _start_async(self) -> None:
+        """On the event loop: start a task for every run handed over since the last wake-up."""
+        self._async_scheduled = False
+        loop = self.loop()
+        while self._async_pending:
+            run, call = self._async_pending.popleft()
+            run.future = loop.create_task(self._run_async(run, call))
 
     def _serve(self) -> None:
         while True:
@@ -160,8 +174,9 @@ class Executor:
 
     def cancel(self, run: Run) -> None:
         """Stop an abandoned async call for real (a thread cannot be stopped)."""
-        if run.future is not None:
-            run.future.cancel()
+        task = run.future
+        if task is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(task.cancel)
 
     def close(self) -> None:
         # Abandoned calls may still run: their threads are daemons, nobody waits for them.

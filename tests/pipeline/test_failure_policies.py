@@ -141,3 +141,81 @@ def test_poison_messages_dead_lettered_with_reason(tmp_path: Path) -> None:
     assert decode_message(entries[0]["message"]).value == b"\xff\xfe not json"
     assert source.halted == [] and source.committed[UNIT] == 7
     assert len(seen) == 4
+
+
+def test_async_timeout_cancels_the_call(tmp_path: Path) -> None:
+    """An `async def` call past timeout_s is cancelled for real (CancelledError inside it), counted, and
+    its slot freed at once: the stream goes on even at concurrency 1."""
+    import asyncio
+
+    cancelled: list[str] = []
+
+    async def hook(p: Any) -> None:
+        if p.record["id"] == 2 and p.ctx.op == "c":
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                cancelled.append("cancelled")
+                raise
+
+    started = time.monotonic()
+    spec = HookSpec("a", hook, "t", max_attempts=1, timeout_s=0.1, is_async=True)
+    source, runner, entries = run(tmp_path, [spec])
+    assert time.monotonic() - started < 5
+    assert cancelled == ["cancelled"] and len(entries) == 1 and entries[0]["error"].startswith("HookTimeout")
+    assert source.committed[UNIT] == len(MSGS)
+
+
+def test_systemexit_and_keyboardinterrupt_in_a_hook_are_hook_failures(tmp_path: Path) -> None:
+    """A hook raising SystemExit or KeyboardInterrupt does not end the process: it fails like any error."""
+    def hook(p: Any) -> None:
+        if p.record["id"] == 2:
+            raise SystemExit(3)
+        if p.record["id"] == 3:
+            raise KeyboardInterrupt
+
+    source, runner, entries = run(tmp_path, [HookSpec("x", hook, "t", max_attempts=1)])
+    errors = sorted(e["error"].split(":")[0] for e in entries)
+    assert "SystemExit" in errors and "KeyboardInterrupt" in errors
+    assert source.committed[UNIT] == len(MSGS)
+
+
+def test_awaitable_returned_by_a_plain_hook_is_awaited(tmp_path: Path) -> None:
+    """A plain function returning a coroutine has it run (not counted ok unrun)."""
+    ran: list[int] = []
+
+    async def work(i: int) -> None:
+        ran.append(i)
+
+    def hook(p: Any) -> Any:
+        return work(p.record["id"])
+
+    source, runner, _ = run(tmp_path, [HookSpec("w", hook, "t")])
+    assert len(ran) == runner.stats.calls_ok and ran
+    assert source.committed[UNIT] == len(MSGS)
+
+
+def test_timed_out_sync_call_holds_its_key_until_it_returns(tmp_path: Path) -> None:
+    """A thread cannot be killed: the same record's next attempt waits for the abandoned call, so
+    threads do not pile up (5 hung attempts never run at once)."""
+    live = {"now": 0, "peak": 0}
+    lock = threading.Lock()
+
+    def hook(p: Any) -> None:
+        if p.record["id"] == 2 and p.ctx.op == "c":
+            with lock:
+                live["now"] += 1
+                live["peak"] = max(live["peak"], live["now"])
+            try:
+                time.sleep(0.3)
+            finally:
+                with lock:
+                    live["now"] -= 1
+
+    spec = HookSpec("h", hook, "t", max_attempts=3, timeout_s=0.05, initial_backoff_s=0.001, ordering="key",
+                    concurrency=8)
+    threads_before = threading.active_count()
+    source, runner, entries = run(tmp_path, [spec])
+    assert live["peak"] == 1 and len(entries) == 1
+    assert runner.metrics._run_counts[("h", "timeout")] == 3
+    assert threading.active_count() <= threads_before + 8 + 2  # the pool, the event loop, nothing per attempt
