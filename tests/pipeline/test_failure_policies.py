@@ -160,7 +160,7 @@ def test_async_timeout_cancels_the_call(tmp_path: Path) -> None:
 
     started = time.monotonic()
     spec = HookSpec("a", hook, "t", max_attempts=1, timeout_s=0.1, is_async=True)
-    source, runner, entries = run(tmp_path, [spec])
+    source, _runner, entries = run(tmp_path, [spec])
     assert time.monotonic() - started < 5
     assert cancelled == ["cancelled"] and len(entries) == 1 and entries[0]["error"].startswith("HookTimeout")
     assert source.committed[UNIT] == len(MSGS)
@@ -174,7 +174,7 @@ def test_systemexit_and_keyboardinterrupt_in_a_hook_are_hook_failures(tmp_path: 
         if p.record["id"] == 3:
             raise KeyboardInterrupt
 
-    source, runner, entries = run(tmp_path, [HookSpec("x", hook, "t", max_attempts=1)])
+    source, _runner, entries = run(tmp_path, [HookSpec("x", hook, "t", max_attempts=1)])
     errors = sorted(e["error"].split(":")[0] for e in entries)
     assert "SystemExit" in errors and "KeyboardInterrupt" in errors
     assert source.committed[UNIT] == len(MSGS)
@@ -215,7 +215,7 @@ def test_timed_out_sync_call_holds_its_key_until_it_returns(tmp_path: Path) -> N
     spec = HookSpec("h", hook, "t", max_attempts=3, timeout_s=0.05, initial_backoff_s=0.001, ordering="key",
                     concurrency=8)
     threads_before = threading.active_count()
-    source, runner, entries = run(tmp_path, [spec])
+    _source, runner, entries = run(tmp_path, [spec])
     assert live["peak"] == 1 and len(entries) == 1
     assert runner.metrics._run_counts[("h", "timeout")] == 3
     assert threading.active_count() <= threads_before + 8 + 2  # the pool, the event loop, nothing per attempt
