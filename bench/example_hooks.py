@@ -1,0 +1,155 @@
+"""The example hooks on the local stack (issue 9): `audit_log` + `pipeline_stats` in Kafka mode,
+record mode, `ordering: key`, against a bare thread pool of the same size running the same
+statements with the same driver (PyMySQL through SQLAlchemy) against the same MariaDB.
+
+Needs the local stack (Kafka and MariaDB: `deploy/local/stack up kafka mariadb`). Each round
+fills a fresh one-partition topic with orders envelopes (distinct keys), then runs: the bare
+pool, the sidecar at `concurrency` C, and the sidecar serial (concurrency 1, the old
+behaviour). Rounds alternate; the table shows medians.
+
+    .venv/bin/python bench/example_hooks.py [--rounds 3] [--messages 4000] [--concurrency 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from concurrency import KAFKA, fill  # noqa: E402
+
+AUX_URL = f"mysql+pymysql://sidecar:sidecar@127.0.0.1:{os.environ.get('STACK_MARIADB_PORT', '3306')}/sidecar_aux"
+
+
+def bare_pool(n: int, threads: int) -> float:
+    """The same two statements per record, each in its own transaction, from `threads` threads."""
+    from sqlalchemy import create_engine
+
+    sys.path.insert(0, str(REPO / "hooks"))
+    import audit_log
+    import pipeline_stats
+
+    engine = create_engine(AUX_URL, pool_size=threads, max_overflow=4, pool_pre_ping=True)
+    run = uuid.uuid4().hex
+    committed = datetime.now(UTC).replace(tzinfo=None)
+
+    def one(i: int) -> None:
+        with engine.begin() as conn:
+            conn.execute(audit_log.INSERT, {"event_id": f"{run}{i:032d}"[:64], "pipeline": "bench-bare",
+                                            "destination_table": "public.orders", "source_table": None, "op": "c",
+                                            "record_key": str(i), "committed_at": committed})
+        with engine.begin() as conn:
+            conn.execute(pipeline_stats.UPSERT, {"pipeline": "bench-bare", "table": "public.orders",
+                                                 "committed_at": committed})
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, range(min(50, n))))  # warm the pool's connections
+        started = time.perf_counter()
+        list(pool.map(one, range(50, n)))
+        elapsed = time.perf_counter() - started
+    engine.dispose()
+    return (n - 50) / elapsed
+
+
+def sidecar(topic: str, n: int, concurrency: int) -> float:
+    import structlog
+
+    from sidecar.app import build_app
+    from sidecar.app import run as run_sidecar
+    from sidecar.config import Settings
+
+    stop = threading.Event()
+    lock = threading.Lock()
+    state = {"n": 0, "first": 0.0, "last": 0.0}
+    tmp = Path(tempfile.mkdtemp(prefix="cs-bench-"))
+    hook = {"tables": ["public.orders"], "ordering": "key", "concurrency": concurrency}
+    settings = Settings(
+        pipeline=f"bench-{uuid.uuid4().hex[:6]}",
+        source={"kind": "kafka", "kafka": {"bootstrap_servers": KAFKA, "group_id": f"bench-{uuid.uuid4().hex[:8]}",
+                                           "topics": [topic]}},  # type: ignore[arg-type]
+        databases={"auxiliary": {"audit": AUX_URL}},  # type: ignore[arg-type]
+        hooks={"audit_log": {"path": str(REPO / "hooks/audit_log.py"), **hook},  # type: ignore[dict-item]
+               "pipeline_stats": {"path": str(REPO / "hooks/pipeline_stats.py"), **hook}},  # type: ignore[dict-item]
+        http={"enabled": False},  # type: ignore[arg-type]
+        dead_letters={"kind": "file", "path": str(tmp / "dl.jsonl")},  # type: ignore[arg-type]
+    )
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+    app = build_app(settings)
+    from sidecar.hooks import HookSpec
+
+    def counted(spec: HookSpec) -> HookSpec:
+        inner = spec.fn
+
+        def fn(param: Any) -> None:
+            inner(param)
+            if spec.name == "pipeline_stats":
+                with lock:
+                    state["n"] += 1
+                    if state["n"] == 1:
+                        state["first"] = time.perf_counter()
+                    if state["n"] == n:
+                        state["last"] = time.perf_counter()
+                        stop.set()
+
+        from dataclasses import replace
+
+        return replace(spec, fn=fn)
+
+    app.hooks[:] = [counted(h) for h in app.hooks]
+    watchdog = threading.Timer(600, stop.set)
+    watchdog.start()
+    try:
+        run_sidecar(app, stop)
+    finally:
+        watchdog.cancel()
+    if state["n"] < n:
+        raise SystemExit(f"sidecar c={concurrency}: only {state['n']} of {n} records within 600 s")
+    return (n - 1) / (state["last"] - state["first"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--messages", type=int, default=4000)
+    ap.add_argument("--serial-messages", type=int, default=800)
+    ap.add_argument("--concurrency", type=int, default=16)
+    args = ap.parse_args()
+    c = args.concurrency
+    names = [f"bare pool ({c} threads)", f"sidecar key x{c}", "sidecar serial (c=1)"]
+    rates: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(args.rounds):
+        topic = f"bench.example.{uuid.uuid4().hex[:8]}"
+        fill(topic, args.messages, args.messages)
+        serial_topic = f"bench.example.{uuid.uuid4().hex[:8]}"
+        fill(serial_topic, args.serial_messages, args.serial_messages)
+        for name in names:
+            if name == names[0]:
+                rate = bare_pool(args.messages, c)
+            elif name == names[1]:
+                rate = sidecar(topic, args.messages, c)
+            else:
+                rate = sidecar(serial_topic, args.serial_messages, 1)
+            rates[name].append(rate)
+            print(f"round {r + 1}: {name:24} {rate:8,.0f} records/s", flush=True)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    print("\n| run | records/s (median) | every round | vs bare pool |")
+    print("|---|---|---|---|")
+    for k in names:
+        print(f"| {k} | {med[k]:,.0f} | {', '.join(f'{x:,.0f}' for x in rates[k])} | {med[k] / med[names[0]]:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
