@@ -39,7 +39,7 @@ from sidecar.checkpoint import Checkpoint, Token
 from sidecar.control import HookTimeout, Retry, SkipEvent
 from sidecar.dead_letters import DeadLetterWriter, make_entry
 from sidecar.events import ChangeEvent, Decoded, DecodeFailure, RawMessage
-from sidecar.execute import ABANDONED, Executor, Result, Run
+from sidecar.execute import ABANDONED, DONE, Executor, Result, Run
 from sidecar.health import Health
 from sidecar.hooks import HookSpec
 from sidecar.metrics import Metrics, NoMetrics
@@ -266,7 +266,7 @@ class Dispatcher:
             n = min(len(lane.jobs), RUN_MAX)
             jobs = [lane.jobs.popleft() for _ in range(n)]
             self._queued -= n
-            run = Run(lane, jobs)
+            run = Run(lane, jobs, timed=spec.timeout_s is not None)
             lane.run = run
             hook.active += 1
             self._running.add(run)
@@ -286,15 +286,19 @@ class Dispatcher:
             return
         if run.orphaned:
             return
-        job = run.jobs[index]
-        if error is None:
-            self.metrics.hook_attempt(hook.spec.name, "success", seconds, job.param.record.get("_committed_at"))
-            self.stats.calls_ok += 1
-            job.attempts += 1
-            self._job_done(job)
+        if error is DONE or error is None:
+            durations = seconds if error is DONE else [seconds]
+            name = hook.spec.name
+            attempt = self.metrics.hook_attempt
+            for i, took in enumerate(durations, start=index):
+                job = run.jobs[i]
+                attempt(name, "success", took, job.param.record.get("_committed_at"))
+                job.attempts += 1
+                self._job_done(job)
+            self.stats.calls_ok += len(durations)
             return
         assert isinstance(error, BaseException)
-        self._failed(run, index, error, seconds, timed_out=False)
+        self._failed(run, index, error, float(seconds), timed_out=False)
 
     def _end_run(self, run: Run) -> None:
         lane = run.lane
