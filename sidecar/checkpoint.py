@@ -114,15 +114,8 @@ class Checkpoint:
         self._halted.add(unit)
         self._source.halt(unit)
 
-    @property
-    def halted(self) -> bool:
-        return bool(self._halted)
-
     def owns(self, unit: Hashable) -> bool:
         return unit in self._units
-
-    def tracker(self, unit: Hashable) -> PartitionTracker | None:
-        return self._units.get(unit)
 
     # ------------------------------------------------------------------ records
     def begin(self, raw: RawMessage) -> Token | None:
@@ -189,6 +182,3 @@ class Checkpoint:
                 if self._auto and not tracker.in_flight and unit not in self._halted:
                     del self._units[unit]  # an embedded batch or a file: done with it
         return True
-
-    def items(self) -> list[tuple[Hashable, PartitionTracker]]:
-        return list(self._units.items())

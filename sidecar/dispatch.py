@@ -169,7 +169,6 @@ class Dispatcher:
         self._timers: list[tuple[float, int, _Lane]] = []
         self._seq = itertools.count()
         self._rejects: deque[tuple[float, dict[str, Any], Token]] = deque()  # dead letters to retry
-        self._queued = 0  # jobs waiting in lanes
         self.closing = False
 
     # ------------------------------------------------------------------ intake
@@ -189,7 +188,6 @@ class Dispatcher:
                     hook = self._hooks[spec.name]
                     lane = hook.lane(raw)
                     lane.jobs.append(_Job(record, decoded, param))
-                    self._queued += 1
                     if lane.idle():
                         lane.queued = True
                         hook.ready.append(lane)
@@ -265,7 +263,6 @@ class Dispatcher:
                 continue
             n = min(len(lane.jobs), RUN_MAX)
             jobs = [lane.jobs.popleft() for _ in range(n)]
-            self._queued -= n
             run = Run(lane, jobs, timed=spec.timeout_s is not None)
             lane.run = run
             hook.active += 1
@@ -314,7 +311,6 @@ class Dispatcher:
         rest = [j for j in run.jobs if not j.done]
         if rest:
             lane.jobs.extendleft(reversed(rest))
-            self._queued += len(rest)
             if hook.spec.ordering == "none":
                 hook.lanes[lane.key] = lane
         if lane.halted:
@@ -416,7 +412,6 @@ class Dispatcher:
                                dead_letter_id=job.entry["id"])
         job.entry = None
         lane.jobs.popleft()
-        self._queued -= 1
         self._job_done(job)
         return bool(lane.jobs)
 
@@ -535,7 +530,6 @@ class Dispatcher:
                 kept = deque(j for j in lane.jobs if j.record.token[0] not in units)
                 dropped = len(lane.jobs) - len(kept)
                 if dropped:
-                    self._queued -= dropped
                     self.stats.abandoned += dropped
                     lane.jobs = kept
                 if lane.run is not None and lane.run.orphaned:
