@@ -191,3 +191,87 @@ def test_in_flight_bound_pauses_the_source() -> None:
 
     _, stats = run_pipeline([], [HookSpec("h", hook, "t")], source=source, max_in_flight=60)
     assert source.paused >= 1 and stats.calls_ok == 300 and source.committed[(TOPIC, 0)] == 300
+
+
+def test_shutdown_grace_then_cancel_commits_the_finished_prefix() -> None:
+    """After stop no new call starts; running calls get the grace period, then ctx.cancelled; only the
+    finished prefix is committed (the rest is redelivered)."""
+    msgs = [message(0, i, i) for i in range(40)]
+    stop = threading.Event()
+    started: list[int] = []
+    cancelled: list[int] = []
+
+    def hook(p: Any) -> None:
+        started.append(p.ctx.offset)
+        if p.ctx.offset == 5:
+            stop.set()
+        if p.ctx.offset >= 5 and p.ctx.cancelled.wait(2):
+            cancelled.append(p.ctx.offset)
+
+    spec = HookSpec("h", hook, "t", ordering="key", concurrency=4, timeout_s=60)
+    source = MemorySource(msgs)
+    import structlog
+
+    from sidecar.checkpoint import Checkpoint
+    from sidecar.databases import Databases
+    from sidecar.decode import Decoder
+    from sidecar.dispatch import Dispatcher
+    from sidecar.loop import run_loop
+    from sidecar.param import ParamFactory
+
+    cp = Checkpoint(source, 0.0, 1)
+    d = Dispatcher([spec], ParamFactory("p", Databases(), structlog.get_logger()), cp, structlog.get_logger())
+    t0 = time.monotonic()
+    run_loop(source, Decoder(), d, cp, stop, shutdown_grace_s=0.3)
+    d.close()
+    assert 0.3 <= time.monotonic() - t0 < 3
+    assert cancelled and all(o >= 5 for o in cancelled)      # running calls were told to stop
+    assert len(started) <= 5 + 4                              # nothing new started after stop
+    assert source.committed.get((TOPIC, 0)) == 5              # the finished prefix, not beyond
+
+
+def test_revoke_waits_for_running_calls_then_drops_the_rest() -> None:
+    """On revoke: no new call for the partition, its running calls get revoke_wait_s, what finished is
+    committed, queued records are dropped (the next owner gets them); other partitions go on."""
+    import structlog
+
+    from sidecar.app import Rebalance
+    from sidecar.checkpoint import Checkpoint
+    from sidecar.databases import Databases
+    from sidecar.decode import Decoder
+    from sidecar.dispatch import Dispatcher
+    from sidecar.param import ParamFactory
+
+    source = MemorySource([])
+    source.auto_units = False
+    cp = Checkpoint(source, 0.0, 1)
+    calls: list[tuple[int, int]] = []
+
+    def hook(p: Any) -> None:
+        time.sleep(0.02)
+        calls.append((p.ctx.partition, p.ctx.offset))
+
+    d = Dispatcher([HookSpec("h", hook, "t")], ParamFactory("p", Databases(), structlog.get_logger()), cp,
+                   structlog.get_logger())
+    rb = Rebalance(d, cp, revoke_wait_s=1.0)
+    rb.assigned([(TOPIC, 0), (TOPIC, 1)])
+    dec = Decoder()
+    for part in (0, 1):
+        for i in range(30):
+            raw = message(part, i, i)
+            token = cp.begin(raw)
+            assert token is not None
+            d.dispatch(raw, dec.decode(raw), token)
+    d.service()
+    time.sleep(0.05)
+    rb.revoked([(TOPIC, 0)])
+    p0 = [o for p, o in calls if p == 0]
+    assert 0 < len(p0) < 30                                   # revoked mid-way: the rest was dropped
+    assert source.committed[(TOPIC, 0)] == len(p0)            # exactly what finished
+    assert not cp.owns((TOPIC, 0))
+    deadline = time.monotonic() + 5
+    while d.pending() and time.monotonic() < deadline:
+        d.service(0.01)
+    d.close()
+    assert [o for p, o in calls if p == 1] == list(range(30))  # the other partition went on, in order
+    assert len([o for p, o in calls if p == 0]) == len(p0)     # nothing more ran for the revoked one
