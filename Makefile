@@ -56,6 +56,10 @@ test: venv tools stack-up ## all tests but the slow fault scenarios; brings the 
 test-faults: venv stack-up ## slow fault-injection scenarios on the real stack (crash/kill tests)
 	$(PY) -m pytest tests/faults -q --timeout=1200 --junitxml=.ci-reports/faults.xml $(PYTEST_ARGS)
 
+bench: venv stack-up ## side-by-side benchmarks on the local stack (not part of make test): hook concurrency, example hooks vs a bare pool
+	$(PY) bench/concurrency.py
+	$(PY) bench/example_hooks.py
+
 deploy-sync: venv ## copy hooks/config into the kustomize base and Helm chart; regenerate Strimzi connectors and the dashboard
 	cp hooks/*.py deploy/kubernetes/base/hooks/
 	cp hooks/*.py deploy/helm/checkpoint-sidecar/files/hooks/
