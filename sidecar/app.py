@@ -42,6 +42,8 @@ def build_hooks(settings: Settings, base_dir: Path | None = None) -> list[HookSp
             max_attempts=cfg.retry.max_attempts,
             timeout_s=cfg.timeout_s,
             on_failure=cfg.on_failure,
+            entry_point=cfg.entry_point,
+            where=cfg.where,
         )
         for name, cfg in settings.hooks.items()
     ]

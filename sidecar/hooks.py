@@ -33,6 +33,7 @@ class HookSpec:
     max_attempts: int | None = 5
     timeout_s: float | None = None
     on_failure: str = "dead_letter"
+    where: str | None = None  # row filter (sidecar.where), applied by the Router
 
     def matches(self, table: str, op: str) -> bool:
         return op in self.ops and (self.tables is None or table in self.tables)
@@ -119,8 +120,12 @@ def load_hook(
     max_attempts: int | None = 5,
     timeout_s: float | None = None,
     on_failure: str = "dead_letter",
+    entry_point: str | None = None,
+    where: str | None = None,
 ) -> HookSpec:
     """Import a hook now, so a broken one stops start-up with file, line and reason."""
+    if entry_point:
+        module = _entry_point_target(name, entry_point)
     if path:
         target, function = split_target(path, function)
         mod = _load_module_from_path(target, base_dir)
@@ -154,4 +159,23 @@ def load_hook(
         max_attempts=max_attempts,
         timeout_s=timeout_s,
         on_failure=on_failure,
+        where=where,
     )
+
+
+ENTRY_POINT_GROUP = "checkpoint_sidecar.hooks"
+
+
+def _entry_point_target(name: str, entry_point: str) -> str:
+    """An installed package's hook, `[project.entry-points."checkpoint_sidecar.hooks"] NAME = "pkg.mod:fn"`,
+    as the module:function target it names."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=ENTRY_POINT_GROUP, name=entry_point)
+    if not found:
+        known = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+        raise HookLoadError(
+            f"hook {name}: no entry point {entry_point!r} in group {ENTRY_POINT_GROUP} "
+            f"(installed: {', '.join(known) or 'none'}); is the package that provides it installed?"
+        )
+    return next(iter(found)).value
