@@ -22,6 +22,7 @@ from sidecar.errors import (
     SidecarError,
     SourceError,
 )
+from sidecar.hook_cli import hooks
 
 if TYPE_CHECKING:
     from sidecar.config import Settings
@@ -77,6 +78,9 @@ def connector_files(files: tuple[str, ...]) -> list[Path]:
 @click.version_option(package_name="checkpoint-sidecar")
 def main() -> None:
     """Run Python checkpoint hooks after every commit to a pipeline's destination database."""
+
+
+main.add_command(hooks)
 
 
 @main.command()
