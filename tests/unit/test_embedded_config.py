@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,25 @@ def test_lazy_logger_binds_on_first_use() -> None:
     with structlog.testing.capture_logs() as logs:
         lazy.info("hello", x=1)
     assert logs == [{"pipeline": "p", "event_id": "e", "hook": "h", "x": 1, "event": "hello", "log_level": "info"}]
+
+
+def test_first_start_without_maven_says_how_to_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No cached jars and no mvn: the error names the fix instead of a JVM ClassNotFound later."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    jar_set = embedded_classpath.choose(REPO / "connectors" / "postgres-shop.json")
+    with pytest.raises(SourceError, match=r"Debezium 3\.5\.0\.Final jars.*apt-get install maven"):
+        embedded_classpath.jars(jar_set)
+
+
+def test_cached_jars_need_no_maven(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once copied (marked complete), later starts only list the folder: no mvn, no network."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    pom = REPO / "deploy" / "local" / "pom.xml"
+    digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:12]
+    folder = embedded_classpath.cache_root() / f"3.5.0.Final-{digest}"
+    folder.mkdir(parents=True)
+    (folder / "debezium-embedded-3.5.0.Final.jar").write_bytes(b"")
+    (folder / ".complete").write_text("")
+    assert embedded_classpath.jars(embedded_classpath.choose()) == [str(folder / "debezium-embedded-3.5.0.Final.jar")]
