@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,6 +22,10 @@ from sidecar.errors import (
     SidecarError,
     SourceError,
 )
+from sidecar.hook_cli import hooks
+
+if TYPE_CHECKING:
+    from sidecar.config import Settings
 
 EXIT_CONFIG, EXIT_HOOK, EXIT_DATABASE, EXIT_BROKER, EXIT_CONNECT = 2, 3, 4, 5, 6
 
@@ -43,10 +47,40 @@ config_option = click.option(
 )
 
 
+def load_config(config_path: str | None) -> Settings:
+    """The settings of `--config FILE`; without a file every required key must come from env,
+    and when it does not the error says to pass --config rather than listing missing keys."""
+    from sidecar.config import load_settings
+
+    try:
+        return load_settings(config_path)
+    except ConfigError as exc:
+        if config_path:
+            raise
+        raise ConfigError(
+            "no configuration: pass --config FILE (or set SIDECAR_CONFIG=FILE); without a file every "
+            f"required key must come from SIDECAR_… environment variables, and these are missing:\n{exc}"
+        ) from None
+
+
+def connector_files(files: tuple[str, ...]) -> list[Path]:
+    """FILES, or connectors/*.json of the working directory; none at all is an error, not a silent no-op."""
+    paths = [Path(f) for f in files] or sorted(Path("connectors").glob("*.json"))
+    if not paths:
+        raise ConnectorError(
+            f"no connector files: {Path('connectors').resolve()}/*.json does not exist; "
+            "run from the repository or pass the files: connectors status FILE.json …"
+        )
+    return paths
+
+
 @click.group()
 @click.version_option(package_name="checkpoint-sidecar")
 def main() -> None:
     """Run Python checkpoint hooks after every commit to a pipeline's destination database."""
+
+
+main.add_command(hooks)
 
 
 @main.command()
@@ -55,11 +89,10 @@ def run(config_path: str | None) -> None:
     """Consume Debezium change events and run the configured hooks (until SIGTERM)."""
     from sidecar.app import build_app, install_signal_handlers
     from sidecar.app import run as run_sidecar
-    from sidecar.config import load_settings
     from sidecar.logs import configure_logging
 
     try:
-        settings = load_settings(config_path)
+        settings = load_config(config_path)
         configure_logging(settings.log.level, settings.log.format)
         app = build_app(settings, base_dir=Path(config_path).parent if config_path else None)
         stop = threading.Event()
@@ -114,10 +147,9 @@ def check(config_path: str | None, timeout: float) -> None:
     from sqlalchemy import text
 
     from sidecar.app import build_hooks, build_settings_databases
-    from sidecar.config import load_settings
 
     try:
-        settings = load_settings(config_path)
+        settings = load_config(config_path)
         click.echo("config: ok")
         hooks = build_hooks(settings, Path(config_path).parent if config_path else None)
         click.echo(f"hooks: ok ({', '.join(h.name for h in hooks) or 'none'})")
@@ -130,6 +162,10 @@ def check(config_path: str | None, timeout: float) -> None:
                 raise DependencyError(f"database {name} ({engine.url!r}) is unreachable: {exc}") from None
             click.echo(f"database {name}: ok")
         dbs.dispose()
+        if settings.source.kind == "embedded" and settings.source.embedded is not None:
+            from sidecar.sources.embedded_check import check_embedded
+
+            click.echo(check_embedded(settings.source.embedded, Path(config_path).parent if config_path else None))
         if settings.source.kind == "kafka" and settings.source.kafka is not None:
             from sidecar.sources.kafka_probe import ping
 
@@ -146,10 +182,9 @@ def dead_letters() -> None:
 
 def _app_for(config_path: str | None) -> Any:
     from sidecar.app import build_app
-    from sidecar.config import load_settings
     from sidecar.logs import configure_logging
 
-    settings = load_settings(config_path)
+    settings = load_config(config_path)
     configure_logging(settings.log.level, settings.log.format)
     return build_app(settings, base_dir=Path(config_path).parent if config_path else None)
 
@@ -253,9 +288,8 @@ def connectors_apply(files: tuple[str, ...], connect_url: str, wait: bool, timeo
     """Create or update connectors from FILES (default: connectors/*.json)."""
     from sidecar import connectors as cx
 
-    paths = [Path(f) for f in files] or sorted(Path("connectors").glob("*.json"))
     try:
-        for path in paths:
+        for path in connector_files(files):
             name = cx.apply(connect_url, path)
             click.echo(f"{name}: applied from {path}")
             if wait:
@@ -272,10 +306,9 @@ def connectors_status(files: tuple[str, ...], connect_url: str) -> None:
     """Show state of the connectors in FILES (default: connectors/*.json); exit 6 if one failed."""
     from sidecar import connectors as cx
 
-    paths = [Path(f) for f in files] or sorted(Path("connectors").glob("*.json"))
     failed = False
     try:
-        for path in paths:
+        for path in connector_files(files):
             name, _ = cx.load_connector(path)
             st: dict[str, Any] = cx.status(connect_url, name)
             tasks = ", ".join(f"task {t.get('id')}: {t.get('state')}" for t in st.get("tasks", []))

@@ -183,6 +183,9 @@ class RetryConfig(_Strict):
 class HookConfig(_Strict):
     path: str | None = Field(default=None, description="a .py file, optionally PATH.py:FUNCTION")
     module: str | None = Field(default=None, description="an importable module, optionally module:FUNCTION")
+    entry_point: str | None = Field(
+        default=None, description="a name an installed package registers in entry-point group checkpoint_sidecar.hooks"
+    )
     function: str = "checkpoint"
     tables: list[str] | None = Field(default=None, description="data collections; None = all")
     ops: list[Op] = Field(default_factory=lambda: list(DEFAULT_OPS))
@@ -197,12 +200,25 @@ class HookConfig(_Strict):
         "message key (Debezium: the primary key), different keys concurrently; none: any order",
     )
     concurrency: int = Field(default=1, ge=1, le=1024, description="calls of this hook in flight at once")
+    where: str | None = Field(default=None, description="row filter on record fields, e.g. total > 10000 (where.py)")
 
     @model_validator(mode="after")
     def _one_target(self) -> HookConfig:
-        if bool(self.path) == bool(self.module):
-            raise ValueError("give exactly one of path (a .py file) or module (an importable module)")
+        if sum(bool(t) for t in (self.path, self.module, self.entry_point)) != 1:
+            raise ValueError(
+                "give exactly one of path (a .py file), module (an importable module) or entry_point "
+                "(a name in the checkpoint_sidecar.hooks entry-point group)"
+            )
         return self
+
+    @field_validator("where")
+    @classmethod
+    def _where_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            from sidecar.where import check_where
+
+            check_where(value)  # ValueError names the problem; pydantic adds hooks.NAME.where
+        return value
 
 
 class DeadLetterConfig(_Strict):

@@ -162,9 +162,9 @@ class Dispatcher:
         self.max_abandoned = max_abandoned
         self.max_message_bytes = max_message_bytes
         self.stats = DispatchStats()
-        self._hooks = {h.name: _Hook(h) for h in hooks}
+        self._hooks = {h.name: _Hook(h) for h in self.router.hooks}  # with their `where` filters
         self._results: queue.SimpleQueue[Result] = queue.SimpleQueue()
-        self._executor = Executor(sum(h.concurrency for h in hooks if not h.is_async), self._results)
+        self._executor = Executor(sum(h.concurrency for h in self.router.hooks if not h.is_async), self._results)
         self._running: set[Run] = set()
         self._timers: list[tuple[float, int, _Lane]] = []
         self._seq = itertools.count()

@@ -39,6 +39,7 @@ class HookSpec:
     ordering: str = "partition"  # partition | key | none
     concurrency: int = 1
     is_async: bool = False  # `async def` (or an object with `async def __call__`): runs on the event loop
+    where: str | None = None  # row filter (sidecar.where), applied by the Router
 
     @classmethod
     def from_config(cls, name: str, fn: HookFn, origin: str, cfg: HookConfig) -> HookSpec:
@@ -58,6 +59,7 @@ class HookSpec:
             ordering=cfg.ordering,
             concurrency=cfg.concurrency,
             is_async=is_async_callable(fn),
+            where=cfg.where,
         )
 
     def matches(self, table: str, op: str) -> bool:
@@ -144,9 +146,13 @@ def load_hook(
     function: str = "checkpoint",
     base_dir: Path | None = None,
     config: HookConfig | None = None,
+    entry_point: str | None = None,
 ) -> HookSpec:
     """Import a hook now, so a broken one stops start-up with file, line and reason.
     `config` gives its options (tables, ops, retry, ordering…); None: the defaults."""
+    entry_point = entry_point or (config.entry_point if config is not None else None)
+    if entry_point:
+        module = _entry_point_target(name, entry_point)
     if path:
         target, function = split_target(path, function)
         mod = _load_module_from_path(target, base_dir)
@@ -171,5 +177,26 @@ def load_hook(
     if config is None:
         from sidecar.config import HookConfig
 
-        config = HookConfig(path=path, module=module)
+        if entry_point:
+            config = HookConfig(entry_point=entry_point)
+        else:
+            config = HookConfig(path=path) if path else HookConfig(module=module)
     return HookSpec.from_config(name, fn, f"{origin}:{function}", config)
+
+
+ENTRY_POINT_GROUP = "checkpoint_sidecar.hooks"
+
+
+def _entry_point_target(name: str, entry_point: str) -> str:
+    """An installed package's hook, `[project.entry-points."checkpoint_sidecar.hooks"] NAME = "pkg.mod:fn"`,
+    as the module:function target it names."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=ENTRY_POINT_GROUP, name=entry_point)
+    if not found:
+        known = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+        raise HookLoadError(
+            f"hook {name}: no entry point {entry_point!r} in group {ENTRY_POINT_GROUP} "
+            f"(installed: {', '.join(known) or 'none'}); is the package that provides it installed?"
+        )
+    return next(iter(found)).value

@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.registry import Collector
 
 from sidecar import __version__
+from sidecar.where import FILTERED
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series: they double the scrape
 
@@ -35,6 +36,8 @@ EVENTS_HELP = "Change events decoded, by data collection and op."
 RUNS_HELP = ("Hook attempts by outcome: success, error, timeout (one per attempt); plus the fate of an event "
              "whose attempt did not succeed: retry (another attempt is scheduled), dead_letter, skipped.")
 DURATION_HELP = "Duration of one hook attempt."
+FILTERED_HELP = ("Records a hook's where condition kept from it: no_match (false) or unevaluable (a field missing, "
+                 "None or UNAVAILABLE, or the condition raised).")
 LAG_HELP = "From the source commit time (_committed_at) to the hook finishing successfully."
 
 
@@ -72,6 +75,10 @@ class _HotPathCollector(Collector):
         for (hook, outcome), n in list(self.m._run_counts.items()):
             runs.add_metric([hook, outcome], n)
         yield runs
+        filtered = CounterMetricFamily("checkpoint_records_filtered", FILTERED_HELP, labels=["hook", "reason"])
+        for (hook, reason), n in FILTERED.snapshot().items():
+            filtered.add_metric([hook, reason], n)
+        yield filtered
         yield _hist_family("checkpoint_hook_duration_seconds", DURATION_HELP, HOOK_BUCKETS, self.m._durations)
         yield _hist_family("checkpoint_commit_to_hook_seconds", LAG_HELP, LAG_BUCKETS, self.m._lags)
 

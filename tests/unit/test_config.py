@@ -106,3 +106,12 @@ def test_connector_placeholder_without_value_is_named() -> None:
 
     with pytest.raises(ConnectorError, match="set the environment variable MYSQL_HOST"):
         cx.load_connector(REPO / "connectors" / "templates" / "mysql.json", {})
+
+
+def test_hook_needs_exactly_one_of_path_module_entry_point() -> None:
+    """entry_point is a third way to name a hook; two at once is refused."""
+    from sidecar.config import HookConfig
+
+    assert HookConfig(entry_point="acme_notify").entry_point == "acme_notify"
+    with pytest.raises(ValueError, match="exactly one of path"):
+        HookConfig(path="h.py", entry_point="acme_notify")

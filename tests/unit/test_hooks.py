@@ -94,3 +94,18 @@ def test_options_from_config(tmp_path: Path) -> None:
     spec = load_hook("h", path=path, config=cfg)
     assert (spec.ordering, spec.concurrency, spec.timeout_s, spec.on_failure) == ("key", 8, 2, "skip")
     assert (spec.max_attempts, spec.initial_backoff_s, spec.max_backoff_s, spec.multiplier) == (2, 0.1, 1, 3)
+
+
+def test_hook_from_an_installed_packages_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`entry_point: NAME` loads what a package registers in the checkpoint_sidecar.hooks group."""
+    (tmp_path / "acme_hooks.py").write_text("def notify(param):\n    return 'acme'\n")
+    dist = tmp_path / "acme_hooks-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-hooks\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[checkpoint_sidecar.hooks]\nacme_notify = acme_hooks:notify\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = load_hook("notify", entry_point="acme_notify")
+    assert spec.fn(None) == "acme"
+    assert spec.origin == "acme_hooks:notify"
+    with pytest.raises(HookLoadError, match=r"no entry point 'nope' .* \(installed: acme_notify\)"):
+        load_hook("x", entry_point="nope")

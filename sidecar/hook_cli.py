@@ -1,0 +1,268 @@
+"""`checkpoint-sidecar hooks new|list|test`: create a hook from a template, see what is configured,
+try one hook on captured messages."""
+
+from __future__ import annotations
+
+import keyword
+import re
+import sys
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from sidecar.errors import ConfigError, HookLoadError, SidecarError
+
+if TYPE_CHECKING:
+    from sidecar.config import Settings
+    from sidecar.hooks import HookSpec
+
+TEMPLATES = ("blank", "audit", "stats", "notify")
+EXAMPLES = "examples/changes.jsonl"
+
+
+def _cli() -> Any:
+    from sidecar import cli
+
+    return cli
+
+
+def _fail(exc: SidecarError) -> None:
+    _cli()._fail(exc)
+
+
+def _base_dir(config_path: str) -> Path:
+    return Path(config_path).resolve().parent
+
+
+def _need_config(config_path: str | None) -> str:
+    if not config_path:
+        raise ConfigError("pass --config FILE (or set SIDECAR_CONFIG=FILE): the hooks commands work on a config file")
+    return config_path
+
+
+def load_one(settings: Settings, name: str, base_dir: Path) -> HookSpec:
+    """One configured hook, loaded exactly as `run` loads it (the other hooks are not imported)."""
+    from sidecar.app import build_hooks
+
+    if name not in settings.hooks:
+        raise ConfigError(f"no hook {name!r} in the config (configured: {', '.join(settings.hooks) or 'none'})")
+    return build_hooks(settings.model_copy(update={"hooks": {name: settings.hooks[name]}}), base_dir)[0]
+
+
+@click.group("hooks")
+def hooks() -> None:
+    """Create hooks from templates, list the configured ones, try one on captured messages."""
+
+
+config_option = click.option(
+    "--config", "config_path", envvar="SIDECAR_CONFIG", type=click.Path(dir_okay=False), help="YAML config file"
+)
+
+
+def render(template: str, **values: str) -> str:
+    text = resources.files("sidecar").joinpath(f"templates/{template}.tmpl").read_text(encoding="utf-8")
+    return Template(text).substitute(values)
+
+
+@hooks.command("new")
+@click.argument("name")
+@config_option
+@click.option("--template", "template", type=click.Choice(TEMPLATES), default="blank", show_default=True)
+@click.option("--mode", type=click.Choice(["record"]), default="record", show_default=True,
+              help="how the hook is called: once per record (the only mode so far)")
+@click.option("--table", "tables", multiple=True, help="data collection to listen to (repeat); default: all")
+@click.option("--op", "ops", multiple=True, type=click.Choice(["c", "u", "d", "r", "t"]),
+              help="ops to listen to (repeat); default: c u d r")
+@click.option("--database", default="audit", show_default=True,
+              help="auxiliary database the audit/stats templates write to (databases.auxiliary.NAME)")
+def hooks_new(name: str, config_path: str | None, template: str, mode: str, tables: tuple[str, ...],
+              ops: tuple[str, ...], database: str) -> None:
+    """Write hooks/NAME.py from a template, a test for it (tests/hooks/test_NAME.py, using
+    sidecar.testing) and a hooks.NAME entry in the --config file. An existing name is refused."""
+    from sidecar.config import load_settings
+    from sidecar.config_edit import add_hook_entry
+
+    try:
+        path = _need_config(config_path)
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", name) or keyword.iskeyword(name):
+            raise ConfigError(f"hook name {name!r}: use lowercase letters, digits and _ (it names a Python module "
+                              "and the hook's metric label)")
+        settings = load_settings(path)
+        if name in settings.hooks:
+            raise ConfigError(f"a hook named {name!r} is already in {path}; choose another name")
+        base = _base_dir(path)
+        hook_file = base / "hooks" / f"{name}.py"
+        test_file = base / "tests" / "hooks" / f"test_{name}.py"
+        for f in (hook_file, test_file):
+            if f.exists():
+                raise ConfigError(f"{f} exists already; choose another name (nothing was written)")
+        if template in ("audit", "stats") and database not in settings.databases.auxiliary:
+            click.echo(f"note: databases.auxiliary.{database} is not in {path}; add it before `run`", err=True)
+        values = {"name": name, "db": database, "env": f"{name.upper()}_THRESHOLD", "depth": "2",
+                  "hook_path": f"hooks/{name}.py"}
+        entry: dict[str, object] = {"path": f"hooks/{name}.py"}
+        if tables:
+            entry["tables"] = list(tables)
+        if ops:
+            entry["ops"] = list(ops)
+        elif template == "notify":
+            entry["ops"] = ["c", "u"]
+        original = Path(path).read_text(encoding="utf-8")
+        updated = add_hook_entry(original, name, entry)
+        hook_file.parent.mkdir(parents=True, exist_ok=True)
+        test_file.parent.mkdir(parents=True, exist_ok=True)
+        hook_file.write_text(render(f"{template}.py", **values), encoding="utf-8")
+        test_file.write_text(render(f"test_{template}.py", **values), encoding="utf-8")
+        Path(path).write_text(updated, encoding="utf-8")
+        try:
+            if name not in load_settings(path).hooks:
+                raise ConfigError(f"the new entry did not land under hooks: in {path}")
+        except ConfigError:
+            Path(path).write_text(original, encoding="utf-8")
+            hook_file.unlink()
+            test_file.unlink()
+            raise
+    except SidecarError as exc:
+        _fail(exc)
+    click.echo(f"wrote {hook_file.relative_to(base)} ({template} template, mode {mode})")
+    click.echo(f"wrote {test_file.relative_to(base)} (run it: python -m pytest {test_file.relative_to(base)})")
+    click.echo(f"added hooks.{name} to {path}")
+    click.echo(f"try it: checkpoint-sidecar hooks test {name} --config {path}")
+
+
+@hooks.command("list")
+@config_option
+def hooks_list(config_path: str | None) -> None:
+    """Name, source, tables, ops, failure policy, where and whether it imports, per configured hook."""
+    cli = _cli()
+    try:
+        path = _need_config(config_path)
+        settings = cli.load_config(path)
+    except SidecarError as exc:
+        _fail(exc)
+    rows = [("NAME", "SOURCE", "TABLES", "OPS", "ON_FAILURE", "WHERE", "IMPORT")]
+    broken = 0
+    for name, cfg in settings.hooks.items():
+        source = (f"path:{cfg.path}" if cfg.path else f"module:{cfg.module}" if cfg.module
+                  else f"entry_point:{cfg.entry_point}")
+        if cfg.function != "checkpoint":
+            source += f" ({cfg.function})"
+        try:
+            load_one(settings, name, _base_dir(path))
+            status = "ok"
+        except (HookLoadError, ConfigError) as exc:
+            status = f"FAILED: {exc}"
+            broken += 1
+        rows.append((name, source, ",".join(cfg.tables) if cfg.tables else "*", ",".join(cfg.ops), cfg.on_failure,
+                     cfg.where or "-", status))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    if broken:
+        sys.exit(cli.EXIT_HOOK)
+
+
+@dataclass
+class Tally:
+    calls: int = 0
+    ok: int = 0
+    failed: int = 0
+    filtered: int = 0
+    not_routed: int = 0
+    other: int = 0
+
+
+@hooks.command("test")
+@click.argument("name")
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
+@config_option
+def hooks_test(name: str, file: str | None, config_path: str | None) -> None:
+    """Run one configured hook on captured messages (FILE, JSON lines; default: the bundled examples,
+    orders with transaction markers and a tombstone) and print each call's result. Exit 1 if a call failed."""
+    from sidecar.app import build_settings_databases
+    from sidecar.control import Retry, SkipEvent
+    from sidecar.decode import Decoder
+    from sidecar.events import ChangeEvent
+    from sidecar.execute import call_once
+    from sidecar.logs import configure_logging, get_logger
+    from sidecar.param import ParamFactory
+    from sidecar.sources.file import read_messages
+    from sidecar.where import Verdict, compile_where
+
+    cli = _cli()
+    try:
+        path = _need_config(config_path)
+        settings = cli.load_config(path)
+        configure_logging(settings.log.level, settings.log.format)
+        hook = load_one(settings, name, _base_dir(path))
+        where = compile_where(name, hook.where) if hook.where else None
+        databases = build_settings_databases(settings)
+        factory = ParamFactory(settings.pipeline, databases, get_logger(),
+                               source_tables={t: c.source_table for t, c in settings.tables.items()})
+        with resources.as_file(resources.files("sidecar").joinpath(EXAMPLES)) as default:
+            messages = list(read_messages(file or default))
+    except ValueError as exc:  # a where that does not compile (config validation normally finds it first)
+        _fail(ConfigError(str(exc)))
+    except SidecarError as exc:
+        _fail(exc)
+    decoder = Decoder()
+    tally = Tally()
+    click.echo(f"hook {name} ({hook.origin}) on {file or 'the bundled examples'}: {len(messages)} messages")
+    for n, raw in enumerate(messages, start=1):
+        result = decoder.decode(raw)
+        if not isinstance(result, ChangeEvent):
+            tally.other += 1
+            click.echo(f"#{n:<4} {raw.topic}: {_describe(result)}, not for record hooks")
+            continue
+        head = f"#{n:<4} {result.table} {result.op} key={(result.after or result.before or {}).get('id', '-')}"
+        if not hook.matches(result.table, result.op):
+            tally.not_routed += 1
+            click.echo(f"{head}  not routed (tables/ops)")
+            continue
+        param = factory.params(result, [hook])[0]
+        if where is not None:
+            verdict, why = where.test(param.record)
+            if verdict is not Verdict.MATCH:
+                tally.filtered += 1
+                click.echo(f"{head}  filtered by where ({verdict.value}{': ' + why if why else ''})")
+                continue
+        tally.calls += 1
+        started = time.perf_counter()
+        try:
+            call_once(hook.fn, param)
+        except SkipEvent as exc:
+            tally.ok += 1
+            click.echo(f"{head}  skipped by the hook (SkipEvent{': ' + str(exc) if str(exc) else ''})")
+            continue
+        except Retry as exc:
+            tally.failed += 1
+            click.echo(f"{head}  FAILED: the hook asked to retry (Retry, delay {exc.delay}s)")
+            continue
+        except Exception as exc:
+            tally.failed += 1
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            click.echo(f"{head}  FAILED {type(exc).__name__}: {first_line}")
+            continue
+        tally.ok += 1
+        click.echo(f"{head}  ok {(time.perf_counter() - started) * 1000:.1f} ms")
+    databases.dispose()
+    click.echo(f"{tally.calls} calls: {tally.ok} ok, {tally.failed} failed; {tally.filtered} filtered by where, "
+               f"{tally.not_routed} not routed, {tally.other} other messages (transaction markers, tombstones…)")
+    if tally.failed:
+        sys.exit(1)
+
+
+def _describe(decoded: Any) -> str:
+    from sidecar.events import DecodeFailure, TransactionMarker
+
+    if isinstance(decoded, TransactionMarker):
+        counts = f", {decoded.event_count} events" if decoded.event_count is not None else ""
+        return f"transaction {decoded.status} {decoded.id}{counts}"
+    if isinstance(decoded, DecodeFailure):
+        return f"undecodable ({decoded.reason}: {decoded.detail})"
+    return type(decoded).__name__.lower()

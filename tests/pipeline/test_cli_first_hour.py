@@ -1,0 +1,74 @@
+"""What a new user meets first on the command line: missing --config, missing files, clear errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sidecar.cli import EXIT_CONFIG, EXIT_CONNECT, main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def no_sidecar_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("SIDECAR_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.mark.parametrize("args", [["run"], ["check"], ["dead-letters", "list"]])
+def test_commands_without_config_say_pass_config(args: list[str]) -> None:
+    """Without --config (and no env) the error says what to do, not which keys are missing."""
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == EXIT_CONFIG, result.output
+    assert "pass --config FILE" in result.output
+
+
+def test_config_from_env_alone_still_works(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The hint does not take away env-only configuration: every key from SIDECAR_… still loads."""
+    monkeypatch.setenv("SIDECAR_PIPELINE", "p")
+    monkeypatch.setenv("SIDECAR_SOURCE__KIND", "file")
+    monkeypatch.setenv("SIDECAR_SOURCE__FILE__PATH", str(tmp_path / "x.jsonl"))
+    result = CliRunner().invoke(main, ["check"])
+    assert result.exit_code == 0, result.output
+    assert "config: ok" in result.output
+
+
+def embedded_config(tmp_path: Path, connector: str) -> Path:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        "pipeline: p\n"
+        "source:\n"
+        "  kind: embedded\n"
+        f"  embedded: {{connector: {connector}, preflight: false, state_dir: {tmp_path / 'state'}}}\n"
+    )
+    return cfg
+
+
+def test_check_embedded_missing_connector_file_fails(tmp_path: Path) -> None:
+    """`check` finds what `run` would refuse: an embedded connector file that does not exist."""
+    cfg = embedded_config(tmp_path, "connectors/nope.json")
+    result = CliRunner().invoke(main, ["check", "--config", str(cfg)])
+    assert result.exit_code == EXIT_CONFIG, result.output
+    assert "nope.json" in result.output
+
+
+def test_check_embedded_with_connector_file_is_ok(tmp_path: Path) -> None:
+    """An existing connector file (found like `run` finds it) passes `check`."""
+    cfg = embedded_config(tmp_path, str(REPO / "connectors" / "postgres-shop.json"))
+    result = CliRunner().invoke(main, ["check", "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert "embedded connector: ok (shop-postgres from" in result.output
+
+
+@pytest.mark.parametrize("command", ["status", "apply"])
+def test_connectors_without_files_fail(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside the repo (no connectors/*.json) `connectors status|apply` fail instead of printing nothing."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["connectors", command, "--connect-url", "http://127.0.0.1:9"])
+    assert result.exit_code == EXIT_CONNECT, result.output
+    assert "no connector files" in result.output
