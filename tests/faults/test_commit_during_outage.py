@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 
+from sidecar.checkpoint import Checkpoint
 from sidecar.health import Health
 from sidecar.logs import get_logger
 from sidecar.sources.kafka import KafkaSource
@@ -27,19 +28,23 @@ def test_commit_blocked_by_a_vanished_broker_stays_live_within_its_bound() -> No
     health = Health(loop_stall_s=1.0)
     conf = {"bootstrap.servers": KAFKA, "group.id": f"faults-commit-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": "false", "auto.offset.reset": "earliest", "session.timeout.ms": "6000"}
-    source = KafkaSource(conf, [TOPIC], get_logger(), commit_interval_s=0.0, max_uncommitted=10**9, health=health)
+    source = KafkaSource(conf, [TOPIC], get_logger(), health=health)
+    checkpoint = Checkpoint(source, 0.0, 10**9, health, "kafka")
+    source.listener = type("L", (), {"assigned": lambda self, u: checkpoint.assign(u),
+                                     "revoked": lambda self, u: None, "lost": lambda self, u: None})()
     deadline = time.monotonic() + 60
     got = []
     while not got:
         assert time.monotonic() < deadline, "no record from the topic within 60 s"
-        got = list(source.poll_batch())
-    source.begin(got[0])
-    source.finish(got[0])
+        got = list(source.poll(0.5))
+    token = checkpoint.begin(got[0])
+    assert token is not None
+    checkpoint.finish(token)
 
     subprocess.run([str(STACK), "down", "kafka"], check=True, capture_output=True, timeout=120)
     try:
         assert "kafka" not in health.down  # nothing served poll() since: the commit is attempted
-        commit = threading.Thread(target=source.maybe_commit)
+        commit = threading.Thread(target=checkpoint.maybe_commit)
         health.beat()  # as the loop does before it commits
         started = time.monotonic()
         commit.start()
