@@ -60,6 +60,7 @@ def engine_properties(
         }
     )
     props.update(overrides)
+    cx.register_secrets(props)
     if props.get("connector.class") == MARIADB_CLASS:
         version = bundled_debezium_version()
         wanted = f"debezium-connector-mariadb-{version}.jar"
