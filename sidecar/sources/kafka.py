@@ -23,7 +23,13 @@ from sidecar.errors import SourceError
 from sidecar.events import RawMessage
 from sidecar.health import Health
 from sidecar.metrics import Metrics, NoMetrics
+from sidecar.sources.kafka_dead_letters import KafkaDeadLetterWriter, read_dead_letter_topic
 from sidecar.sources.kafka_logs import kafka_logger
+from sidecar.sources.kafka_settings import shared_settings
+
+# Moved to kafka_dead_letters; re-exported for existing imports.
+__all__ = ["BrokerProbe", "KafkaDeadLetterWriter", "KafkaSource", "build_kafka_source", "ping",
+           "read_dead_letter_topic"]
 
 _RETRIABLE_COMMIT = {
     KafkaError.REBALANCE_IN_PROGRESS,
@@ -315,9 +321,6 @@ def ping(conf: dict[str, str], timeout_s: float = 5.0) -> None:
     BrokerProbe(conf, timeout_s)()
 
 
-_PRODUCER_KEYS = ("bootstrap.servers", "client.id", "security.protocol", "sasl.", "ssl.", "socket.", "broker.")
-
-
 class BrokerProbe:
     """Readiness check for the watcher thread: a metadata request on a client of its own.
 
@@ -330,7 +333,7 @@ class BrokerProbe:
 
         self.timeout_s = timeout_s
         self.servers = conf.get("bootstrap.servers", "")
-        aconf: dict[str, Any] = {k: v for k, v in conf.items() if k.startswith(_PRODUCER_KEYS)}
+        aconf: dict[str, Any] = shared_settings(conf)
         # Quiet below critical: during an outage it would repeat the consumer's "Connect
         # failed" lines every few ms; its reason reaches the log once, through the watcher.
         aconf["log_level"] = 2
@@ -341,66 +344,3 @@ class BrokerProbe:
             self._admin.list_topics(timeout=self.timeout_s)
         except KafkaException as exc:
             raise SourceError(f"Kafka at {self.servers} did not answer: {exc.args[0].str()}") from None
-
-
-class KafkaDeadLetterWriter:
-    """Dead letters to a Kafka topic: acks=all, idempotent, flushed before the offset moves on."""
-
-    def __init__(self, conf: dict[str, str], topic: str) -> None:
-        from confluent_kafka import Producer
-
-        pconf = {k: v for k, v in conf.items() if k.startswith(_PRODUCER_KEYS)}
-        pconf.update({"acks": "all", "enable.idempotence": "true", "linger.ms": "0"})
-        self.topic = topic
-        # Its log lines are handed over in flush(), i.e. with the next dead letter or at close.
-        self._producer = Producer({**pconf, "logger": kafka_logger()})
-
-    def write(self, entry: dict[str, Any]) -> None:
-        import orjson
-
-        errors: list[Any] = []
-        self._producer.produce(
-            self.topic, key=entry["id"].encode(), value=orjson.dumps(entry),
-            on_delivery=lambda err, msg: errors.append(err) if err is not None else None,
-        )
-        left = self._producer.flush(30)
-        if left or errors:
-            raise SourceError(
-                f"could not write a dead letter to Kafka topic {self.topic}: "
-                f"{errors[0] if errors else 'not delivered within 30 s'}"
-            )
-
-    def close(self) -> None:
-        self._producer.flush(10)
-
-
-def read_dead_letter_topic(conf: dict[str, str], topic: str, timeout_s: float = 10.0) -> list[dict[str, Any]]:
-    """Every entry of the dead-letter topic, from the beginning to the current end."""
-    import uuid
-
-    import orjson
-
-    consumer = Consumer({**conf, "group.id": f"checkpoint-sidecar-dlq-reader-{uuid.uuid4().hex}",
-                         "enable.auto.commit": "false", "auto.offset.reset": "earliest", "logger": kafka_logger()})
-    try:
-        md = consumer.list_topics(topic, timeout=timeout_s)
-        if topic not in md.topics or md.topics[topic].error is not None:
-            return []
-        parts = [TopicPartition(topic, p) for p in md.topics[topic].partitions]
-        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=timeout_s)[1] for tp in parts}
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        out: list[dict[str, Any]] = []
-        remaining = {p for p, end in ends.items() if end > 0}
-        deadline = time.monotonic() + timeout_s * 3
-        while remaining and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error():
-                continue
-            value, offset, partition = msg.value(), msg.offset(), msg.partition()
-            if value is not None:
-                out.append(orjson.loads(value))
-            if offset is not None and partition is not None and offset + 1 >= ends[partition]:
-                remaining.discard(partition)
-        return out
-    finally:
-        consumer.close()
