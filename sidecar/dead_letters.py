@@ -142,7 +142,7 @@ def make_entry(
 def _head(text: str | None, limit: int) -> str | None:
     if text is None:
         return None
-    cut = text.encode("utf-8")[:limit]
+    cut = text[:limit].encode("utf-8")[:limit]  # at most `limit` characters are ever encoded
     return cut.decode("utf-8", "ignore")
 
 
@@ -151,18 +151,22 @@ def bound_entry(entry: dict[str, Any], max_bytes: int) -> tuple[dict[str, Any], 
 
     Returns the (possibly reduced) entry and its bytes. Coordinates, error and ids are kept.
     """
-    data = orjson.dumps(entry)
-    if len(data) <= max_bytes and entry.get("reason") != "too_large":
-        return entry, data
     msg = dict(entry["message"])
     key, value = msg.get("key"), msg.get("value")
+    # Serialise whole only when it can fit: a 20 MiB message is not copied again just to be cut.
+    if entry.get("reason") != "too_large" and len(key or "") + len(value or "") < max_bytes:
+        data = orjson.dumps(entry)
+        if len(data) <= max_bytes:
+            return entry, data
     head = max(256, min(TOO_LARGE_HEAD_BYTES, max_bytes - _ENVELOPE_ROOM))
+    value_bytes = (value or "").encode()
     msg["truncated"] = {
         "key_bytes": len((key or "").encode()),
-        "value_bytes": len((value or "").encode()),
-        "value_sha256": hashlib.sha256((value or "").encode()).hexdigest(),
+        "value_bytes": len(value_bytes),
+        "value_sha256": hashlib.sha256(value_bytes).hexdigest(),
         "kept_bytes": head,
-    }  # sizes of the key/value text as stored in the entry (utf-8, or base64 when `encoding` says so)
+    }
+    del value_bytes  # sizes of the key/value text as stored in the entry (utf-8, or base64 when `encoding` says so)
     msg["value"] = _head(value, head)
     msg["key"] = _head(key, 4096)
     msg["headers"] = [[str(n)[:256], _head(v, 1024)] for n, v in (msg.get("headers") or [])[:20]]
