@@ -62,7 +62,9 @@ def _yaml_error(path: str | os.PathLike[str], exc: yaml.YAMLError) -> str:
 
 
 def register_secrets(settings: Settings) -> None:
-    """Every secret the config holds or points to joins the redactor before anything is printed."""
+    """Every secret the config holds or points to (and secret-named env variables) joins the
+    redactor before anything is printed."""
+    secrets.register_environment(dict(os.environ))
     for secret in (settings.databases.source, settings.databases.destination, *settings.databases.auxiliary.values()):
         if secret is not None:
             value = secret.get_secret_value()

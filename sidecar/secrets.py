@@ -1,6 +1,7 @@
 """No secret in any output: a registry of secret strings and the scrubbing every output path uses.
 
-Secrets are registered where they enter the process — database URLs (their password, also a
+Secrets are registered where they enter the process — secret-named environment variables
+(`*_PASSWORD`, `*_TOKEN`, `*_SECRET`, … at least 8 characters), database URLs (their password, also a
 `?password=` query parameter), Kafka settings named like a secret, the content of `file:`
 secret files, Kafka Connect URL user info, connector properties named like a secret — and
 every output path (structlog lines in every format, stdlib logging, CLI messages, uncaught
@@ -83,6 +84,19 @@ def register(secret: str | None) -> None:
     REDACTOR.add(secret)
 
 
+ENV_SECRET_NAME: Final = re.compile(r"password|passwd|secret|token|api_?key|private_?key|credential|(^|_)PW$", re.I)
+MIN_ENV_SECRET_LENGTH: Final = 8  # env flags named like secrets ("..._PASSWORD_ENABLED=true") stay readable
+
+
+def register_environment(environ: dict[str, str]) -> None:
+    """Values of environment variables named like secrets (DB_PASSWORD, API_TOKEN, …): hooks read
+    those, and whatever a hook's exception carries must not reach a log or a dead letter."""
+    for name, value in environ.items():
+        if ENV_SECRET_NAME.search(name) and len(value) >= MIN_ENV_SECRET_LENGTH:
+            REDACTOR.add(value)
+            REDACTOR.add_all(url_secrets(value))
+
+
 def register_all(values: Iterable[str | None]) -> None:
     REDACTOR.add_all(values)
 
@@ -140,5 +154,5 @@ def mask_url(url: str) -> str:
     return scrub(shown)
 
 
-__all__ = ["MASK", "REDACTOR", "SECRET_NAME", "Redactor", "mask_url", "register", "register_all", "scrub",
-           "split_userinfo", "url_secrets"]
+__all__ = ["MASK", "REDACTOR", "SECRET_NAME", "Redactor", "mask_url", "register", "register_all",
+           "register_environment", "scrub", "split_userinfo", "url_secrets"]

@@ -72,3 +72,16 @@ def test_registered_secret_is_scrubbed_from_log_lines(fmt: str, capsys: pytest.C
     err = capsys.readouterr().err
     assert "reg-Secret-1234" not in err and err.count("***") >= 3
     assert "stdlib says ***" in err
+
+
+def test_secret_named_environment_variables_are_scrubbed(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hook's token from the environment (AUDIT_API_TOKEN, DB_PASSWORD…) is masked once settings load."""
+    from sidecar.config import load_settings
+
+    monkeypatch.setenv("AUDIT_API_TOKEN", "tok-0123456789")
+    monkeypatch.setenv("FEATURE_PASSWORD_CHECK", "true")  # short flags stay readable
+    monkeypatch.setenv("SIDECAR_PIPELINE", "p")
+    monkeypatch.setenv("SIDECAR_SOURCE__KIND", "file")
+    monkeypatch.setenv("SIDECAR_SOURCE__FILE__PATH", "x.jsonl")
+    load_settings(None)
+    assert secrets.scrub("calling with tok-0123456789: true") == "calling with ***: true"
