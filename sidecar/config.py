@@ -73,6 +73,11 @@ def register_secrets(settings: Settings) -> None:
             except ConfigError:
                 url = value
             secrets.register_all(secrets.url_secrets(url))
+    embedded = settings.source.embedded
+    if embedded is not None:
+        for key, value in embedded.properties.items():
+            if secrets.SECRET_NAME.search(key):
+                secrets.register(value)
     kafka = settings.source.kafka
     extra = settings.dead_letters.kafka_settings
     if kafka is not None or extra:

@@ -44,7 +44,8 @@ SASL_PW = "sasl-Secret-77"          # source.kafka.settings sasl.password
 SASL_FILE_PW = "saslfile-Secret-88"  # sasl.password from a file: secret (embedded config's Kafka block)
 CONNECT_PW = "connect-Secret-33"    # --connect-url user info
 CONNECTOR_PW = "embed-Secret-44"    # connector file database.password (${ENV})
-SECRETS = [PG_PW, MY_PW, QUERY_PW, FILE_PW, ENV_PW, SASL_PW, SASL_FILE_PW, CONNECT_PW, CONNECTOR_PW]
+PROPERTY_PW = "prop-Secret-22"      # source.embedded.properties database.password override
+SECRETS = [PG_PW, MY_PW, QUERY_PW, FILE_PW, ENV_PW, SASL_PW, SASL_FILE_PW, CONNECT_PW, CONNECTOR_PW, PROPERTY_PW]
 
 
 def forms(secret: str) -> set[str]:
@@ -230,6 +231,7 @@ def test_no_secret_in_any_output(tmp_path: Path, connect_server: int) -> None:
     embedded_kafka = {**kafka, "settings": {**kafka["settings"], "sasl.password": f"file:{tmp_path / 'sasl-pw'}"}}
     embedded_cfg = config("embedded", source={"kind": "embedded", "kafka": embedded_kafka,
                                               "embedded": {"connector": str(connector),
+                                                           "properties": {"database.password": PROPERTY_PW},
                                                            "state_dir": str(tmp_path / "state")}},
                           http={"host": "127.0.0.1", "port": 0})
     broken_yaml = tmp_path / "broken.yaml"
