@@ -31,6 +31,11 @@ def scrub_secrets(logger: Any, method: str, event: dict[str, Any]) -> dict[str, 
     return scrubbed
 
 
+def scrub_rendered(logger: Any, method: str, line: Any) -> Any:
+    """After the renderer: what objects' reprs put into the line is scrubbed too."""
+    return REDACTOR.scrub(line) if isinstance(line, str) else line
+
+
 class ScrubbingFormatter(logging.Formatter):
     """stdlib logging (third-party libraries) through the same scrubber."""
 
@@ -53,12 +58,14 @@ def processors_for(use_json: bool) -> list[Any]:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if use_json:
-        processors += [dict_tracebacks_without_locals, scrub_secrets, structlog.processors.JSONRenderer()]
+        processors += [dict_tracebacks_without_locals, scrub_secrets, structlog.processors.JSONRenderer(),
+                       scrub_rendered]
     else:
         # The console renderer would format exceptions itself (with rich/better-exceptions:
         # with locals); format them as plain text first, then scrub.
         processors += [structlog.processors.format_exc_info, scrub_secrets,
-                       structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
+                       structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+                       scrub_rendered]
     return processors
 
 

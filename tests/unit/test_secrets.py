@@ -69,8 +69,14 @@ def test_registered_secret_is_scrubbed_from_log_lines(fmt: str, capsys: pytest.C
     except RuntimeError:
         get_logger().exception("failed reg-Secret-1234", dsn="u:reg-Secret-1234")
     logging.getLogger("third.party").warning("stdlib says reg-Secret-1234")
+
+    class Conn:
+        def __repr__(self) -> str:
+            return "Conn(dsn='u:reg-Secret-1234@h')"
+
+    get_logger().info("object field", conn=Conn())
     err = capsys.readouterr().err
-    assert "reg-Secret-1234" not in err and err.count("***") >= 3
+    assert "reg-Secret-1234" not in err and err.count("***") >= 4
     assert "stdlib says ***" in err
 
 
