@@ -5,19 +5,27 @@ PYTEST_ARGS ?=
 STACK := deploy/local/stack
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run run-kafka deploy-sync tools test-rules stack-up stack-down stack-status connectors-apply capture-fixtures \
+.PHONY: help venv lock run run-kafka deploy-sync tools test-rules stack-up stack-down stack-status connectors-apply capture-fixtures \
         lint test test-unit test-integration test-faults bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-.venv/.installed: pyproject.toml
+# Every package (the build backend too) comes from requirements-dev.lock, checked against its
+# hashes; then the project itself, editable, with nothing else fetched.
+.venv/.installed: requirements-dev.lock pyproject.toml
 	python3 -m venv .venv
-	.venv/bin/pip install -q --upgrade pip
-	.venv/bin/pip install -q -e '.[dev,embedded]'
+	.venv/bin/pip install -q --require-hashes -r requirements-dev.lock
+	.venv/bin/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-venv: .venv/.installed ## create .venv and install the package with dev tools
+venv: .venv/.installed ## create .venv and install the package with dev tools (from the hashed lock)
+
+LOCK_FLAGS := --generate-hashes --allow-unsafe --all-build-deps --strip-extras --no-emit-index-url --no-emit-find-links -q
+lock: ## regenerate requirements.lock (image) and requirements-dev.lock (venv, CI) with hashes from pyproject.toml
+	test -x .venv/bin/pip-compile || .venv/bin/pip install -q 'pip-tools>=7.4,<8'
+	.venv/bin/pip-compile $(LOCK_FLAGS) -o requirements.lock pyproject.toml
+	.venv/bin/pip-compile $(LOCK_FLAGS) --extra dev --extra embedded -o requirements-dev.lock pyproject.toml
 
 run: venv ## the main job: embedded sidecar + example hooks on a throwaway PostgreSQL (Ctrl-C stops all it started)
 	@deploy/local/run-demo embedded

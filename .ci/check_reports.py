@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 
 # Minimum number of tests each tier must have run (raise when adding tests, never lower quietly).
-MINIMUM = {"unit": 88, "pipeline": 23, "integration": 38, "faults": 12}
+MINIMUM = {"unit": 150, "pipeline": 25, "integration": 40, "faults": 12}
 NO_SKIPS = {"integration", "faults"}
 
 

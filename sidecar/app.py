@@ -143,10 +143,11 @@ def build_dead_letters(settings: Settings) -> DeadLetterWriter:
     if cfg.kind == "kafka" or (cfg.kind == "auto" and settings.source.kind == "kafka"):
         if kafka is None:
             raise ConfigError("dead_letters.kind is kafka but there is no source.kafka block (brokers)")
-        from sidecar.sources.kafka import KafkaDeadLetterWriter
+        from sidecar.sources.kafka_dead_letters import KafkaDeadLetterWriter
 
-        return KafkaDeadLetterWriter(kafka.librdkafka(), dead_letter_topic(settings))
-    return FileDeadLetters(cfg.path)
+        return KafkaDeadLetterWriter(kafka.librdkafka(), dead_letter_topic(settings), cfg.producer_settings(),
+                                     cfg.max_entry_bytes)
+    return FileDeadLetters(cfg.path, cfg.max_entry_bytes)
 
 
 def dead_letter_topic(settings: Settings) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import sys
 import threading
+import traceback
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -26,20 +28,39 @@ from sidecar.hook_cli import hooks
 
 if TYPE_CHECKING:
     from sidecar.config import Settings
+from sidecar.secrets import mask_url, scrub
 
 EXIT_CONFIG, EXIT_HOOK, EXIT_DATABASE, EXIT_BROKER, EXIT_CONNECT = 2, 3, 4, 5, 6
 
 
 def _fail(exc: SidecarError) -> None:
-    code = {
+    codes: dict[type, int] = {
         ConfigError: EXIT_CONFIG,
         HookLoadError: EXIT_HOOK,
         DependencyError: EXIT_DATABASE,
-        SourceError: EXIT_BROKER,
+        SourceError: EXIT_BROKER,  # also its subclasses (a dead letter that cannot be stored)
         ConnectorError: EXIT_CONNECT,
-    }.get(type(exc), 1)
-    click.echo(f"checkpoint-sidecar: {exc}", err=True)
+    }
+    code = next((codes[c] for c in type(exc).__mro__ if c in codes), 1)
+    click.echo(f"checkpoint-sidecar: {scrub(str(exc))}", err=True)
     sys.exit(code)
+
+
+def _scrubbing_excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """An unexpected crash still prints its traceback, with every registered secret masked."""
+    sys.stderr.write(scrub("".join(traceback.format_exception(kind, exc, tb))))
+
+
+def _scrubbing_thread_excepthook(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    sys.stderr.write(f"Exception in thread {name}:\n")
+    _scrubbing_excepthook(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback)
+
+
+sys.excepthook = _scrubbing_excepthook
+threading.excepthook = _scrubbing_thread_excepthook
 
 
 config_option = click.option(
@@ -134,7 +155,7 @@ def replay(file: str, config_path: str | None, hook_target: str | None, attempts
         f"{stats.decode_failures} undecodable messages"
     )
     for reason, detail in stats.failures[:20]:
-        click.echo(f"  {reason}: {detail}", err=True)
+        click.echo(scrub(f"  {reason}: {detail}"), err=True)
     if stats.hook_failures or stats.decode_failures:
         sys.exit(1)
 
@@ -147,9 +168,11 @@ def check(config_path: str | None, timeout: float) -> None:
     from sqlalchemy import text
 
     from sidecar.app import build_hooks, build_settings_databases
+    from sidecar.logs import configure_logging
 
     try:
         settings = load_config(config_path)
+        configure_logging(settings.log.level, settings.log.format)
         click.echo("config: ok")
         hooks = build_hooks(settings, Path(config_path).parent if config_path else None)
         click.echo(f"hooks: ok ({', '.join(h.name for h in hooks) or 'none'})")
@@ -159,7 +182,8 @@ def check(config_path: str | None, timeout: float) -> None:
                 with engine.connect() as conn:
                     conn.execute(text("SELECT 1"))
             except Exception as exc:
-                raise DependencyError(f"database {name} ({engine.url!r}) is unreachable: {exc}") from None
+                shown = mask_url(engine.url.render_as_string(hide_password=False))
+                raise DependencyError(f"database {name} ({shown}) is unreachable: {scrub(str(exc))}") from None
             click.echo(f"database {name}: ok")
         dbs.dispose()
         if settings.source.kind == "embedded" and settings.source.embedded is not None:
@@ -227,7 +251,7 @@ def dead_letters_show(entry_id: str, config_path: str | None) -> None:
     if not found:
         click.echo(f"checkpoint-sidecar: no dead letter with id {entry_id}", err=True)
         sys.exit(1)
-    click.echo(json.dumps(found[0], indent=2))
+    click.echo(scrub(json.dumps(found[0], indent=2)))
 
 
 @dead_letters.command("replay")
@@ -246,7 +270,7 @@ def dead_letters_replay(config_path: str | None, hook_name: str | None) -> None:
     click.echo(f"replayed {len(result.ok)} ok, {len(result.failed)} failed (kept), "
                f"{result.already} already replayed before")
     for entry_id, why in result.failed[:50]:
-        click.echo(f"  {entry_id}: {why}", err=True)
+        click.echo(scrub(f"  {entry_id}: {why}"), err=True)
     if result.failed:
         sys.exit(1)
 
@@ -316,7 +340,7 @@ def connectors_status(files: tuple[str, ...], connect_url: str) -> None:
             trace = cx.failure_trace(st)
             if trace:
                 failed = True
-                click.echo(trace, err=True)
+                click.echo(scrub(trace), err=True)
     except SidecarError as exc:
         _fail(exc)
     if failed:

@@ -12,6 +12,7 @@ as `SecretStr` and never logged or printed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -29,6 +30,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from sidecar import secrets
 from sidecar.errors import ConfigError
 from sidecar.events import DEFAULT_OPS, Op
 
@@ -36,14 +38,53 @@ _SECRET_KEY = re.compile(r"password|secret|sasl\.oauthbearer\.client|ssl\.key", 
 
 
 def read_secret(value: str, where: str) -> str:
-    """`file:/path` → the file's stripped content; anything else unchanged."""
+    """`file:/path` → the file's stripped content (registered as a secret); anything else unchanged."""
     if not value.startswith("file:"):
         return value
     path = Path(value[5:])
     try:
-        return path.read_text(encoding="utf-8").strip()
+        content = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read secret file {path}: {exc.strerror}") from None
+    secrets.register(content.strip())
+    for line in content.splitlines():
+        secrets.register(line.strip())
+    return content.strip()
+
+
+def _yaml_error(path: str | os.PathLike[str], exc: yaml.YAMLError) -> str:
+    """Where and what, never the offending line itself (it may be a password)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "cannot be parsed"
+    context = getattr(exc, "context", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"config file {path} is not valid YAML{where}: {problem}" + (f" ({context})" if context else "")
+
+
+def register_secrets(settings: Settings) -> None:
+    """Every secret the config holds or points to (and secret-named env variables) joins the
+    redactor before anything is printed."""
+    secrets.register_environment(dict(os.environ))
+    for secret in (settings.databases.source, settings.databases.destination, *settings.databases.auxiliary.values()):
+        if secret is not None:
+            value = secret.get_secret_value()
+            try:
+                url = read_secret(value, "databases")
+            except ConfigError:
+                url = value
+            secrets.register_all(secrets.url_secrets(url))
+    embedded = settings.source.embedded
+    if embedded is not None:
+        for key, value in embedded.properties.items():
+            if secrets.SECRET_NAME.search(key):
+                secrets.register(value)
+    kafka = settings.source.kafka
+    extra = settings.dead_letters.kafka_settings
+    if kafka is not None or extra:
+        for key, secret in {**(kafka.settings if kafka else {}), **extra}.items():
+            if _SECRET_KEY.search(key) or secrets.SECRET_NAME.search(key):
+                with contextlib.suppress(ConfigError):  # unreadable: reported where it is used
+                    secrets.register(read_secret(secret.get_secret_value(), key))
 
 
 class _Strict(BaseModel):
@@ -229,7 +270,29 @@ class DeadLetterConfig(_Strict):
     path: str = Field(
         default=".run/dead-letters.jsonl", description="file kind; replays are recorded in <path>.replayed"
     )
-    max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="larger messages are dead-lettered")
+    max_message_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024,
+        description="larger messages are dead-lettered as too_large: their head and coordinates, not the whole",
+    )
+    max_entry_bytes: int = Field(
+        default=1_000_000, ge=4096,
+        description="an entry is kept under this size (Kafka: also under the producer's message.max.bytes)",
+    )
+    kafka_settings: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="librdkafka settings for the dead-letter producer only, over the consumer's shared settings",
+    )
+
+    @field_validator("kafka_settings", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
+        return value
+
+    def producer_settings(self) -> dict[str, str]:
+        return {k: read_secret(v.get_secret_value(), f"dead_letters.kafka_settings.{k}")
+                for k, v in self.kafka_settings.items()}
 
 
 class HttpConfig(_Strict):
@@ -329,13 +392,15 @@ def load_settings(path: str | os.PathLike[str] | None) -> Settings:
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+            raise ConfigError(_yaml_error(path, exc)) from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path}: the top level must be a mapping (pipeline:, source:, hooks: …)")
         data = loaded
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_format_error(exc, shown)) from None
+    register_secrets(settings)
+    return settings

@@ -1,20 +1,26 @@
 """Kafka Connect REST: register/update the connector configs in `connectors/` and report status.
 
-Config files hold `${NAME}` / `${NAME:-default}` placeholders filled from the environment.
+Config files hold `${NAME}` / `${NAME:-default}` placeholders filled from the environment;
+values of secret-named keys (`database.password`, …) join the secret redactor.
+A Connect URL may carry user info (`https://user:pass@connect:8083`): it is sent as HTTP basic
+auth (urllib does not do that itself) and masked wherever the URL is shown.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from sidecar import secrets
 from sidecar.errors import ConnectorError
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -41,12 +47,35 @@ def load_connector(path: Path, env: dict[str, str] | None = None) -> tuple[str, 
         raise ConnectorError(f"{path}: not valid JSON after filling placeholders: {exc}") from None
     if not isinstance(doc, dict) or "name" not in doc or not isinstance(doc.get("config"), dict):
         raise ConnectorError(f"{path}: expected {{\"name\": ..., \"config\": {{...}}}}")
-    return str(doc["name"]), {k: str(v) for k, v in doc["config"].items()}
+    config = {k: str(v) for k, v in doc["config"].items()}
+    register_secrets(config)
+    return str(doc["name"]), config
+
+
+def register_secrets(props: dict[str, str]) -> None:
+    """Secret-named connector/engine properties (database.password, …) are never printed."""
+    for key, value in props.items():
+        if secrets.SECRET_NAME.search(key):
+            secrets.register(value)
+
+
+def split_auth(url: str) -> tuple[str, dict[str, str]]:
+    """`http://user:pass@host:8083` → ("http://host:8083", {"Authorization": "Basic …"}); the
+    password is registered as a secret. Percent-escapes in user info are decoded first."""
+    scheme, user, password, rest = secrets.split_userinfo(url)
+    if user is None:
+        return url, {}
+    secrets.register_all(secrets.url_secrets(url))
+    creds = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password or '')}"
+    secrets.register(base64.b64encode(creds.encode()).decode())
+    return scheme + rest, {"Authorization": "Basic " + base64.b64encode(creds.encode()).decode()}
 
 
 def _request(url: str, method: str = "GET", body: Any = None, timeout: float = 30.0) -> Any:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    bare, auth = split_auth(url)
+    url = secrets.mask_url(url)  # what error messages show
+    req = urllib.request.Request(bare, data=data, method=method, headers={"Content-Type": "application/json", **auth})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             text = resp.read()
@@ -55,9 +84,9 @@ def _request(url: str, method: str = "GET", body: Any = None, timeout: float = 3
         detail = exc.read().decode("utf-8", "replace")
         with contextlib.suppress(json.JSONDecodeError, AttributeError):
             detail = json.loads(detail).get("message", detail)
-        raise ConnectorError(f"Kafka Connect {method} {url} answered {exc.code}: {detail}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise ConnectorError(f"Kafka Connect at {url} is unreachable: {exc}") from None
+        raise ConnectorError(secrets.scrub(f"Kafka Connect {method} {url} answered {exc.code}: {detail}")) from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:  # ValueError: http.client's InvalidURL
+        raise ConnectorError(secrets.scrub(f"Kafka Connect at {url} is unreachable: {exc}")) from None
 
 
 def apply(connect_url: str, path: Path, env: dict[str, str] | None = None) -> str:

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
+from sidecar import secrets
 from sidecar.errors import ConfigError
+
+
+def normalize_url(url: str) -> str:
+    """Percent-escape a password holding an unescaped `@`, `/`, `?` or `#`.
+
+    SQLAlchemy splits `user:p@ss@host` at the first `@`: it would connect to host `ss@host`
+    and print the password's tail as a host name in every error.
+    """
+    scheme, user, password, rest = secrets.split_userinfo(url)
+    if password is None or not any(c in password for c in "@/?#"):
+        return url
+    escaped = urllib.parse.quote(urllib.parse.unquote(password), safe="")
+    return f"{scheme}{user}:{escaped}@{rest}"
 
 
 @dataclass
@@ -38,10 +53,10 @@ def _engine(key: str, url: str | None, pool_size: int = 2) -> Engine | None:
     try:
         # create_engine does not connect: the first hook that uses it does. The pool holds one
         # connection per hook call that can run at once, so concurrent calls never wait for one.
-        return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=4)
+        return create_engine(normalize_url(url), pool_pre_ping=True, pool_size=pool_size, max_overflow=4)
     except Exception as exc:  # the URL itself is wrong (bad scheme, missing driver)
         raise ConfigError(
-            f"databases.{key}: cannot use this database URL ({type(exc).__name__}: {exc}); "
+            f"databases.{key}: cannot use this database URL ({type(exc).__name__}: {secrets.scrub(str(exc))}); "
             "expected e.g. postgresql+psycopg://user:pass@host/db or mysql+pymysql://user:pass@host/db"
         ) from None
 

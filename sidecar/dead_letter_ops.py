@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ def store_kind(app: App) -> str:
 
 def load_entries(app: App) -> list[dict[str, Any]]:
     if store_kind(app) == "kafka":
-        from sidecar.sources.kafka import read_dead_letter_topic
+        from sidecar.sources.kafka_dead_letters import read_dead_letter_topic
 
         kafka = app.settings.source.kafka
         if kafka is None:
@@ -108,6 +109,7 @@ def purge(app: App, replayed_only: bool) -> tuple[int, int]:
     replayed = ledger(app).done()
     keep = [e for e in entries if replayed_only and e["id"] not in replayed]
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in keep))
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
+        fh.write(b"".join(orjson.dumps(e) + b"\n" for e in keep))
     tmp.replace(path)
     return len(entries) - len(keep), len(keep)

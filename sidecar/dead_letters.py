@@ -8,16 +8,25 @@ Entry format `checkpoint-sidecar/dead-letter/v1` (one JSON object):
     message: {topic, partition, offset, key, value, headers: [[name, value]], timestamp_ms,
               encoding: "utf-8" | "base64"}   (key/value/header values encoded as said)
 
-Stores: a JSON-lines file (embedded/file mode, default `.run/dead-letters.jsonl`) or a Kafka
-topic (Kafka mode; the writer lives in sources/kafka.py). A write is durable (fsync /
-acks=all + flush) before the record's offset may be committed. Replays record which ids
-succeeded in a ledger (`<store>.replayed`), so a second replay does not repeat them;
-nothing is discarded except by an explicit purge.
+Stores: a JSON-lines file (embedded/file mode, default `.run/dead-letters.jsonl`, created
+owner-only 0600: it holds whole rows) or a Kafka topic (Kafka mode; the writer lives in
+sources/kafka_dead_letters.py). A write is durable (fsync / acks=all + flush) before the
+record's offset may be committed. Replays record which ids succeeded in a ledger
+(`<store>.replayed`), so a second replay does not repeat them; nothing is discarded except
+by an explicit purge.
+
+Entries are bounded (`bound_entry`): an entry over the store's limit (`max_entry_bytes`, and
+for Kafka the producer's `message.max.bytes`) and every `too_large` entry keep the message's
+head and its coordinates plus `truncated: {key_bytes, value_bytes, value_sha256, kept_bytes}`
+— enough to find the original (topic/partition/offset) and to recognise it — never the
+whole message. Error texts and tracebacks carry no frame locals and pass the secret scrubber.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import hashlib
 import os
 import traceback
 import uuid
@@ -29,10 +38,14 @@ from typing import Any, Protocol
 
 import orjson
 
-from sidecar.errors import SidecarError
+from sidecar.errors import DeadLetterError, SidecarError
 from sidecar.events import RawMessage
+from sidecar.secrets import scrub
 
 FORMAT = "checkpoint-sidecar/dead-letter/v1"
+DEFAULT_MAX_ENTRY_BYTES = 1_000_000  # fits Kafka's default message.max.bytes with room for key and headers
+TOO_LARGE_HEAD_BYTES = 64 * 1024     # what a too_large entry keeps of the message value
+_ENVELOPE_ROOM = 16 * 1024           # error, traceback and the other fields of an entry
 
 
 class DeadLetterWriter(Protocol):
@@ -107,7 +120,8 @@ def make_entry(
     now = datetime.now(UTC)
     tb = ""
     if error is not None:
-        tb = "".join(traceback.format_exception(type(error), error, error.__traceback__, limit=-8))[-4000:]
+        # Frames and messages only (no locals); registered secrets masked before they are stored.
+        tb = scrub("".join(traceback.format_exception(type(error), error, error.__traceback__, limit=-8)))[-4000:]
     return {
         "format": FORMAT,
         "id": str(uuid.uuid4()),
@@ -115,7 +129,7 @@ def make_entry(
         "kind": kind,
         "hook": hook,
         "reason": reason,
-        "error": f"{type(error).__name__}: {error}" if error is not None else (detail or reason),
+        "error": scrub(f"{type(error).__name__}: {error}" if error is not None else (detail or reason)),
         "traceback": tb,
         "attempts": attempts,
         "event_id": event_id,
@@ -125,18 +139,68 @@ def make_entry(
     }
 
 
-class FileDeadLetters:
-    """Append-only JSON lines, fsynced per entry."""
+def _head(text: str | None, limit: int) -> str | None:
+    if text is None:
+        return None
+    cut = text[:limit].encode("utf-8")[:limit]  # at most `limit` characters are ever encoded
+    return cut.decode("utf-8", "ignore")
 
-    def __init__(self, path: str | Path) -> None:
+
+def bound_entry(entry: dict[str, Any], max_bytes: int) -> tuple[dict[str, Any], bytes]:
+    """The entry serialised within `max_bytes`: oversized (or `too_large`) messages keep their head.
+
+    Returns the (possibly reduced) entry and its bytes. Coordinates, error and ids are kept.
+    """
+    msg = dict(entry["message"])
+    key, value = msg.get("key"), msg.get("value")
+    # Serialise whole only when it can fit: a 20 MiB message is not copied again just to be cut.
+    if entry.get("reason") != "too_large" and len(key or "") + len(value or "") < max_bytes:
+        data = orjson.dumps(entry)
+        if len(data) <= max_bytes:
+            return entry, data
+    head = max(256, min(TOO_LARGE_HEAD_BYTES, max_bytes - _ENVELOPE_ROOM))
+    value_bytes = (value or "").encode()
+    msg["truncated"] = {
+        "key_bytes": len((key or "").encode()),
+        "value_bytes": len(value_bytes),
+        "value_sha256": hashlib.sha256(value_bytes).hexdigest(),
+        "kept_bytes": head,
+    }
+    del value_bytes  # sizes of the key/value text as stored in the entry (utf-8, or base64 when `encoding` says so)
+    msg["value"] = _head(value, head)
+    msg["key"] = _head(key, 4096)
+    msg["headers"] = [[str(n)[:256], _head(v, 1024)] for n, v in (msg.get("headers") or [])[:20]]
+    reduced = {**entry, "message": msg, "traceback": (entry.get("traceback") or "")[-4000:],
+               "error": (entry.get("error") or "")[:2000]}
+    data = orjson.dumps(reduced)
+    if len(data) > max_bytes:  # a store limit below our own head sizes: keep the coordinates only
+        msg["value"] = msg["key"] = None
+        msg["headers"] = []
+        reduced = {**reduced, "traceback": "", "error": reduced["error"][:500]}
+        data = orjson.dumps(reduced)
+    return reduced, data
+
+
+class FileDeadLetters:
+    """Append-only JSON lines, fsynced per entry; owner-only (0600) since entries hold whole rows."""
+
+    def __init__(self, path: str | Path, max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES) -> None:
         self.path = Path(path)
+        self.max_entry_bytes = max_entry_bytes
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = self.path.open("ab")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with contextlib.suppress(OSError):  # another owner's file: leave it, appending still works
+            os.fchmod(fd, 0o600)  # an existing file made by an older version: tighten it too
+        self._fh = os.fdopen(fd, "ab")
 
     def write(self, entry: dict[str, Any]) -> None:
-        self._fh.write(orjson.dumps(entry) + b"\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        _, data = bound_entry(entry, self.max_entry_bytes)
+        try:
+            self._fh.write(data + b"\n")
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as exc:
+            raise DeadLetterError(f"could not write a dead letter to {self.path}: {exc.strerror}") from None
 
     def close(self) -> None:
         self._fh.close()
@@ -174,7 +238,7 @@ class Ledger:
 
     def add(self, entry_id: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as fh:
+        with os.fdopen(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a") as fh:
             fh.write(entry_id + "\n")
             fh.flush()
             os.fsync(fh.fileno())

@@ -8,8 +8,10 @@ embedded schemas. With schemas every logical type becomes a native Python value
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Final
 
 import orjson
@@ -82,22 +84,30 @@ class Decoder:
 
     def decode(self, raw: RawMessage) -> Decoded:
         try:
-            return self._decode(raw)
+            try:
+                return self._decode(raw, orjson.loads)
+            except logical_types.InexactNumber:
+                # decimal.format=NUMERIC: orjson made a float of a decimal; read the text exactly.
+                return self._decode(raw, _exact_loads)
         except logical_types.UnknownLogicalType as exc:
             return DecodeFailure(raw, "unknown_logical_type", str(exc))
-        except (TypeError, ValueError, KeyError, ArithmeticError, AttributeError) as exc:
+        except logical_types.OutOfRange as exc:
+            return DecodeFailure(raw, "out_of_range", str(exc))
+        except RecursionError:
+            return DecodeFailure(raw, "too_deep", "the message nests structs/arrays deeper than the decoder follows")
+        except (TypeError, ValueError, KeyError, ArithmeticError, AttributeError, logical_types.InexactNumber) as exc:
             return DecodeFailure(
                 raw, "schema_mismatch", f"the payload does not match its schema: {type(exc).__name__}: {exc}"
             )
 
     # ------------------------------------------------------------------ internals
-    def _decode(self, raw: RawMessage) -> Decoded:
+    def _decode(self, raw: RawMessage, loads: Callable[[bytes], Any]) -> Decoded:
         value = raw.value
         if value is None:
             return Tombstone(raw)
         if value[:1] == b"\x00" and len(value) >= 5:
             return DecodeFailure(raw, "unsupported_format", AVRO_HINT)
-        schema_bytes, payload, envelope_schema = self._split(value)
+        schema_bytes, payload, envelope_schema = self._split(value, loads)
         if payload is _NOT_JSON:
             return DecodeFailure(raw, "not_json", "the message value is not JSON")
         if payload is None:
@@ -121,10 +131,17 @@ class Decoder:
             return DecodeFailure(
                 raw, "not_envelope", f"not a Debezium change event (op={op!r}, source present: {source is not None})"
             )
+        table = data_collection(source)
+        if not (source.get("table") or source.get("collection")) or "\x00" in table:
+            return DecodeFailure(
+                raw, "not_envelope", f"the source block names no usable table ({table!r}: empty or with NUL)"
+            )
         plan = self._plan(schema_bytes, envelope_schema) if envelope_schema is not None else None
-        return self._change(raw, payload, op, source, plan)
+        return self._change(raw, payload, op, source, plan, table)
 
-    def _split(self, value: bytes) -> tuple[bytes | None, Any, Mapping[str, Any] | None]:
+    def _split(
+        self, value: bytes, loads: Callable[[bytes], Any]
+    ) -> tuple[bytes | None, Any, Mapping[str, Any] | None]:
         """Parse the message; with schemas, reuse the parsed schema of a byte-identical one."""
         if value.startswith(b'{"schema":'):
             cut = value.find(_PAYLOAD_SPLIT)
@@ -132,18 +149,23 @@ class Decoder:
                 schema_bytes = value[10:cut]
                 plan_known = schema_bytes in self._plans
                 try:
-                    payload = orjson.loads(value[cut + len(_PAYLOAD_SPLIT) : -1])
+                    payload = loads(value[cut + len(_PAYLOAD_SPLIT) : -1])
                     schema = None if plan_known else orjson.loads(schema_bytes)
                     return schema_bytes, payload, (schema if schema is not None else {})
-                except orjson.JSONDecodeError:
+                except ValueError:  # orjson.JSONDecodeError and json's are ValueErrors
                     pass  # the cut fell inside a value: parse the whole message below
         try:
-            doc = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return None, _NOT_JSON, None
+            doc = loads(value)
+        except ValueError:
+            if loads is _exact_loads:
+                return None, _NOT_JSON, None
+            try:  # a number beyond a double (1e400) is valid JSON: keep it exact
+                doc = _exact_loads(value)
+            except ValueError:
+                return None, _NOT_JSON, None
         if isinstance(doc, dict) and doc.keys() == {"schema", "payload"}:
             schema = doc["schema"]
-            schema_bytes = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+            schema_bytes = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS, default=str)
             return schema_bytes, doc["payload"], schema if isinstance(schema, dict) else {}
         return None, doc, None
 
@@ -197,6 +219,7 @@ class Decoder:
         op: Op,
         source: dict[str, Any],
         plan: _EnvelopePlan | None,
+        table: str,
     ) -> ChangeEvent:
         connector = str(source.get("connector") or "")
         before_raw = payload.get("before")
@@ -207,7 +230,6 @@ class Decoder:
         else:
             before = None if before_raw is None else logical_types.schemaless_row(before_raw)
             after = None if after_raw is None else logical_types.schemaless_row(after_raw)
-        table = data_collection(source)
         tx = payload.get("transaction")
         transaction = (
             TransactionInfo(
@@ -238,6 +260,11 @@ class Decoder:
 
 class _NotJson:
     pass
+
+
+def _exact_loads(data: bytes) -> Any:
+    """JSON with every number exact: non-integers as Decimal (ints are exact in Python anyway)."""
+    return json.loads(data, parse_float=Decimal)
 
 
 _NOT_JSON: Final = _NotJson()
@@ -287,7 +314,11 @@ def event_id(source: Mapping[str, Any], table: str, op: str, before: Any, after:
     """
     h = hashlib.sha256()
     h.update(f"{source.get('name')}|{table}|{_position(source, op)}|{op}|".encode())
-    h.update(orjson.dumps([before, after], option=orjson.OPT_SORT_KEYS, default=str))
+    try:
+        images = orjson.dumps([before, after], option=orjson.OPT_SORT_KEYS, default=str)
+    except TypeError:  # an integer beyond 64 bits (an exact NUMERIC decimal): orjson refuses it
+        images = json.dumps([before, after], sort_keys=True, default=str, separators=(",", ":")).encode()
+    h.update(images)
     return h.hexdigest()[:32]
 
 

@@ -4,7 +4,8 @@
     ├── ConfigError               the config file or an env override is wrong (names the key)
     ├── HookLoadError             a hook file/module cannot be used (names file, line, reason)
     ├── SourceError               the source (Kafka, file, engine) cannot be used
-    │   └── UnsupportedFormatError  messages in a format the sidecar does not read
+    │   ├── UnsupportedFormatError  messages in a format the sidecar does not read
+    │   └── DeadLetterError         a dead letter could not be stored (file or Kafka producer)
     ├── DependencyError           a database or broker is unreachable (used by `check`)
     └── ConnectorError            Kafka Connect REST refused or failed a connector
 
@@ -32,6 +33,10 @@ class SourceError(SidecarError):
 
 class UnsupportedFormatError(SourceError):
     """Messages are in a format the sidecar does not read."""
+
+
+class DeadLetterError(SourceError):
+    """A dead letter could not be stored: the record stays unfinished, nothing is committed past it."""
 
 
 class DependencyError(SidecarError):

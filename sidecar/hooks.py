@@ -85,10 +85,21 @@ def _import_error(origin: str, exc: BaseException) -> HookLoadError:
     return HookLoadError(f"hook {origin} failed to import at {where}: {type(exc).__name__}: {exc}")
 
 
-def _load_module_from_path(path: str, base_dir: Path | None) -> Any:
+def resolve_hook_path(path: str, base_dir: Path | None) -> Path:
+    """A relative path is looked up next to the config file first, then in the working directory.
+
+    The config's folder comes first so that hooks mounted beside it (a ConfigMap) are never
+    shadowed by same-named files in the image's working directory.
+    """
     file = Path(path)
-    if not file.is_absolute() and base_dir is not None and not file.exists():
-        file = base_dir / file
+    if file.is_absolute() or base_dir is None:
+        return file
+    beside = base_dir / file
+    return beside if beside.exists() or not file.exists() else file
+
+
+def _load_module_from_path(path: str, base_dir: Path | None) -> Any:
+    file = resolve_hook_path(path, base_dir)
     if not file.is_file():
         raise HookLoadError(f"hook file {path} does not exist (looked in {file.resolve()})")
     mod_name = f"sidecar_hook_{file.stem}_{abs(hash(str(file.resolve())))}"
@@ -136,6 +147,22 @@ def _check_signature(fn: Any, origin: str, function: str) -> None:
             f"hook {origin}: {function}{sig} at {where} has the wrong signature; "
             f"expected def {function}(param: CheckpointParam) -> None (one positional parameter)"
         )
+    _refuse_generator(fn, origin, function)
+
+
+def _refuse_generator(fn: Any, origin: str, function: str) -> None:
+    """A generator function's call returns an unstarted generator: its body would never run."""
+    call = fn if inspect.isroutine(fn) else type(fn).__call__
+    if inspect.isasyncgenfunction(call) or inspect.isasyncgenfunction(fn):
+        kind = "an async generator function (async def with yield)"
+    elif inspect.isgeneratorfunction(call) or inspect.isgeneratorfunction(fn):
+        kind = "a generator function (it contains yield)"
+    else:
+        return
+    raise HookLoadError(
+        f"hook {origin}: {function} is {kind}; calling it would only create a generator and never run "
+        f"its body. Remove the yield: def {function}(param: CheckpointParam) -> None"
+    )
 
 
 def load_hook(

@@ -1,4 +1,10 @@
-"""One HTTP port: /metrics (Prometheus text format), /healthz (liveness), /readyz (readiness)."""
+"""One HTTP port: /metrics (Prometheus text format), /healthz (liveness), /readyz (readiness).
+
+Connections are served by at most `max_threads` threads, each connection bounded by
+`timeout_s` for reading the request and writing the answer: idle or half-open connections
+(a port scan, a stuck client) cannot pile up threads. Past the bound a new connection is
+closed at once; probes retry, and the bound frees within `timeout_s`.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +18,56 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sidecar.health import Health
 from sidecar.metrics import Metrics
 
+DEFAULT_TIMEOUT_S = 5.0
+DEFAULT_MAX_THREADS = 16
 
-def serve(host: str, port: int, metrics: Metrics, health: Health, logger: Any) -> ThreadingHTTPServer:
+
+class BoundedThreadingHTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer with a cap on concurrent handler threads."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 128  # listen backlog (socketserver's 5 makes bursts of connects wait seconds)
+
+    def __init__(self, address: tuple[str, int], handler: Any, max_threads: int) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_threads)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # full: close now rather than queue a thread
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def serve(
+    host: str,
+    port: int,
+    metrics: Metrics,
+    health: Health,
+    logger: Any,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_threads: int = DEFAULT_MAX_THREADS,
+) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
+        timeout = timeout_s  # socket timeout for the whole exchange (StreamRequestHandler applies it)
+
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except (TimeoutError, ConnectionError):
+                self.close_connection = True  # an idle or vanished client: just drop it
+
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
@@ -39,8 +92,7 @@ def serve(host: str, port: int, metrics: Metrics, health: Health, logger: Any) -
         def log_message(self, format: str, *args: Any) -> None:
             pass  # probes every few seconds would flood the logs
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
+    server = BoundedThreadingHTTPServer((host, port), Handler, max_threads)
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
     logger.info("http listening", host=host, port=server.server_address[1], paths=["/metrics", "/healthz", "/readyz"])

@@ -4,7 +4,13 @@ A converter is built once per distinct schema (the decoder caches them) and then
 to every row with that schema. Choices a user can rely on, also in the README:
 
 - `timestamptz` ±infinity (sent as the strings "infinity"/"-infinity") become
-  `datetime.max` / `datetime.min` with tzinfo UTC; `date` ±infinity likewise `date.max/min`.
+  `datetime.max` / `datetime.min` with tzinfo UTC. That is the only clamp: any other date or
+  timestamp outside Python's range (years 1…9999) is a decode failure naming the value.
+- Decimals are exact at every precision (PostgreSQL `numeric` up to 1,000 digits, MySQL
+  `DECIMAL(65,30)`, VariableScaleDecimal): built from the unscaled integer and the scale,
+  never through a decimal context or a float. The NUMERIC JSON encoding
+  (`decimal.format=NUMERIC`) is re-read from the message text when orjson made a float of it
+  (`InexactNumber`, handled by the decoder). A scale that is not an integer is a decode failure.
 - float NaN/±Infinity (sent as strings) become `float("nan")`, `float("inf")`, `float("-inf")`.
 - PostgreSQL `numeric` NaN arrives as null in `precise` mode and stays None.
 - The TOAST placeholder becomes `sidecar.UNAVAILABLE`, for text, bytes, JSON and arrays.
@@ -38,6 +44,14 @@ class UnknownLogicalType(ValueError):
     """A schema names a logical type this version cannot convert."""
 
 
+class OutOfRange(ValueError):
+    """A date or timestamp outside Python's range (years 1…9999): a decode failure, never a clamp."""
+
+
+class InexactNumber(Exception):
+    """A Decimal field arrived as a binary float: the decoder re-reads the message with exact numbers."""
+
+
 def _b64(value: Any) -> bytes:
     if isinstance(value, str):
         return base64.b64decode(value, validate=True)
@@ -48,12 +62,34 @@ def _unscaled(raw: bytes) -> int:
     return int.from_bytes(raw, "big", signed=True)
 
 
+def scale_of(value: Any, where: str) -> int:
+    """A Connect/Debezium scale: an int or integer text (Connect sends "2"); anything else is refused."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    raise ValueError(f"{where}: scale {value!r} is not an integer")
+
+
+def exact_decimal(unscaled: int, scale: int) -> Decimal:
+    """unscaled × 10^-scale with every digit kept (no decimal context is involved)."""
+    sign = 1 if unscaled < 0 else 0
+    digits = tuple(int(d) for d in str(abs(unscaled)))
+    return Decimal((sign, digits, -scale))
+
+
 def _decimal(scale: int) -> Converter:
     def convert(value: Any) -> Any:
         if isinstance(value, str):
-            return Decimal(_unscaled(_b64(value))).scaleb(-scale)
-        if isinstance(value, int | float):  # JsonConverter decimal.format=NUMERIC
-            return Decimal(str(value))
+            return exact_decimal(_unscaled(_b64(value)), scale)
+        # JsonConverter decimal.format=NUMERIC: the number itself. An int is exact; a float
+        # lost digits in the JSON parser, so the decoder re-reads the message exactly.
+        if isinstance(value, Decimal):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return Decimal(value)
+        if isinstance(value, float):
+            raise InexactNumber
         raise TypeError(f"decimal: unexpected {type(value).__name__}")
 
     return convert
@@ -62,15 +98,15 @@ def _decimal(scale: int) -> Converter:
 def _variable_scale_decimal(value: Any) -> Any:
     if not isinstance(value, Mapping):
         raise TypeError("VariableScaleDecimal: expected a struct with scale and value")
-    return Decimal(_unscaled(_b64(value["value"]))).scaleb(-int(value["scale"]))
+    return exact_decimal(_unscaled(_b64(value["value"])), scale_of(value["scale"], "VariableScaleDecimal"))
 
 
 def _date(value: Any) -> Any:
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         try:
             return date.fromordinal(_EPOCH_DATE_ORDINAL + value)
         except (ValueError, OverflowError):
-            return date.max if value > 0 else date.min
+            raise OutOfRange(f"date: {value} days from 1970-01-01 is outside years 1…9999") from None
     raise TypeError(f"date: expected days as an integer, got {type(value).__name__}")
 
 
@@ -100,12 +136,14 @@ def _duration(divisor: int) -> Converter:
 
 def _timestamp(divisor: int) -> Converter:
     def convert(value: Any) -> Any:
-        if not isinstance(value, int):
+        if not isinstance(value, int) or isinstance(value, bool):
             raise TypeError(f"timestamp: expected an integer, got {type(value).__name__}")
         try:
             return _EPOCH + timedelta(microseconds=value * 1_000_000 // divisor)
         except OverflowError:
-            return datetime.max if value > 0 else datetime.min
+            raise OutOfRange(
+                f"timestamp: {value} (1/{divisor} s since 1970-01-01) is outside years 1…9999"
+            ) from None
 
     return convert
 
@@ -224,7 +262,7 @@ def _named(name: str, kind: Any, params: Mapping[str, Any], connector: str) -> C
     duration = connector in _DURATION_CONNECTORS
     match name:
         case "org.apache.kafka.connect.data.Decimal":
-            return _decimal(int(params.get("scale", 0)))
+            return _decimal(scale_of(params.get("scale", 0), "Decimal"))
         case "io.debezium.data.VariableScaleDecimal":
             return _variable_scale_decimal
         case "io.debezium.time.Date" | "org.apache.kafka.connect.data.Date":
@@ -332,6 +370,8 @@ def schemaless_row(row: Mapping[str, Any]) -> dict[str, Any]:
 __all__ = [
     "PLACEHOLDER",
     "Converter",
+    "InexactNumber",
+    "OutOfRange",
     "RowConverter",
     "UnknownLogicalType",
     "converter_for",

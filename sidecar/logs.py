@@ -1,4 +1,9 @@
-"""structlog setup: JSON lines when not on a TTY, readable console on a TTY."""
+"""structlog setup: JSON lines when not on a TTY, readable console on a TTY.
+
+In every format exceptions are rendered without frame locals (they hold connection strings
+and passwords: psycopg's conninfo, PyMySQL's password) and every line passes the secret
+scrubber (`sidecar.secrets`) just before it is rendered; stdlib logging lines too.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +12,77 @@ import sys
 from typing import Any
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
+
+from sidecar.secrets import REDACTOR
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
-def configure_logging(level: str = "info", fmt: str = "auto") -> None:
-    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
-    renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
+# Frame locals never: they hold connection strings. Same frames and messages otherwise.
+dict_tracebacks_without_locals = structlog.processors.ExceptionRenderer(
+    ExceptionDictTransformer(show_locals=False, use_rich=False)
+)
+
+
+def scrub_secrets(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: every registered secret in any value becomes ***."""
+    scrubbed: dict[str, Any] = REDACTOR.scrub_value(event)
+    return scrubbed
+
+
+def scrub_rendered(logger: Any, method: str, line: Any) -> Any:
+    """After the renderer: what objects' reprs put into the line is scrubbed too."""
+    return REDACTOR.scrub(line) if isinstance(line, str) else line
+
+
+class ScrubbingFormatter(logging.Formatter):
+    """stdlib logging (third-party libraries) through the same scrubber."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return REDACTOR.scrub(super().format(record))
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time (like structlog's lines)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def processors_for(use_json: bool) -> list[Any]:
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if use_json:
-        processors.append(structlog.processors.dict_tracebacks)
-    processors.append(renderer)
+        processors += [dict_tracebacks_without_locals, scrub_secrets, structlog.processors.JSONRenderer(),
+                       scrub_rendered]
+    else:
+        # The console renderer would format exceptions itself (with rich/better-exceptions:
+        # with locals); format them as plain text first, then scrub.
+        processors += [structlog.processors.format_exc_info, scrub_secrets,
+                       structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+                       scrub_rendered]
+    return processors
+
+
+def configure_logging(level: str = "info", fmt: str = "auto") -> None:
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     structlog.configure(
-        processors=processors,
+        processors=processors_for(use_json),
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=max(_LEVELS[level], logging.WARNING), stream=sys.stderr)
+    root = logging.getLogger()
+    root.setLevel(max(_LEVELS[level], logging.WARNING))
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(ScrubbingFormatter(logging.BASIC_FORMAT))
+        root.addHandler(handler)
 
 
 def get_logger(**bind: Any) -> Any:

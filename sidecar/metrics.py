@@ -26,9 +26,12 @@ from sidecar.where import FILTERED
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series: they double the scrape
 
 DECODE_REASONS = ("not_json", "not_envelope", "flattened", "unsupported_format", "unknown_logical_type",
-                  "schema_mismatch", "too_large")
+                  "schema_mismatch", "out_of_range", "too_deep", "too_large")
 HOOK_OUTCOMES = ("success", "error", "retry")
 HOOK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+# Table names come from the messages: past this many distinct tables, new ones count as "other".
+MAX_TABLE_LABELS = 500
+OTHER_TABLE = "other"
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0)
 
 
@@ -88,6 +91,7 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self._event_counts: dict[tuple[str, str], int] = {}
+        self._tables: set[str] = set()
         self._run_counts: dict[tuple[str, str], int] = {}
         self._durations: dict[str, _Hist] = {}
         self._lags: dict[str, _Hist] = {}
@@ -129,6 +133,12 @@ class Metrics:
             self.hook_in_flight(hook, 0)
 
     def event(self, table: str, op: str, committed_at: datetime | None) -> None:
+        tables = self._tables
+        if table not in tables:
+            if len(tables) >= MAX_TABLE_LABELS:
+                table = OTHER_TABLE
+            else:
+                tables.add(table)
         counts = self._event_counts
         key = (table, op)
         counts[key] = counts.get(key, 0) + 1

@@ -54,6 +54,7 @@ def engine_properties(
         }
     )
     props.update(overrides)
+    cx.register_secrets(props)
     jar_set = embedded_classpath.choose(connector_file)
     if props.get("connector.class") == MARIADB_CLASS and not jar_set.has_mariadb:
         version = jar_set.debezium_version

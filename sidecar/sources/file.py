@@ -28,19 +28,25 @@ def _as_bytes(value: Any) -> bytes | None:
 
 
 def parse_line(line: bytes, lineno: int, default_topic: str) -> RawMessage:
+    """Never raises: a line that cannot be unwrapped is handed on whole, for the decoder to refuse."""
+    as_is = RawMessage(topic=default_topic, partition=None, offset=lineno, key=None, value=line)
     try:
         doc = orjson.loads(line)
     except orjson.JSONDecodeError:
-        return RawMessage(topic=default_topic, partition=None, offset=lineno, key=None, value=line)
+        return as_is
     if isinstance(doc, dict) and doc.keys() >= _WRAPPER_KEYS and not ({"payload", "op"} & doc.keys()):
-        return RawMessage(
-            topic=str(doc["topic"]),
-            partition=doc.get("partition"),
-            offset=doc.get("offset", lineno),
-            key=_as_bytes(doc.get("key")),
-            value=_as_bytes(doc.get("value")),
-        )
-    return RawMessage(topic=default_topic, partition=None, offset=lineno, key=None, value=line)
+        partition, offset = doc.get("partition"), doc.get("offset", lineno)
+        try:
+            return RawMessage(
+                topic=str(doc["topic"]),
+                partition=partition if isinstance(partition, int) else None,
+                offset=offset if isinstance(offset, int) else lineno,
+                key=_as_bytes(doc.get("key")),
+                value=_as_bytes(doc.get("value")),
+            )
+        except (TypeError, ValueError, RecursionError):  # e.g. nested deeper than orjson writes back
+            return as_is
+    return as_is
 
 
 def read_messages(path: str | Path) -> Iterator[RawMessage]:

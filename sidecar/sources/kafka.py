@@ -9,7 +9,6 @@ while too many records are in flight, so it never leaves the group.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection, Hashable, Sequence
 from typing import Any, cast
 
@@ -20,8 +19,9 @@ from sidecar.events import RawMessage
 from sidecar.health import Health
 from sidecar.metrics import Metrics, NoMetrics
 from sidecar.sources import Assignments
+from sidecar.sources.kafka_dead_letters import KafkaDeadLetterWriter, read_dead_letter_topic
 from sidecar.sources.kafka_logs import kafka_logger
-from sidecar.sources.kafka_probe import PRODUCER_KEYS, BrokerProbe, ping
+from sidecar.sources.kafka_probe import BrokerProbe, ping
 
 _RETRIABLE_COMMIT = {
     KafkaError.REBALANCE_IN_PROGRESS,
@@ -224,6 +224,7 @@ def _raw(msg: Any) -> RawMessage:
     )
 
 
+# The probe and the dead-letter store live in their own modules; re-exported for existing imports.
 __all__ = ["BrokerProbe", "KafkaDeadLetterWriter", "KafkaSource", "build_kafka_source", "ping",
            "read_dead_letter_topic"]
 
@@ -237,66 +238,3 @@ def build_kafka_source(
 ) -> KafkaSource:
     subs = list(topics) + ([topic_pattern] if topic_pattern else [])
     return KafkaSource(conf, subs, logger, **kwargs)
-
-
-class KafkaDeadLetterWriter:
-    """Dead letters to a Kafka topic: acks=all, idempotent, flushed before the offset moves on."""
-
-    def __init__(self, conf: dict[str, str], topic: str) -> None:
-        from confluent_kafka import Producer
-
-        pconf = {k: v for k, v in conf.items() if k.startswith(PRODUCER_KEYS)}
-        pconf.update({"acks": "all", "enable.idempotence": "true", "linger.ms": "0"})
-        self.topic = topic
-        # Its log lines are handed over in flush(), i.e. with the next dead letter or at close.
-        self._producer = Producer({**pconf, "logger": kafka_logger()})
-
-    def write(self, entry: dict[str, Any]) -> None:
-        import orjson
-
-        errors: list[Any] = []
-        self._producer.produce(
-            self.topic, key=entry["id"].encode(), value=orjson.dumps(entry),
-            on_delivery=lambda err, msg: errors.append(err) if err is not None else None,
-        )
-        left = self._producer.flush(30)
-        if left or errors:
-            raise SourceError(
-                f"could not write a dead letter to Kafka topic {self.topic}: "
-                f"{errors[0] if errors else 'not delivered within 30 s'}"
-            )
-
-    def close(self) -> None:
-        self._producer.flush(10)
-
-
-def read_dead_letter_topic(conf: dict[str, str], topic: str, timeout_s: float = 10.0) -> list[dict[str, Any]]:
-    """Every entry of the dead-letter topic, from the beginning to the current end."""
-    import uuid
-
-    import orjson
-
-    consumer = Consumer({**conf, "group.id": f"checkpoint-sidecar-dlq-reader-{uuid.uuid4().hex}",
-                         "enable.auto.commit": "false", "auto.offset.reset": "earliest", "logger": kafka_logger()})
-    try:
-        md = consumer.list_topics(topic, timeout=timeout_s)
-        if topic not in md.topics or md.topics[topic].error is not None:
-            return []
-        parts = [TopicPartition(topic, p) for p in md.topics[topic].partitions]
-        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=timeout_s)[1] for tp in parts}
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        out: list[dict[str, Any]] = []
-        remaining = {p for p, end in ends.items() if end > 0}
-        deadline = time.monotonic() + timeout_s * 3
-        while remaining and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error():
-                continue
-            value, offset, partition = msg.value(), msg.offset(), msg.partition()
-            if value is not None:
-                out.append(orjson.loads(value))
-            if offset is not None and partition is not None and offset + 1 >= ends[partition]:
-                remaining.discard(partition)
-        return out
-    finally:
-        consumer.close()

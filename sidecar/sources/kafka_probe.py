@@ -7,14 +7,12 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from sidecar.errors import SourceError
+from sidecar.sources.kafka_settings import shared_settings
 
 
 def ping(conf: dict[str, str], timeout_s: float = 5.0) -> None:
     """Raise SourceError unless the brokers answer a metadata request."""
     BrokerProbe(conf, timeout_s)()
-
-
-PRODUCER_KEYS = ("bootstrap.servers", "client.id", "security.protocol", "sasl.", "ssl.", "socket.", "broker.")
 
 
 class BrokerProbe:
@@ -29,7 +27,7 @@ class BrokerProbe:
 
         self.timeout_s = timeout_s
         self.servers = conf.get("bootstrap.servers", "")
-        aconf: dict[str, Any] = {k: v for k, v in conf.items() if k.startswith(PRODUCER_KEYS)}
+        aconf: dict[str, Any] = shared_settings(conf)
         # Quiet below critical: during an outage it would repeat the consumer's "Connect
         # failed" lines every few ms; its reason reaches the log once, through the watcher.
         aconf["log_level"] = 2

@@ -72,7 +72,7 @@ def objects(docs: list[dict[str, Any]]) -> set[tuple[str, str]]:
 def test_kustomize_renders_valid_objects(target: str) -> None:
     """Every object kustomize renders validates (none skipped)."""
     docs = render_kustomize(target)
-    assert len(docs) == 6
+    assert len(docs) == 7
     for d in docs:
         validate(d)
 
@@ -171,3 +171,35 @@ def test_dockerfile_non_root_exec_form() -> None:
     assert re.search(r"^USER 10001$", text, re.M)
     entry = re.search(r"^ENTRYPOINT (.+)$", text, re.M)
     assert entry and isinstance(json.loads(entry.group(1)), list)
+
+
+def test_network_policy_and_tmp_size_limit() -> None:
+    """Both renders carry a NetworkPolicy (ingress only to the HTTP port, bounded egress) and a sized /tmp."""
+    for docs in (render_kustomize("base"), render_helm()):
+        [policy] = [d for d in docs if d["kind"] == "NetworkPolicy"]
+        spec = policy["spec"]
+        assert set(spec["policyTypes"]) == {"Ingress", "Egress"}
+        assert [p["port"] for rule in spec["ingress"] for p in rule["ports"]] == [9180]
+        egress_ports = {(p["port"], p["protocol"]) for rule in spec["egress"] for p in rule["ports"]}
+        assert {(53, "UDP"), (9092, "TCP"), (5432, "TCP"), (3306, "TCP")} <= egress_ports
+        dep = next(d for d in docs if d["kind"] == "Deployment")
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        selector = spec["podSelector"].get("matchLabels", {})
+        assert selector and all(labels.get(k) == v for k, v in selector.items())  # selects the sidecar pods
+        [tmp] = [v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "tmp"]
+        assert tmp["emptyDir"]["sizeLimit"] == "64Mi"
+
+
+def test_helm_env_accepts_value_from_and_env_from() -> None:
+    """env entries may be valueFrom (secretKeyRef), envFrom takes whole Secrets; the render validates."""
+    docs = render_helm("--set", "env.AUDIT_TOKEN.valueFrom.secretKeyRef.name=audit",
+                       "--set", "env.AUDIT_TOKEN.valueFrom.secretKeyRef.key=token",
+                       "--set", "envFrom[0].secretRef.name=checkpoint-sidecar-env")
+    dep = next(d for d in docs if d["kind"] == "Deployment")
+    validate(dep)
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in c["env"]}
+    secret_ref = {"secretKeyRef": {"name": "audit", "key": "token"}}
+    assert env["AUDIT_TOKEN"] == {"name": "AUDIT_TOKEN", "valueFrom": secret_ref}
+    assert env["HIGH_VALUE_THRESHOLD"] == {"name": "HIGH_VALUE_THRESHOLD", "value": "1000"}
+    assert c["envFrom"] == [{"secretRef": {"name": "checkpoint-sidecar-env"}}]

@@ -47,3 +47,32 @@ def test_metrics_and_probes_over_http() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_idle_connections_cannot_pile_up_threads() -> None:
+    """Hundreds of idle half-open connections hold at most max_threads threads, each for at most timeout_s."""
+    import socket
+    import threading
+    import time
+
+    before = threading.active_count()
+    server = serve("127.0.0.1", 0, Metrics(), Health(), structlog.get_logger(), timeout_s=0.5, max_threads=8)
+    port = server.server_address[1]
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(200):
+            idle.append(socket.create_connection(("127.0.0.1", port)))  # connect, send nothing
+        time.sleep(0.2)
+        peak = threading.active_count() - before
+        assert peak <= 8 + 1, f"{peak} threads for 200 idle connections"  # + the accept thread
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and threading.active_count() - before > 1:
+            time.sleep(0.05)
+        assert threading.active_count() - before <= 1  # the idle ones were dropped after timeout_s
+        code, _ = get(port, "/healthz")
+        assert code in (200, 503)
+    finally:
+        for s in idle:
+            s.close()
+        server.shutdown()
+        server.server_close()

@@ -109,3 +109,29 @@ def test_hook_from_an_installed_packages_entry_point(tmp_path: Path, monkeypatch
     assert spec.origin == "acme_hooks:notify"
     with pytest.raises(HookLoadError, match=r"no entry point 'nope' .* \(installed: acme_notify\)"):
         load_hook("x", entry_point="nope")
+
+
+@pytest.mark.parametrize(("source", "kind"), [
+    ("def checkpoint(param):\n    yield param\n", "a generator function"),
+    ("async def checkpoint(param):\n    yield param\n", "an async generator function"),
+    ("class C:\n    def __call__(self, param):\n        yield param\ncheckpoint = C()\n", "a generator function"),
+])
+def test_generator_hooks_are_refused_at_load(tmp_path: Path, source: str, kind: str) -> None:
+    """A generator (or async generator) hook would be counted ok without its body running: refused."""
+    hook = tmp_path / "gen.py"
+    hook.write_text(source)
+    with pytest.raises(HookLoadError, match=kind):
+        load_hook("gen", path=str(hook))
+
+
+def test_relative_hook_path_prefers_the_config_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """hooks/x.py next to the config wins over a same-named file under the working directory."""
+    cwd, conf_dir = tmp_path / "app", tmp_path / "config"
+    for folder, marker in ((cwd, "image"), (conf_dir, "mounted")):
+        (folder / "hooks").mkdir(parents=True)
+        (folder / "hooks" / "x.py").write_text(f"WHO = {marker!r}\ndef checkpoint(param):\n    pass\n")
+    monkeypatch.chdir(cwd)
+    spec = load_hook("x", path="hooks/x.py", base_dir=conf_dir)
+    assert spec.fn.__globals__["WHO"] == "mounted"
+    only_cwd = load_hook("x", path="hooks/x.py", base_dir=tmp_path / "elsewhere")
+    assert only_cwd.fn.__globals__["WHO"] == "image"

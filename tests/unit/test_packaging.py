@@ -1,4 +1,5 @@
-"""pyproject.toml in the form current setuptools accepts without deprecation warnings."""
+"""Packaging: hash-checked lock files for the image and `make venv`; examples cannot shadow hooks;
+pyproject.toml in the form current setuptools accepts without deprecation warnings."""
 
 from __future__ import annotations
 
@@ -6,12 +7,71 @@ import re
 import tomllib
 from pathlib import Path
 
-PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PIN = re.compile(r"^([A-Za-z0-9_.\-\[\],]+)==([^\s\\;]+)", re.M)
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _locked(lock: str) -> dict[str, str]:
+    text = (REPO / lock).read_text()
+    return {m.group(1).lower().replace("_", "-"): m.group(2) for m in PIN.finditer(text)}
+
+
+@pytest.mark.parametrize(("lock", "extras"), [
+    ("requirements.lock", ()),
+    ("requirements-dev.lock", ("dev", "embedded")),
+])
+def test_lock_pins_every_dependency_with_hashes(lock: str, extras: tuple[str, ...]) -> None:
+    """Each requirement of pyproject (and the build backend) is pinned, and every pin carries sha256 hashes."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    wanted = [*project["project"]["dependencies"], *project["build-system"]["requires"]]
+    for extra in extras:
+        wanted += project["project"]["optional-dependencies"][extra]
+    pins = _locked(lock)
+    assert {_name(r) for r in wanted} <= set(pins), f"{lock} is stale: run make lock"
+    text = (REPO / lock).read_text()
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 1)[1] if text.startswith("#") else text)
+    for block in blocks:
+        if PIN.match(block):
+            assert "--hash=sha256:" in block, f"no hash for {block.splitlines()[0]}"
+
+
+def test_dockerfile_installs_from_the_lock_with_hashes_only() -> None:
+    """The image's pip runs are --require-hashes from the lock, then the project itself without deps."""
+    text = (REPO / "Dockerfile").read_text()
+    runs = [line for line in text.splitlines() if "pip install" in line]
+    assert runs and all("--require-hashes -r requirements.lock" in r or "--no-deps --no-build-isolation" in r
+                        for r in runs), runs
+
+
+def test_image_keeps_example_hooks_out_of_the_working_directory() -> None:
+    """No example hook is copied where a mounted config's relative hook paths would find it first."""
+    text = (REPO / "Dockerfile").read_text()
+    workdirs = re.findall(r"^WORKDIR (\S+)", text, re.M)
+    final = text.rsplit("FROM ", 1)[1]
+    workdir = re.findall(r"^WORKDIR (\S+)", final, re.M)[-1]
+    for src, dest in re.findall(r"^COPY (?:--\S+ )*(\S+) (\S+)$", final, re.M):
+        if src.startswith("hooks"):
+            assert not (dest.startswith(workdir) or dest in ("./", ".", "./hooks", "hooks")), (src, dest)
+    assert workdirs
+
+
+def test_make_venv_uses_the_dev_lock() -> None:
+    """make venv installs from requirements-dev.lock with --require-hashes (CI runs make venv)."""
+    text = (REPO / "Makefile").read_text()
+    recipe = text.split(".venv/.installed:", 1)[1].split("\n\n", 1)[0]
+    assert "--require-hashes -r requirements-dev.lock" in recipe
+    assert "requirements-dev.lock" in recipe.splitlines()[0]  # a new lock re-installs
 
 
 def test_license_is_an_spdx_string_and_setuptools_knows_it() -> None:
     """A `license = {text=…}` table prints ~50 lines of deprecation warnings on every cold install."""
-    doc = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))
+    doc = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
     assert doc["project"]["license"] == "Apache-2.0"
     setuptools = [r for r in doc["build-system"]["requires"] if r.startswith("setuptools")]
     found = re.fullmatch(r"setuptools>=(\d+)(?:\.\d+)*", setuptools[0])

@@ -1,0 +1,93 @@
+"""Secrets: URL masking, the scrubber, and log rendering without frame locals in every format."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from sidecar import secrets
+from sidecar.logs import configure_logging, get_logger
+
+
+@pytest.fixture(autouse=True)
+def clean_redactor() -> Iterator[None]:
+    secrets.REDACTOR.clear()
+    yield
+    secrets.REDACTOR.clear()
+    structlog.reset_defaults()
+
+
+@pytest.mark.parametrize(("url", "shown", "secret"), [
+    ("postgresql+psycopg://u:p%40ss@127.0.0.1:5432/db", "postgresql+psycopg://u:***@127.0.0.1:5432/db", "p@ss"),
+    ("mysql+pymysql://u:my@Secret!pw@127.0.0.1/db", "mysql+pymysql://u:***@127.0.0.1/db", "my@Secret!pw"),
+    ("postgresql://u@127.0.0.1/db?sslmode=require&password=hunter22", "postgresql://u@127.0.0.1/db?sslmode=require&password=***",
+     "hunter22"),
+    ("http://admin:s3cret-pw@127.0.0.1:8083", "http://admin:***@127.0.0.1:8083", "s3cret-pw"),
+])
+def test_mask_url(url: str, shown: str, secret: str) -> None:
+    """Passwords (escaped, with an unescaped @, as a query parameter) are masked whole."""
+    assert secrets.mask_url(url) == shown
+    assert secret in secrets.url_secrets(url)
+
+
+def test_scrub_plain_encoded_and_base64() -> None:
+    """A registered secret is masked in plain, URL-encoded and base64 form; short values are ignored."""
+    secrets.register("pa ss/w@rd")
+    secrets.register("abc")  # too short to register: would mask unrelated text
+    text = "x pa ss/w@rd y pa%20ss%2Fw%40rd z pa+ss%2Fw%40rd b cGEgc3Mvd0ByZA== abc"
+    assert secrets.scrub(text) == "x *** y *** z *** b *** abc"
+
+
+def _fail_with_local() -> None:
+    conninfo = "host=127.0.0.1 password=local-only-Secret9"  # noqa: F841  # a frame local, as in psycopg
+    raise ConnectionError("cannot connect")
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_exception_logs_show_no_frame_locals(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Exception rendering in every log format leaves frame locals out (they hold connection strings)."""
+    configure_logging("info", fmt)
+    try:
+        _fail_with_local()
+    except ConnectionError:
+        get_logger().exception("hook failed")
+    err = capsys.readouterr().err
+    assert "cannot connect" in err and "_fail_with_local" in err
+    assert "local-only-Secret9" not in err
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_registered_secret_is_scrubbed_from_log_lines(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A registered secret in an event, a field, or an exception message becomes ***."""
+    configure_logging("info", fmt)
+    secrets.register("reg-Secret-1234")
+    try:
+        raise RuntimeError("url postgresql://u:reg-Secret-1234@h/db")
+    except RuntimeError:
+        get_logger().exception("failed reg-Secret-1234", dsn="u:reg-Secret-1234")
+    logging.getLogger("third.party").warning("stdlib says reg-Secret-1234")
+
+    class Conn:
+        def __repr__(self) -> str:
+            return "Conn(dsn='u:reg-Secret-1234@h')"
+
+    get_logger().info("object field", conn=Conn())
+    err = capsys.readouterr().err
+    assert "reg-Secret-1234" not in err and err.count("***") >= 4
+    assert "stdlib says ***" in err
+
+
+def test_secret_named_environment_variables_are_scrubbed(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hook's token from the environment (AUDIT_API_TOKEN, DB_PASSWORD…) is masked once settings load."""
+    from sidecar.config import load_settings
+
+    monkeypatch.setenv("AUDIT_API_TOKEN", "tok-0123456789")
+    monkeypatch.setenv("FEATURE_PASSWORD_CHECK", "true")  # short flags stay readable
+    monkeypatch.setenv("SIDECAR_PIPELINE", "p")
+    monkeypatch.setenv("SIDECAR_SOURCE__KIND", "file")
+    monkeypatch.setenv("SIDECAR_SOURCE__FILE__PATH", "x.jsonl")
+    load_settings(None)
+    assert secrets.scrub("calling with tok-0123456789: true") == "calling with ***: true"
