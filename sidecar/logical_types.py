@@ -21,6 +21,7 @@ to every row with that schema. Choices a user can rely on, also in the README:
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -38,6 +39,7 @@ _EPOCH: Final = datetime(1970, 1, 1)
 _EPOCH_DATE_ORDINAL: Final = date(1970, 1, 1).toordinal()
 _FLOAT_SPECIALS: Final = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 _DURATION_CONNECTORS: Final = frozenset({"mysql", "mariadb"})
+_BEYOND_YEAR_9999: Final = re.compile(r"^(?:[+-]\d{4,}|\d{5,})-")
 
 
 class UnknownLogicalType(ValueError):
@@ -155,7 +157,12 @@ def _zoned_timestamp(value: Any) -> Any:
         return datetime.max.replace(tzinfo=UTC)
     if value == "-infinity":
         return datetime.min.replace(tzinfo=UTC)
-    return datetime.fromisoformat(value)
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        if _BEYOND_YEAR_9999.match(value):  # +12000-01-01…, 12000-…, or a BC date (-0044-…)
+            raise OutOfRange(f"ZonedTimestamp: {value[:40]!r} is outside years 1…9999") from None
+        raise
 
 
 def _zoned_time(value: Any) -> Any:

@@ -130,3 +130,18 @@ def test_producer_and_admin_get_every_shared_setting() -> None:
     assert conf["ssl.ca.location"] == "/ca.pem" and conf["client.dns.lookup"].startswith("resolve")
     assert conf["compression.type"] == "zstd" and conf["message.max.bytes"] == "8000000"  # own settings win
     assert conf["acks"] == "all" and "group.id" not in conf
+
+
+def test_readiness_probe_admin_client_gets_shared_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The BrokerProbe's admin client gets SSL/DNS/SASL settings too (it used to get only a few prefixes)."""
+    import confluent_kafka.admin
+
+    from sidecar.sources.kafka import BrokerProbe
+
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setattr(confluent_kafka.admin, "AdminClient", lambda conf: seen.append(conf))
+    BrokerProbe({"bootstrap.servers": "127.0.0.1:1", "group.id": "g", "client.dns.lookup": "use_all_dns_ips",
+                 "enable.ssl.certificate.verification": "false", "message.max.bytes": "5000000"})
+    [conf] = seen
+    assert conf["client.dns.lookup"] == "use_all_dns_ips" and conf["enable.ssl.certificate.verification"] == "false"
+    assert conf["message.max.bytes"] == "5000000" and "group.id" not in conf
