@@ -60,7 +60,8 @@ class PartitionTracker:
 
     @property
     def in_flight(self) -> int:
-        return len(self._pending)
+        """Records begun and not finished (finished ones behind a gap are still pending, not in flight)."""
+        return len(self._pending) - len(self._done)
 
     def commit_due(self) -> int | None:
         """The offset to commit now, or None if nothing new finished since the last commit."""

@@ -170,6 +170,7 @@ class Dispatcher:
         self._seq = itertools.count()
         self._rejects: deque[tuple[float, dict[str, Any], Token]] = deque()  # dead letters to retry
         self.closing = False
+        self._releasing: set[Hashable] = set()  # units being revoked: start nothing more for them
 
     # ------------------------------------------------------------------ intake
     def dispatch(self, raw: RawMessage, decoded: Decoded, token: Token) -> None:
@@ -259,6 +260,8 @@ class Dispatcher:
             lane.queued = False
             if lane.run is not None or lane.halted or not lane.jobs:
                 continue
+            if self._releasing and lane.jobs[0].record.token[0] in self._releasing:
+                continue  # its partition is being revoked; `forget` drops the lane
             if lane.jobs[0].entry is not None and not self._write_pending(lane):
                 continue
             n = min(len(lane.jobs), RUN_MAX)
@@ -512,10 +515,14 @@ class Dispatcher:
         waiting = {r for r in self._running if any(j.record.token[0] in units for j in r.jobs)}
         for run in waiting:
             run.stop = True
-        deadline = time.monotonic() + wait_s
-        while waiting & self._running and time.monotonic() < deadline:
-            self.health.beat()
-            self.service(min(0.05, max(0.0, deadline - time.monotonic())))
+        self._releasing = units
+        try:
+            deadline = time.monotonic() + wait_s
+            while waiting & self._running and time.monotonic() < deadline:
+                self.health.beat()
+                self.service(min(0.05, max(0.0, deadline - time.monotonic())))
+        finally:
+            self._releasing = set()
 
     def forget(self, units: Collection[Hashable]) -> None:
         """Drop every job of these units (revoked or lost: the next owner has them). Their

@@ -96,9 +96,14 @@ class KafkaSource:
         units = [(tp.topic, tp.partition) for tp in partitions]
         self._owned.update(units)
         self._halted.difference_update(units)
-        if self._all_paused and partitions:  # keep the backpressure on new partitions too
-            self._consumer.pause(partitions)
-            self._paused.update(units)
+        if partitions:
+            if self._all_paused:  # keep the backpressure on new partitions too
+                self._consumer.pause(partitions)
+                self._paused.update(units)
+            else:
+                # librdkafka keeps a partition's pause flag across unassign/assign: one paused
+                # before a revoke would come back paused and never be fetched again.
+                self._consumer.resume(partitions)
         self.listener.assigned(units)
         self.health.started = True
         self._broker_up()

@@ -75,3 +75,24 @@ def test_commit_policy_interval_and_max_uncommitted() -> None:
     assert cp.due()
     cp.maybe_commit()
     assert src.committed == {("t", 0): 2} and not cp.due()
+
+
+def test_drop_counts_only_unfinished_records() -> None:
+    """Dropping a unit with records finished behind a gap subtracts only the unfinished ones (was negative)."""
+    from sidecar.events import RawMessage
+
+    src = MemorySource([])
+    src.auto_units = False
+    cp = Checkpoint(src, 0.0, 1)
+    cp.assign([("t", 0), ("t", 1)])
+    tokens = [cp.begin(RawMessage("t", 0, o, None, b"{}")) for o in range(3)]
+    other = cp.begin(RawMessage("t", 1, 0, None, b"{}"))
+    for t in tokens[1:]:
+        assert t is not None
+        cp.finish(t)  # offset 0 still running: 1 and 2 finished behind the gap
+    assert cp.in_flight == 2
+    cp.drop([("t", 0)])
+    assert cp.in_flight == 1
+    assert other is not None
+    cp.finish(other)
+    assert cp.in_flight == 0
