@@ -63,8 +63,6 @@ def run_variant(topic: str, n: int, kind: str, concurrency: int) -> float:
     import structlog
 
     from sidecar.app import build_app
-    from sidecar.app import run as run_sidecar
-    from sidecar.config import Settings
     from sidecar.hooks import HookSpec
 
     stop = threading.Event()
@@ -93,25 +91,39 @@ def run_variant(topic: str, n: int, kind: str, concurrency: int) -> float:
 
     fn = {"sleep": sleepy, "async": async_sleepy, "noop": noop}[kind]
     spec = HookSpec("bench", fn, "bench", ordering="key", concurrency=concurrency, is_async=kind == "async")
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
+    app = build_app(bench_settings(topic, "bench"), hooks=[spec])
+    run_until(app, stop, 300)
+    if state["n"] < n:
+        raise SystemExit(f"{kind} c={concurrency}: only {state['n']} of {n} records within 300 s")
+    return (n - 1) / (state["last"] - state["first"])
+
+
+def bench_settings(topic: str, pipeline: str, **more: Any) -> Any:
+    """A Kafka-mode config for one benchmark run: a fresh consumer group, no HTTP, a file dead-letter store."""
+    from sidecar.config import Settings
+
     tmp = Path(tempfile.mkdtemp(prefix="cs-bench-"))
-    settings = Settings(
-        pipeline="bench",
+    return Settings(
+        pipeline=pipeline,
         source={"kind": "kafka", "kafka": {"bootstrap_servers": KAFKA, "group_id": f"bench-{uuid.uuid4().hex[:8]}",
                                            "topics": [topic]}},  # type: ignore[arg-type]
         http={"enabled": False},  # type: ignore[arg-type]
         dead_letters={"kind": "file", "path": str(tmp / "dl.jsonl")},  # type: ignore[arg-type]
+        **more,
     )
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
-    app = build_app(settings, hooks=[spec])
-    watchdog = threading.Timer(300, stop.set)
+
+
+def run_until(app: Any, stop: threading.Event, limit_s: float) -> None:
+    """The real `run` path until the hooks set `stop` (or `limit_s` passes)."""
+    from sidecar.app import run as run_sidecar
+
+    watchdog = threading.Timer(limit_s, stop.set)
     watchdog.start()
     try:
         run_sidecar(app, stop)
     finally:
         watchdog.cancel()
-    if state["n"] < n:
-        raise SystemExit(f"{kind} c={concurrency}: only {state['n']} of {n} records within 300 s")
-    return (n - 1) / (state["last"] - state["first"])
 
 
 def main() -> None:

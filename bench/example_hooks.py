@@ -20,7 +20,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -33,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from concurrency import KAFKA, fill  # noqa: E402
+from concurrency import bench_settings, fill, run_until  # noqa: E402
 
 AUX_URL = f"mysql+pymysql://sidecar:sidecar@127.0.0.1:{os.environ.get('STACK_MARIADB_PORT', '3306')}/sidecar_aux"
 
@@ -72,25 +71,18 @@ def sidecar(topic: str, n: int, concurrency: int, stats_concurrency: int) -> flo
     import structlog
 
     from sidecar.app import build_app
-    from sidecar.app import run as run_sidecar
-    from sidecar.config import Settings
 
     stop = threading.Event()
     lock = threading.Lock()
     state = {"n": 0, "first": 0.0, "last": 0.0}
-    tmp = Path(tempfile.mkdtemp(prefix="cs-bench-"))
     hook = {"tables": ["public.orders"], "ordering": "key"}
     audit = {**hook, "concurrency": max(1, concurrency - stats_concurrency)}
     stats = {**hook, "concurrency": stats_concurrency}
-    settings = Settings(
-        pipeline=f"bench-{uuid.uuid4().hex[:6]}",
-        source={"kind": "kafka", "kafka": {"bootstrap_servers": KAFKA, "group_id": f"bench-{uuid.uuid4().hex[:8]}",
-                                           "topics": [topic]}},  # type: ignore[arg-type]
-        databases={"auxiliary": {"audit": AUX_URL}},  # type: ignore[arg-type]
-        hooks={"audit_log": {"path": str(REPO / "hooks/audit_log.py"), **audit},  # type: ignore[dict-item]
-               "pipeline_stats": {"path": str(REPO / "hooks/pipeline_stats.py"), **stats}},  # type: ignore[dict-item]
-        http={"enabled": False},  # type: ignore[arg-type]
-        dead_letters={"kind": "file", "path": str(tmp / "dl.jsonl")},  # type: ignore[arg-type]
+    settings = bench_settings(
+        topic, f"bench-{uuid.uuid4().hex[:6]}",
+        databases={"auxiliary": {"audit": AUX_URL}},
+        hooks={"audit_log": {"path": str(REPO / "hooks/audit_log.py"), **audit},
+               "pipeline_stats": {"path": str(REPO / "hooks/pipeline_stats.py"), **stats}},
     )
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
     app = build_app(settings)
@@ -115,12 +107,7 @@ def sidecar(topic: str, n: int, concurrency: int, stats_concurrency: int) -> flo
         return replace(spec, fn=fn)
 
     app.hooks[:] = [counted(h) for h in app.hooks]
-    watchdog = threading.Timer(600, stop.set)
-    watchdog.start()
-    try:
-        run_sidecar(app, stop)
-    finally:
-        watchdog.cancel()
+    run_until(app, stop, 600)
     if state["n"] < n:
         raise SystemExit(f"sidecar c={concurrency}: only {state['n']} of {n} records within 600 s")
     return (n - 1) / (state["last"] - state["first"])

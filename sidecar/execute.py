@@ -178,14 +178,20 @@ class Executor:
                 put((run, first, DONE, ok))
             put((run, None, None, 0.0))
 
+    @staticmethod
+    def _begin(run: Run, i: int) -> float:
+        """A call of a hook with a timeout starts: the dispatcher may now give up on it."""
+        started = time.monotonic()
+        with run.lock:
+            run.index, run.started = i, started
+        return started
+
     def _run_sync_timed(self, run: Run, call: Call) -> None:
         try:
             for i, job in enumerate(run.jobs):
                 if run.stop:
                     break
-                started = time.monotonic()
-                with run.lock:
-                    run.index, run.started = i, started
+                started = self._begin(run, i)
                 error: object = None
                 try:
                     result = call(job.param)
@@ -203,9 +209,7 @@ class Executor:
             for i, job in enumerate(run.jobs):
                 if run.stop:
                     break
-                started = time.monotonic()
-                with run.lock:
-                    run.index, run.started = i, started
+                started = self._begin(run, i)
                 error: object = None
                 try:
                     result: Coroutine[Any, Any, Any] | Any = call(job.param)
