@@ -128,8 +128,12 @@ def run(config_path: str | None) -> None:
 @config_option
 @click.option("--hook", "hook_target", help="run only this hook file: PATH.py[:FUNCTION] (no config needed)")
 @click.option("--attempts", default=1, show_default=True, help="attempts per hook before counting it failed")
-def replay(file: str, config_path: str | None, hook_target: str | None, attempts: int) -> None:
+@click.option("--timeout", "timeout_s", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="seconds one call may take (for hooks without their own timeout_s); then it counts as failed")
+def replay(file: str, config_path: str | None, hook_target: str | None, attempts: int, timeout_s: float) -> None:
     """Run hooks on captured Debezium messages from a JSON-lines FILE; non-zero exit if a hook failed."""
+    from dataclasses import replace
+
     from sidecar.app import build_app, replay_file
     from sidecar.config import Settings, load_settings
     from sidecar.hooks import load_hook
@@ -146,6 +150,10 @@ def replay(file: str, config_path: str | None, hook_target: str | None, attempts
                         hooks=only)
         if not app.hooks:
             raise ConfigError("no hooks to run: give --hook PATH.py or a --config with hooks")
+        # A hung hook must not hang `replay`: every call is bounded.
+        app.hooks[:] = [h if h.timeout_s is not None else replace(h, timeout_s=timeout_s) for h in app.hooks]
+        app.settings = app.settings.model_copy(update={"dispatch": app.settings.dispatch.model_copy(
+            update={"shutdown_grace_s": min(app.settings.dispatch.shutdown_grace_s, timeout_s)})})
         stats = replay_file(app, file)
     except SidecarError as exc:
         _fail(exc)

@@ -301,6 +301,8 @@ class Dispatcher:
         self._failed(run, index, error, float(seconds), timed_out=False)
 
     def _end_run(self, run: Run) -> None:
+        if run.released:
+            return  # given up on and replaced earlier (replay): its slot and lane were freed then
         lane = run.lane
         hook = lane.hook
         self._running.discard(run)
@@ -491,13 +493,20 @@ class Dispatcher:
                 self._executor.cancel(run)
             self._failed(run, i, HookTimeout(f"hook {spec.name} did not finish within {spec.timeout_s:g}s"),
                          now - run.started, timed_out=True)
+            if self.report:
+                # `replay` must end: the hung thread is left behind with a fresh one in its place,
+                # and the lane goes on (a bounded, finite run; `run` keeps the slot instead).
+                self._end_run(run)
+                run.orphaned = run.released = True
+                self._executor.add_thread()
 
     def _report_health(self, now: float) -> None:
         oldest: tuple[str, float] | None = None
         abandoned = 0
         for run in self._running:
             i = run.index
-            if i >= 0 and run.abandoned_at != i and (oldest is None or run.started < oldest[1]):
+            # Abandoned calls count too: one hung past health.hook_timeout_s stalls its key.
+            if i >= 0 and (oldest is None or run.started < oldest[1]):
                 oldest = (run.lane.hook.spec.name, run.started)
         for hook in self._hooks.values():
             abandoned += hook.abandoned

@@ -36,7 +36,8 @@ DONE = object()
 class Run:
     """One worker's share of a lane: jobs run in order, one at a time."""
 
-    __slots__ = ("abandoned_at", "future", "index", "jobs", "lane", "lock", "orphaned", "started", "stop", "timed")
+    __slots__ = ("abandoned_at", "future", "index", "jobs", "lane", "lock", "orphaned", "released", "started", "stop",
+                 "timed")
 
     def __init__(self, lane: Any, jobs: list[Any], timed: bool = False) -> None:
         self.lane = lane
@@ -46,6 +47,7 @@ class Run:
         self.stop = False          # do not start another job (shutdown, revoke)
         self.abandoned_at = -1     # index of the call the dispatcher gave up on
         self.orphaned = False      # its lane was dropped: results only free the slot
+        self.released = False      # its slot and lane were freed when it was given up on (replay)
         self.lock = threading.Lock()
         self.timed = timed         # the hook has a timeout: index/started change under `lock`
         self.future: asyncio.Task[Any] | None = None  # async runs: cancelled when abandoned
@@ -118,6 +120,12 @@ class Executor:
         while self._async_pending:
             run, call = self._async_pending.popleft()
             run.future = loop.create_task(self._run_async(run, call))
+
+    def add_thread(self) -> None:
+        """One more worker, in place of one stuck in an abandoned call."""
+        t = threading.Thread(target=self._serve, name=f"hook-{len(self._threads)}", daemon=True)
+        self._threads.append(t)
+        t.start()
 
     def _serve(self) -> None:
         while True:

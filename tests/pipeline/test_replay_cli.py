@@ -11,6 +11,8 @@ from sidecar.cli import main
 from sidecar.events import ChangeEvent
 from tests.fixtures import decoded, load
 
+REPO = Path(__file__).resolve().parents[2]
+
 CHANGES = [e for e in decoded("postgres-schemas") if isinstance(e, ChangeEvent)]
 HOOKED = [e for e in CHANGES if e.op != "t"]  # default ops: c, u, d, r
 
@@ -79,3 +81,18 @@ def test_replay_broken_hook_exit_code(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["replay", str(write_jsonl(tmp_path, False)), "--hook", str(h)])
     assert r.exit_code == 3
     assert "my_hook.py:1" in r.output
+
+
+def test_replay_bounds_a_hung_hook(tmp_path: Path) -> None:
+    """A hook that never returns does not hang `replay`: the call times out, counts as failed, exit 1."""
+    import subprocess
+    import sys
+    import time
+
+    hook = tmp_path / "hang.py"
+    hook.write_text("import time\n\ndef checkpoint(param):\n    time.sleep(3600)\n")
+    started = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "sidecar", "replay", str(REPO / "examples" / "orders.jsonl"),
+                        "--hook", str(hook), "--timeout", "0.5"], capture_output=True, text=True, timeout=120)
+    assert time.monotonic() - started < 60
+    assert r.returncode == 1 and "events with a failed hook" in r.stdout
