@@ -9,7 +9,9 @@ the configuration the README recommends), so C calls are in flight at once in bo
 Needs the local stack (Kafka and MariaDB: `deploy/local/stack up kafka mariadb`). Each round
 fills a fresh one-partition topic with orders envelopes (distinct keys), then runs: the bare
 pool, the sidecar at `concurrency` C, and the sidecar serial (concurrency 1, the old
-behaviour). Rounds alternate; the table shows medians.
+behaviour). Rounds alternate; the table shows medians. The pool runs with Python's defaults
+(what a user would write); the sidecar sets its own `dispatch.switch_interval_s` (1 ms) while
+it runs.
 
     .venv/bin/python bench/example_hooks.py [--rounds 3] [--messages 4000] [--concurrency 16]
 """

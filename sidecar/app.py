@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Collection, Hashable, Iterator, Mapping
 from dataclasses import dataclass
@@ -213,6 +214,16 @@ def open_source(app: App) -> tuple[Source, Checkpoint, dict[str, tuple[Check, fl
 
 def run(app: App, stop: threading.Event) -> DispatchStats:
     """The main job: until `stop` is set (SIGTERM/SIGINT) or the source fails."""
+    settings = app.settings
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(settings.dispatch.switch_interval_s)
+    try:
+        return _run(app, stop)
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def _run(app: App, stop: threading.Event) -> DispatchStats:
     settings = app.settings
     source, checkpoint, checks = open_source(app)
     install_signal_handlers(stop, app.log, app.health)  # again: starting a JVM may have replaced them

@@ -324,6 +324,12 @@ class DispatchConfig(_Strict):
     max_abandoned_calls: int = Field(
         default=16, ge=1, description="timed-out calls that did not return; past it liveness fails"
     )
+    switch_interval_s: float = Field(
+        default=0.001, gt=0, le=0.1,
+        description="Python's thread switch interval while the sidecar runs (sys.setswitchinterval; Python's "
+        "default 0.005): hook threads waking from I/O get the interpreter back sooner, so the loop hands out "
+        "work sooner (measured: example hooks at 0.95x instead of 0.78x of a bare pool)",
+    )
 
 
 class LogConfig(_Strict):
