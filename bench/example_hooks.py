@@ -2,9 +2,8 @@
 record mode, `ordering: key`, against a bare thread pool of the same size running the same
 statements with the same driver (PyMySQL through SQLAlchemy) against the same MariaDB.
 "Same size": the pool has C threads, each running both statements of a record; the sidecar
-runs `audit_log` at C − S and `pipeline_stats` at S (`--stats-concurrency`, default 1: its
-upsert of one hot row per table serialises on the row lock, so more calls only queue there —
-the configuration the README recommends), so C calls are in flight at once in both.
+runs `audit_log` at C − S and `pipeline_stats` at S (`--stats-concurrency`, default 8, as
+config.example.yaml runs them), so C calls are in flight at once in both.
 
 Needs the local stack (Kafka and MariaDB: `deploy/local/stack up kafka mariadb`). Each round
 fills a fresh one-partition topic with orders envelopes (distinct keys), then runs: the bare
@@ -121,7 +120,7 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=4000)
     ap.add_argument("--serial-messages", type=int, default=800)
     ap.add_argument("--concurrency", type=int, default=16)
-    ap.add_argument("--stats-concurrency", type=int, default=1)
+    ap.add_argument("--stats-concurrency", type=int, default=8)
     args = ap.parse_args()
     c = args.concurrency
     sc = args.stats_concurrency
