@@ -78,10 +78,11 @@ class _Record:
 
 
 class _Job:
-    __slots__ = ("attempts", "delay", "done", "entry", "event", "first_failed", "param", "record")
+    __slots__ = ("attempts", "delay", "done", "entry", "event", "first_failed", "lane", "param", "record")
 
-    def __init__(self, record: _Record, event: ChangeEvent, param: CheckpointParam) -> None:
+    def __init__(self, record: _Record, event: ChangeEvent, param: CheckpointParam, lane: _Lane) -> None:
         self.record = record
+        self.lane = lane
         self.event = event
         self.param = param
         self.attempts = 0
@@ -188,7 +189,7 @@ class Dispatcher:
                 for spec, param in zip(hooks, self.params.params(decoded, hooks), strict=True):
                     hook = self._hooks[spec.name]
                     lane = hook.lane(raw)
-                    lane.jobs.append(_Job(record, decoded, param))
+                    lane.jobs.append(_Job(record, decoded, param, lane))
                     if lane.idle():
                         lane.queued = True
                         hook.ready.append(lane)
@@ -253,26 +254,60 @@ class Dispatcher:
             lane.queued = True
             lane.hook.ready.append(lane)
 
+    def _startable(self, lane: _Lane) -> bool:
+        if lane.run is not None or lane.halted or not lane.jobs:
+            return False
+        if self._releasing and lane.jobs[0].record.token[0] in self._releasing:
+            return False  # its partition is being revoked; `forget` drops the lane
+        return lane.jobs[0].entry is None or self._write_pending(lane)
+
     def _start(self, hook: _Hook) -> None:
         spec = hook.spec
         while hook.ready and hook.active < spec.concurrency:
             lane = hook.ready.popleft()
             lane.queued = False
-            if lane.run is not None or lane.halted or not lane.jobs:
+            if not self._startable(lane):
                 continue
-            if self._releasing and lane.jobs[0].record.token[0] in self._releasing:
-                continue  # its partition is being revoked; `forget` drops the lane
-            if lane.jobs[0].entry is not None and not self._write_pending(lane):
-                continue
-            n = min(len(lane.jobs), RUN_MAX)
-            jobs = [lane.jobs.popleft() for _ in range(n)]
+            jobs = self._take(lane, RUN_MAX)
             run = Run(lane, jobs, timed=spec.timeout_s is not None)
             lane.run = run
+            if spec.timeout_s is None:
+                self._pack(hook, run)
             hook.active += 1
             self._running.add(run)
             self._executor.submit(run, spec.fn, spec.is_async)
-            if not lane.jobs and spec.ordering == "none":
-                hook.lanes.pop(lane.key, None)
+
+    def _pack(self, hook: _Hook, run: Run) -> None:
+        """More ready lanes than free slots: put the next lanes of the same partition into this
+        run too, merged in offset order (each lane's jobs stay in order, each lane waits for the
+        run, and finished records form a prefix the commit can follow), so many keys with one
+        record each cost one hand-off per run, not one per record. Never for hooks with a
+        timeout: a hung call would hold the other keys of its run."""
+        unit = run.jobs[0].record.token[0]
+        free_after = hook.spec.concurrency - hook.active - 1
+        taken = [run.jobs]
+        total = len(run.jobs)
+        while total < RUN_MAX and len(hook.ready) > free_after:
+            lane = hook.ready[0]
+            if lane.jobs and lane.jobs[0].record.token[0] != unit:
+                break
+            hook.ready.popleft()
+            lane.queued = False
+            if not self._startable(lane):
+                continue
+            jobs = self._take(lane, RUN_MAX - total)
+            taken.append(jobs)
+            total += len(jobs)
+            run.lanes.append(lane)
+            lane.run = run
+        if len(taken) > 1:
+            run.jobs = list(heapq.merge(*taken, key=_offset))
+
+    def _take(self, lane: _Lane, most: int) -> list[_Job]:
+        jobs = [lane.jobs.popleft() for _ in range(min(len(lane.jobs), most))]
+        if not lane.jobs and lane.hook.spec.ordering == "none":
+            lane.hook.lanes.pop(lane.key, None)
+        return jobs
 
     def _apply(self, result: Result) -> None:
         run, index, error, seconds = result
@@ -303,28 +338,34 @@ class Dispatcher:
     def _end_run(self, run: Run) -> None:
         if run.released:
             return  # given up on and replaced earlier (replay): its slot and lane were freed then
-        lane = run.lane
-        hook = lane.hook
+        hook = run.lane.hook
         self._running.discard(run)
         hook.active -= 1
-        if lane.run is run:
-            lane.run = None
+        for lane in run.lanes:
+            if lane.run is run:
+                lane.run = None
         if run.orphaned:
             return
         # Jobs not done (a failure to retry, a dead letter to write, or not started because
-        # the run stopped early) go back to the lane's head, in order.
-        rest = [j for j in run.jobs if not j.done]
-        if rest:
-            lane.jobs.extendleft(reversed(rest))
-            if hook.spec.ordering == "none":
-                hook.lanes[lane.key] = lane
-        if lane.halted:
-            return
-        if lane.jobs and lane.jobs[0].attempts and lane.retry_at > time.monotonic():
-            lane.timer = True
-            heapq.heappush(self._timers, (lane.retry_at, next(self._seq), lane))
-        else:
-            self._ready(lane)
+        # the run stopped early) go back to their lane's head, in order.
+        rest: dict[_Lane, list[_Job]] = {}
+        for j in run.jobs:
+            if not j.done:
+                rest.setdefault(j.lane, []).append(j)
+        now = time.monotonic()
+        for lane in run.lanes:
+            back = rest.get(lane)
+            if back:
+                lane.jobs.extendleft(reversed(back))
+                if hook.spec.ordering == "none":
+                    hook.lanes[lane.key] = lane
+            if lane.halted:
+                continue
+            if lane.jobs and lane.jobs[0].attempts and lane.retry_at > now:
+                lane.timer = True
+                heapq.heappush(self._timers, (lane.retry_at, next(self._seq), lane))
+            else:
+                self._ready(lane)
 
     def _job_done(self, job: _Job) -> None:
         job.done = True
@@ -335,10 +376,10 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ failures
     def _failed(self, run: Run, index: int, exc: BaseException, seconds: float, timed_out: bool) -> None:
-        lane = run.lane
+        job = run.jobs[index]
+        lane = job.lane
         hook = lane.hook
         spec = hook.spec
-        job = run.jobs[index]
         param = job.param
         job.attempts += 1
         if isinstance(exc, SkipEvent):
@@ -579,3 +620,7 @@ class Dispatcher:
 
     def close(self) -> None:
         self._executor.close()
+
+
+def _offset(job: _Job) -> int:
+    return job.record.token[2]

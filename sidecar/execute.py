@@ -34,13 +34,14 @@ DONE = object()
 
 
 class Run:
-    """One worker's share of a lane: jobs run in order, one at a time."""
+    """One worker's share of one or more lanes of a hook: jobs run in order, one at a time."""
 
-    __slots__ = ("abandoned_at", "future", "index", "jobs", "lane", "lock", "orphaned", "released", "started", "stop",
-                 "timed")
+    __slots__ = ("abandoned_at", "future", "index", "jobs", "lane", "lanes", "lock", "orphaned", "released", "started",
+                 "stop", "timed")
 
     def __init__(self, lane: Any, jobs: list[Any], timed: bool = False) -> None:
-        self.lane = lane
+        self.lane = lane           # the first lane (its hook is the run's hook)
+        self.lanes = [lane]        # every lane whose jobs are in the run (same hook, same partition)
         self.jobs = jobs
         self.index = -1            # the job being called now (-1: between calls)
         self.started = 0.0         # time.monotonic() when that call started
