@@ -285,9 +285,11 @@ class Dispatcher:
         timeout: a hung call would hold the other keys of its run."""
         unit = run.jobs[0].record.token[0]
         free_after = hook.spec.concurrency - hook.active - 1
+        # A fair share of the ready lanes per free slot, so every slot gets work.
+        share = -(-(len(hook.ready) + 1) // (free_after + 1))
         taken = [run.jobs]
         total = len(run.jobs)
-        while total < RUN_MAX and len(hook.ready) > free_after:
+        while total < RUN_MAX and len(run.lanes) < share and hook.ready:
             lane = hook.ready[0]
             if lane.jobs and lane.jobs[0].record.token[0] != unit:
                 break
