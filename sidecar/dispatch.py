@@ -278,15 +278,15 @@ class Dispatcher:
             self._executor.submit(run, spec.fn, spec.is_async)
 
     def _pack(self, hook: _Hook, run: Run) -> None:
-        """More ready lanes than free slots: put the next lanes of the same partition into this
+        """More ready lanes than slots: put the next lanes of the same partition into this
         run too, merged in offset order (each lane's jobs stay in order, each lane waits for the
         run, and finished records form a prefix the commit can follow), so many keys with one
         record each cost one hand-off per run, not one per record. Never for hooks with a
         timeout: a hung call would hold the other keys of its run."""
         unit = run.jobs[0].record.token[0]
-        free_after = hook.spec.concurrency - hook.active - 1
-        # A fair share of the ready lanes per free slot, so every slot gets work.
-        share = -(-(len(hook.ready) + 1) // (free_after + 1))
+        # A fair share of the ready lanes per slot (of all slots: they free up one by one, and
+        # the first to free must not take the lot), so every slot gets work.
+        share = -(-(len(hook.ready) + 1) // hook.spec.concurrency)
         taken = [run.jobs]
         total = len(run.jobs)
         while total < RUN_MAX and len(run.lanes) < share and hook.ready:
