@@ -82,6 +82,7 @@ def build_dispatcher(app: App, checkpoint: Checkpoint, dead_letters: DeadLetterW
         app.hooks, app.params, checkpoint, app.log, dead_letters=dead_letters, metrics=app.metrics,
         health=app.health, max_attempts=app.max_attempts, report=report, max_abandoned=cfg.max_abandoned_calls,
         max_message_bytes=app.settings.dead_letters.max_message_bytes,
+        max_transaction_records=cfg.max_transaction_records, transaction_end_timeout_s=cfg.transaction_end_timeout_s,
     )
 
 

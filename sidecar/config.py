@@ -197,11 +197,27 @@ class HookConfig(_Strict):
         "message key (Debezium: the primary key), different keys concurrently; none: any order",
     )
     concurrency: int = Field(default=1, ge=1, le=1024, description="calls of this hook in flight at once")
+    mode: Literal["record", "transaction", "batch"] = Field(
+        default="record",
+        description="record: one call per record; transaction: one call per committed source transaction "
+        "(Debezium transaction metadata; rows without one, e.g. snapshot rows, come as batches); "
+        "batch: one call per max_records records or max_wait_ms",
+    )
+    max_records: int = Field(default=500, ge=1, le=100_000, description="batch calls: at most this many records")
+    max_wait_ms: int = Field(
+        default=200, ge=0, le=600_000, description="batch calls: a batch is called at the latest this long after "
+        "its first record arrived"
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> HookConfig:
         if bool(self.path) == bool(self.module):
             raise ValueError("give exactly one of path (a .py file) or module (an importable module)")
+        if self.mode != "record" and self.ordering == "key":
+            raise ValueError(
+                f"mode {self.mode} calls the hook with many records at once: ordering key does not apply; "
+                "use ordering partition (one call at a time, in commit order) or none (up to concurrency calls)"
+            )
         return self
 
 
@@ -244,6 +260,16 @@ class DispatchConfig(_Strict):
     )
     max_abandoned_calls: int = Field(
         default=16, ge=1, description="timed-out calls that did not return; past it liveness fails"
+    )
+    max_transaction_records: int = Field(
+        default=10_000, ge=1, le=1_000_000,
+        description="transaction hooks: a larger transaction is delivered in parts of this many records "
+        "(ctx.transaction.part/last); keep it below max_in_flight",
+    )
+    transaction_end_timeout_s: float = Field(
+        default=60.0, gt=0,
+        description="transaction hooks: a transaction whose END marker has not come this long after its last "
+        "message is called with what arrived (event_count None) and counted",
     )
 
 

@@ -162,6 +162,8 @@ def run_pipeline(
     report: bool = False,
     max_in_flight: int = 10_000,
     max_message_bytes: int | None = None,
+    max_transaction_records: int = 10_000,
+    transaction_end_timeout_s: float = 60.0,
     source: Source | None = None,
     stop: threading.Event | None = None,
     databases: Databases | None = None,
@@ -176,7 +178,8 @@ def run_pipeline(
                            source_tables=source_tables)
     dispatcher = Dispatcher(hooks, factory, checkpoint, structlog.get_logger("checkpoint-sidecar"),
                             dead_letters=dead_letters, metrics=metrics, report=report,
-                            max_message_bytes=max_message_bytes)
+                            max_message_bytes=max_message_bytes, max_transaction_records=max_transaction_records,
+                            transaction_end_timeout_s=transaction_end_timeout_s)
     try:
         stats = run_loop(src, Decoder(), dispatcher, checkpoint, stop or threading.Event(), until_exhausted=True,
                          max_in_flight=max_in_flight, shutdown_grace_s=5.0)
