@@ -15,8 +15,8 @@ Pure bookkeeping, fed by the dispatcher on the loop's thread (no I/O, no hooks).
 - Bounded memory: past `max_part` undelivered events, the transaction at the head of its
   scope is handed over in parts of `max_part` (`part` 1, 2, …; `last` on the final one,
   which always has at least one record).
-- A transaction without END: superseded by a later BEGIN with no event of its own (MariaDB
-  emits BEGIN for DDL-only transactions) → ended at once (`no_end_empty`); otherwise, after
+- A transaction without END: superseded by a later, complete transaction while it has no
+  event of its own (MariaDB emits BEGIN for DDL-only transactions) → ended (`no_end_empty`); otherwise, after
   `end_timeout_s` without a message of its → handed over with what arrived (`end_timeout`,
   `event_count` None unless the END came). At the end of a finite input (replay) →
   `end_of_input`. Each of these is counted by the caller; nothing is dropped silently.
@@ -136,7 +136,7 @@ class Assembler(Generic[Item]):
             head = queue[0]
             if head.complete():
                 self._deliver(head, last=True)
-            elif head.end is None and len(queue) > 1 and not head.seen:
+            elif head.end is None and not head.seen and len(queue) > 1 and queue[1].complete():
                 self._deliver(head, last=True, incomplete="no_end_empty")
             elif len(head.pending) > self.max_part:  # > : the last part always has a record
                 self._deliver(head, last=False)

@@ -1,0 +1,225 @@
+"""Transaction and batch hooks over the captured PostgreSQL and MariaDB fixtures (real
+Debezium transaction markers), through the real decode → dispatch → checkpoint path."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Hashable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sidecar.dead_letters import FileDeadLetters, read_file
+from sidecar.errors import HookLoadError
+from sidecar.events import RawMessage
+from sidecar.hooks import HookSpec
+from sidecar.testing import MemorySource, run_pipeline
+from tests.fixtures import load, raws
+
+
+def units(name: str) -> dict[Hashable, list[RawMessage]]:
+    out: dict[Hashable, list[RawMessage]] = {}
+    for r in raws(name):
+        out.setdefault((r.topic, r.partition), []).append(r)
+    return out
+
+
+def arrange(name: str, how: str, seed: int = 0) -> list[RawMessage]:
+    """The fixture's messages in an order a consumer of several topics may see: data before
+    markers, markers before data, or a random interleaving keeping each partition's order."""
+    per_unit = units(name)
+    markers = [u for u in per_unit if str(u[0]).endswith(".transaction")]  # type: ignore[index]
+    data = [u for u in per_unit if u not in markers]
+    if how == "data_first":
+        return [m for u in data + markers for m in per_unit[u]]
+    if how == "markers_first":
+        return [m for u in markers + data for m in per_unit[u]]
+    rng = random.Random(seed)
+    queues = {u: list(ms) for u, ms in per_unit.items()}
+    out: list[RawMessage] = []
+    while queues:
+        u = rng.choice(sorted(queues, key=str))
+        out.append(queues[u].pop(0))
+        if not queues[u]:
+            del queues[u]
+    return out
+
+
+def expected_transactions(name: str) -> dict[str, dict[str, Any]]:
+    """From the fixture itself: each END's id (group part), event_count, per-table counts, and the
+    data events (op, total_order) carrying that transaction."""
+    ends: dict[str, dict[str, Any]] = {}
+    events: dict[str, list[tuple[int, str]]] = {}
+    for m in load(name)["messages"]:
+        if m["value"] is None:
+            continue
+        doc = json.loads(m["value"])
+        payload = doc["payload"] if "schema" in doc else doc
+        if payload.get("status") == "END":
+            ends[payload["id"].split(":")[0]] = payload
+        elif isinstance(payload.get("transaction"), dict):
+            tx = payload["transaction"]
+            events.setdefault(tx["id"].split(":")[0], []).append((tx["total_order"], payload["op"]))
+    return {g: {"end": e, "events": sorted(events.get(g, []))} for g, e in ends.items()}
+
+
+def tx_hook(calls: list[Any], **kw: Any) -> HookSpec:
+    return HookSpec("tx", calls.append, "test", mode="transaction", **kw)
+
+
+@pytest.mark.parametrize("name", ["postgres-schemas", "mariadb-schemas", "postgres-noschemas", "mariadb-noschemas"])
+@pytest.mark.parametrize("how", ["data_first", "markers_first", "shuffled-1", "shuffled-2", "shuffled-3"])
+def test_one_call_per_transaction_in_commit_order(name: str, how: str) -> None:
+    """Every transaction whose END the fixture holds is exactly one call with every counted
+    event, in total_order; calls follow commit (BEGIN) order; all offsets are committed."""
+    kind, _, seed = how.partition("-")
+    msgs = arrange(name, kind, int(seed or 0))
+    calls: list[Any] = []
+    source, stats = run_pipeline(msgs, [tx_hook(calls, ops=frozenset({"c", "u", "d", "r", "t"}))])
+    expected = expected_transactions(name)
+    tx_calls = [c for c in calls if c.ctx.transaction.id is not None]
+    assert [c.ctx.transaction.id for c in tx_calls] == list(expected)  # fixture order = commit order
+    for call in tx_calls:
+        want = expected[call.ctx.transaction.id]
+        info = call.ctx.transaction
+        assert info.event_count == want["end"]["event_count"] == len(call.records)
+        assert info.counts == {d["data_collection"]: d["event_count"] for d in want["end"]["data_collections"]}
+        assert [r["_op"] for r in call.records] == [op for _, op in want["events"]]
+        assert info.part == 1 and info.last is True
+        assert call.record is call.records[0] and all(r["_event_id"] for r in call.records)
+        assert len({r["_event_id"] for r in call.records}) == len(call.records)
+    # snapshot rows (no transaction) come as batch calls with transaction id None
+    snapshot = [r for c in calls if c.ctx.transaction.id is None for r in c.records]
+    assert snapshot and all(r["_op"] == "r" for r in snapshot)
+    assert stats.transactions == len(expected) + stats.transactions_incomplete
+    for unit, ms in units(name).items():
+        assert source.committed[unit] == ms[-1].offset + 1  # type: ignore[operator]
+
+
+def test_mariadb_begin_without_end_is_counted_not_dropped() -> None:
+    """MariaDB's BEGIN without END (0-1-26, DDL only) ends when the next BEGIN comes; the last
+    BEGIN of the capture (0-1-28) ends with the input: both counted, no call (no events)."""
+    calls: list[Any] = []
+    _, stats = run_pipeline(arrange("mariadb-schemas", "markers_first"), [tx_hook(calls)])
+    assert stats.transactions_incomplete == 2
+    assert "0-1-26" not in [c.ctx.transaction.id for c in calls]
+
+
+def test_postgres_groups_by_txid_not_lsn() -> None:
+    """PostgreSQL ids differ in their LSN part between BEGIN, events and END (754:26753656 …
+    754:26754376): grouped by txId, the five events of 754 are one call."""
+    calls: list[Any] = []
+    run_pipeline(arrange("postgres-schemas", "shuffled", 7), [tx_hook(calls)])
+    (call,) = [c for c in calls if c.ctx.transaction.id == "754"]
+    assert len({r["_event_id"] for r in call.records}) == 5
+    assert {r["_transaction_id"] for r in call.records} == {"754"}
+
+
+def test_table_filter_calls_only_with_matching_records() -> None:
+    """A transaction hook on one table gets only that table's records; transactions without one
+    make no call, and their offsets are still committed."""
+    calls: list[Any] = []
+    hook = tx_hook(calls, tables=frozenset({"public.events_default_identity"}))
+    source, _ = run_pipeline(arrange("postgres-schemas", "data_first"), [hook])
+    assert {r["_destination_table"] for c in calls for r in c.records} == {"public.events_default_identity"}
+    assert [c.ctx.transaction.id for c in calls] == ["757", "758", "759", "760"]  # 761 is a truncate
+    for unit, ms in units("postgres-schemas").items():
+        assert source.committed[unit] == ms[-1].offset + 1  # type: ignore[operator]
+
+
+def test_transaction_in_parts_commits_only_after_the_last() -> None:
+    """max_transaction_records=2: 754's five events come as parts 2+2+1 in total_order, only the
+    last has last=True, and no offset of 754 is committed before the last part's call."""
+    msgs = arrange("postgres-schemas", "data_first")
+    source = MemorySource(msgs)
+    seen: list[tuple[Any, dict[Hashable, int]]] = []
+    hook = HookSpec("tx", lambda p: seen.append((p, dict(source.committed))), "t", mode="transaction",
+                    tables=frozenset({"public.type_zoo"}))
+    run_pipeline(msgs, [hook], source=source, max_transaction_records=2)
+    parts = [(p.ctx.transaction.part, p.ctx.transaction.last, len(p.records)) for p, _ in seen
+             if p.ctx.transaction.id == "754"]
+    assert parts == [(1, False, 2), (2, False, 2), (3, True, 1)]
+    orders = [r["_event_id"] for p, _ in seen if p.ctx.transaction.id == "754" for r in p.records]
+    assert len(set(orders)) == 5
+    first_754_offset = 4  # fxpo.public.type_zoo offsets 4..8 carry 754
+    for p, committed in seen:
+        if p.ctx.transaction.id == "754":
+            assert committed.get(("fxpo.public.type_zoo", 0), 0) <= first_754_offset
+            assert committed.get(("fxpo.transaction", 0), 0) <= 6  # BEGIN 754 at offset 6
+    assert source.committed[("fxpo.public.type_zoo", 0)] == 14
+
+
+def test_record_and_transaction_hooks_on_the_same_records() -> None:
+    """A record hook and a transaction hook watch the same tables: each gets every record; the
+    commit waits for both."""
+    rec: list[Any] = []
+    tx: list[Any] = []
+    source, _ = run_pipeline(arrange("postgres-schemas", "shuffled", 3),
+                             [HookSpec("rec", rec.append, "t"), tx_hook(tx)])
+    assert sorted(p.record["_event_id"] for p in rec) == sorted(r["_event_id"] for c in tx for r in c.records)
+    assert all(p.records == [p.record] for p in rec)
+    for unit, ms in units("postgres-schemas").items():
+        assert source.committed[unit] == ms[-1].offset + 1  # type: ignore[operator]
+
+
+def test_batch_mode_bounded_calls_in_arrival_order() -> None:
+    """Batch hooks get calls of at most max_records records, in arrival order, transaction id None."""
+    calls: list[Any] = []
+    msgs = arrange("postgres-schemas", "data_first")
+    hook = HookSpec("b", calls.append, "t", mode="batch", max_records=3, max_wait_ms=10_000)
+    source, _ = run_pipeline(msgs, [hook])
+    assert all(1 <= len(c.records) <= 3 for c in calls) and len(calls[0].records) == 3
+    assert all(c.ctx.transaction.id is None for c in calls)
+    got = [r["_event_id"] for c in calls for r in c.records]
+    assert len(got) == len(set(got))
+    changes = sum(1 for t in expected_transactions("postgres-schemas").values() for _, op in t["events"] if op != "t")
+    assert len(got) == changes + 1  # every c/u/d change of the capture and the snapshot row (no truncate)
+    for unit, ms in units("postgres-schemas").items():
+        assert source.committed[unit] == ms[-1].offset + 1  # type: ignore[operator]
+    assert calls[0].ctx.event_id != calls[1].ctx.event_id
+
+
+def test_mode_with_key_ordering_is_refused() -> None:
+    """ordering: key with a transaction or batch hook is refused at load."""
+    with pytest.raises(HookLoadError, match="ordering key"):
+        HookSpec("x", print, "t", mode="transaction", ordering="key")
+
+
+def test_failed_call_dead_lettered_as_linked_entries(tmp_path: Path) -> None:
+    """A transaction call that keeps failing is dead-lettered as one entry per record, linked by
+    the call id; the other transactions are called and every offset is committed."""
+    ok: list[Any] = []
+
+    def hook(p: Any) -> None:
+        if p.ctx.transaction.id == "754":
+            raise RuntimeError("aux db refuses")
+        ok.append(p)
+
+    store = FileDeadLetters(tmp_path / "dl.jsonl")
+    source, stats = run_pipeline(arrange("postgres-schemas", "shuffled", 5),
+                                 [HookSpec("tx", hook, "t", mode="transaction", max_attempts=2,
+                                           initial_backoff_s=0.01)], dead_letters=store)
+    store.close()
+    entries = list(read_file(tmp_path / "dl.jsonl"))
+    assert len(entries) == 5 and stats.dead_lettered == 1
+    assert {e["call"]["id"] for e in entries} == {entries[0]["call"]["id"]}
+    assert sorted(e["call"]["index"] for e in entries) == [0, 1, 2, 3, 4]
+    assert entries[0]["call"]["transaction"]["id"] == "754" and entries[0]["call"]["count"] == 5
+    assert "754" not in [p.ctx.transaction.id for p in ok] and len(ok) > 5
+    for unit, ms in units("postgres-schemas").items():
+        assert source.committed[unit] == ms[-1].offset + 1  # type: ignore[operator]
+
+
+def test_halt_policy_holds_the_transaction_offsets() -> None:
+    """halt on a failing transaction call: nothing at or after its records is committed."""
+    def hook(p: Any) -> None:
+        if p.ctx.transaction.id == "754":
+            raise RuntimeError("no")
+
+    source, _ = run_pipeline(arrange("postgres-schemas", "data_first"),
+                             [HookSpec("tx", hook, "t", mode="transaction", max_attempts=1, on_failure="halt")])
+    assert source.halted
+    assert source.committed.get(("fxpo.public.type_zoo", 0), 0) <= 4
+    assert source.committed.get(("fxpo.transaction", 0), 0) <= 6
