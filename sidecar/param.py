@@ -52,6 +52,7 @@ class CheckpointParam:
     destination_db: Engine | None = None
     auxiliary_db: Mapping[str, Engine] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)
+    hook: str = ""  # the hook's configured name (the ledger's key, metrics' label)
 
     def __post_init__(self) -> None:
         if not self.records:  # record mode: records == [record]
@@ -132,6 +133,7 @@ class ParamFactory:
                     destination_db=dbs.destination,
                     auxiliary_db=dbs.auxiliary,
                     records=[rec],
+                    hook=hook.name,
                 )
             )
         return out
@@ -148,4 +150,5 @@ class ParamFactory:
                                        "transaction_id": transaction.id, "records": len(records)})
         dbs = self.databases
         return CheckpointParam(ctx=ctx, logger=logger, record=records[0], source_db=dbs.source,
-                               destination_db=dbs.destination, auxiliary_db=dbs.auxiliary, records=records)
+                               destination_db=dbs.destination, auxiliary_db=dbs.auxiliary, records=records,
+                               hook=hook.name)
