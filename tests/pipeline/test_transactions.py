@@ -223,3 +223,46 @@ def test_halt_policy_holds_the_transaction_offsets() -> None:
     assert source.halted
     assert source.committed.get(("fxpo.public.type_zoo", 0), 0) <= 4
     assert source.committed.get(("fxpo.transaction", 0), 0) <= 6
+
+
+def test_dead_letter_replay_reassembles_the_call(tmp_path: Path) -> None:
+    """`dead-letters replay` calls the hook once on the whole dead-lettered call again: same
+    records in the same order, same call id, same transaction; a second replay repeats nothing."""
+    import yaml
+    from click.testing import CliRunner
+
+    from sidecar.cli import main
+
+    store_path = tmp_path / "dl.jsonl"
+    store = FileDeadLetters(store_path)
+    failed: list[Any] = []
+
+    def broken(p: Any) -> None:
+        if p.ctx.transaction.id == "754":
+            failed.append(p)
+            raise RuntimeError("aux db refuses")
+
+    run_pipeline(arrange("postgres-schemas", "shuffled", 2),
+                 [HookSpec("tx", broken, "t", mode="transaction", max_attempts=1)], dead_letters=store)
+    store.close()
+    out = tmp_path / "calls.jsonl"
+    hook = tmp_path / "fixed.py"
+    hook.write_text(
+        "import json\n"
+        "def checkpoint(param):\n"
+        f"    with open({str(out)!r}, 'a') as f:\n"
+        "        f.write(json.dumps([param.ctx.event_id, param.ctx.transaction.id, param.ctx.transaction.event_count,"
+        " [r['_event_id'] for r in param.records]]) + '\\n')\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "pipeline": "test-pipeline", "source": {"kind": "file", "file": {"path": str(store_path)}},
+        "hooks": {"tx": {"path": str(hook), "mode": "transaction"}},
+        "dead_letters": {"kind": "file", "path": str(store_path)}}))
+    result = CliRunner().invoke(main, ["dead-letters", "replay", "--config", str(cfg)])
+    assert result.exit_code == 0 and "replayed 5 ok, 0 failed" in result.output
+    (call,) = [json.loads(line) for line in out.read_text().splitlines()]
+    original = failed[0]
+    assert call == [original.ctx.event_id, "754", 5, [r["_event_id"] for r in original.records]]
+    again = CliRunner().invoke(main, ["dead-letters", "replay", "--config", str(cfg)])
+    assert "replayed 0 ok, 0 failed (kept), 5 already replayed before" in again.output
+    assert len(out.read_text().splitlines()) == 1
