@@ -220,6 +220,7 @@ def run(app: App, stop: threading.Event) -> DispatchStats:
     dispatcher = build_dispatcher(app, checkpoint, dead_letters)
     if hasattr(source, "listener"):
         source.listener = Rebalance(dispatcher, checkpoint, settings.dispatch.revoke_wait_s)
+    warn_transaction_mode(app)
     app.log.info("sidecar started", hooks=[h.name for h in app.hooks], source=settings.source.kind)
     try:
         with operations(app, checks):
@@ -238,6 +239,20 @@ def run(app: App, stop: threading.Event) -> DispatchStats:
         dead_letters.close()
         app.databases.dispose()
         app.log.info("sidecar stopped")
+
+
+def warn_transaction_mode(app: App) -> None:
+    """Transaction hooks in Kafka mode: one member must own every captured partition, and the
+    transaction topic must be read (else every transaction ends by timeout)."""
+    kafka = app.settings.source.kafka
+    txn = [h.name for h in app.hooks if h.mode == "transaction"]
+    if not txn or app.settings.source.kind != "kafka" or kafka is None:
+        return
+    app.log.warning("transaction hooks need one sidecar member that owns every captured partition and the "
+                    "transaction topic (<topic.prefix>.transaction); run a single replica", hooks=txn)
+    if kafka.topics and not any(t.endswith(".transaction") for t in kafka.topics):
+        app.log.warning("no transaction topic in source.kafka.topics: transactions cannot be assembled "
+                        "(add <topic.prefix>.transaction)", topics=kafka.topics)
 
 
 def _poll_timeout(settings: Settings) -> float:

@@ -218,7 +218,8 @@ class Dispatcher:
         self._txn_hooks = [self._hooks[h.name] for h in hooks if h.mode == "transaction"]
         self._batch_hooks = [self._hooks[h.name] for h in hooks if h.mode != "record"]
         self.assembler: Assembler[_Record] | None = (
-            Assembler(max_transaction_records, transaction_end_timeout_s) if self._txn_hooks else None)
+            Assembler(max_transaction_records, transaction_end_timeout_s,
+                      None if checkpoint.auto_units else self._consumed) if self._txn_hooks else None)
         self._next_expiry_check = 0.0
 
     # ------------------------------------------------------------------ intake
@@ -243,6 +244,10 @@ class Dispatcher:
             self._deliveries()
             return
         self.checkpoint.finish(token)  # tombstone, heartbeat, marker, schema change, or no hook wants it
+
+    def _consumed(self, scope: str, table: str) -> bool:
+        """Kafka: is the topic of this data collection assigned (Debezium's `<prefix>.<table>`)?"""
+        return f"{scope}.{table}" in self.checkpoint.topics
 
     def _record_jobs(self, record: _Record, event: ChangeEvent, hooks: Sequence[HookSpec]) -> None:
         raw = record.raw

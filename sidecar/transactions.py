@@ -10,6 +10,8 @@ Pure bookkeeping, fed by the dispatcher on the loop's thread (no I/O, no hooks).
   A transaction is handed over (`Delivery`) when its END arrived, every event the END
   counted arrived, and every transaction begun before it in its scope was handed over.
   Data events may arrive before or after their markers (Kafka: other topics, other partitions).
+  END counts every captured table; in Kafka mode only the tables whose topics
+  (`<prefix>.<table>`, Debezium's naming) are assigned are waited for (`consumed`).
 - Duplicates (a connector restarted mid-transaction streams it again from its BEGIN) are
   recognised by event id: held, not delivered twice; a second BEGIN changes nothing.
 - Bounded memory: past `max_part` undelivered events, the transaction at the head of its
@@ -69,8 +71,15 @@ class Transaction(Generic[Item]):
     def received(self) -> int:
         return len(self.seen)
 
-    def complete(self) -> bool:
-        return self.end is not None and self.received >= (self.end.event_count or 0)
+    def complete(self, consumed: Callable[[str, str], bool] | None = None) -> bool:
+        end = self.end
+        if end is None:
+            return False
+        if consumed is None or not end.data_collections:
+            return self.received >= (end.event_count or 0)
+        # Only the tables whose topics are consumed can arrive (END counts every captured table).
+        expected = sum(n for table, n in end.data_collections if consumed(self.scope, table))
+        return self.received >= expected
 
     def call_id(self, part: int) -> str:
         return hashlib.sha256(f"txn|{self.scope}|{self.group_id}|{part}".encode()).hexdigest()[:32]
@@ -88,9 +97,11 @@ class Delivery(Generic[Item]):
 
 
 class Assembler(Generic[Item]):
-    def __init__(self, max_part: int = 10_000, end_timeout_s: float = 60.0) -> None:
+    def __init__(self, max_part: int = 10_000, end_timeout_s: float = 60.0,
+                 consumed: Callable[[str, str], bool] | None = None) -> None:
         self.max_part = max_part
         self.end_timeout_s = end_timeout_s
+        self.consumed = consumed  # (scope, table) → its topic is read; None: every table's is
         self._open: dict[tuple[str, str], Transaction[Item]] = {}
         self._order: dict[str, deque[Transaction[Item]]] = {}
         self._arrival = 0
@@ -134,9 +145,9 @@ class Assembler(Generic[Item]):
         queue = self._order.get(scope)
         while queue:
             head = queue[0]
-            if head.complete():
+            if head.complete(self.consumed):
                 self._deliver(head, last=True)
-            elif head.end is None and not head.seen and len(queue) > 1 and queue[1].complete():
+            elif head.end is None and not head.seen and len(queue) > 1 and queue[1].complete(self.consumed):
                 self._deliver(head, last=True, incomplete="no_end_empty")
             elif len(head.pending) > self.max_part:  # > : the last part always has a record
                 self._deliver(head, last=False)
@@ -194,7 +205,7 @@ class Assembler(Generic[Item]):
         for queue in list(self._order.values()):
             while queue:
                 head = queue[0]
-                self._deliver(head, last=True, incomplete=None if head.complete() else reason)
+                self._deliver(head, last=True, incomplete=None if head.complete(self.consumed) else reason)
         for txn in list(self._open.values()):
             self._deliver(txn, last=True, incomplete=reason)
 

@@ -105,3 +105,15 @@ def test_parts_past_max_part_last_part_never_empty() -> None:
         assert [len(d.events) for d in a.out] == sizes
         assert [d.info.last for d in a.out] == [False] * (len(sizes) - 1) + [True]
         assert [d.info.part for d in a.out] == list(range(1, len(sizes) + 1))
+
+
+def test_only_tables_whose_topics_are_read_are_waited_for() -> None:
+    """END counts every captured table; with `consumed` the transaction completes once the events of
+    the tables actually read have arrived (Kafka subscribing to some topics only)."""
+    a: Assembler[int] = Assembler(consumed=lambda scope, table: f"{scope}.{table}" == "test.public.t")
+    a.marker(marker("BEGIN", "3"), 0, 0.0)
+    a.event(event("3", 1, 1), 1, 0.0)
+    end = TransactionMarker(RawMessage("test.transaction", 0, None, None, None), "END", "3", 3,
+                            (("public.t", 1), ("public.other", 2)))
+    a.marker(end, 2, 0.0)
+    assert [(d.info.id, d.info.event_count, len(d.events)) for d in a.out] == [("3", 3, 1)]
