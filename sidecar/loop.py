@@ -36,12 +36,16 @@ def run_loop(
 ) -> DispatchStats:
     health = dispatcher.health
     paused = False
+    release = getattr(source, "release", None)
     while not stop.is_set():
         health.beat()
         dispatcher.service()
         # Records held for incomplete transactions (nothing else runnable) never keep the source
         # paused: the messages that complete them are still to come.
-        over = checkpoint.in_flight >= (max_in_flight // 2 if paused else max_in_flight) and not dispatcher.starved
+        starved = dispatcher.starved
+        if starved and release is not None:
+            release()  # embedded: a transaction spans engine batches; let the engine go on
+        over = checkpoint.in_flight >= (max_in_flight // 2 if paused else max_in_flight) and not starved
         if paused != over:
             paused = not paused
             source.pause() if paused else source.resume()
