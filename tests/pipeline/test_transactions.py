@@ -266,3 +266,39 @@ def test_dead_letter_replay_reassembles_the_call(tmp_path: Path) -> None:
     again = CliRunner().invoke(main, ["dead-letters", "replay", "--config", str(cfg)])
     assert "replayed 0 ok, 0 failed (kept), 5 already replayed before" in again.output
     assert len(out.read_text().splitlines()) == 1
+
+
+def synthetic_transaction(tx: int, rows: int, prefix: str = "syn") -> tuple[list[RawMessage], list[RawMessage]]:
+    """(data messages, markers) of one PostgreSQL-like transaction of `rows` inserts (no schemas)."""
+    data = []
+    for order in range(1, rows + 1):
+        value = {"before": None, "after": {"id": tx * 100_000 + order}, "op": "c", "ts_ms": 1,
+                 "source": {"connector": "postgresql", "name": prefix, "schema": "public", "table": "big",
+                            "ts_ms": 1, "txId": tx, "lsn": tx * 100_000 + order},
+                 "transaction": {"id": f"{tx}:{tx * 100_000 + order}", "total_order": order,
+                                 "data_collection_order": order}}
+        data.append(RawMessage(f"{prefix}.public.big", 0, None, None, json.dumps(value).encode()))
+    begin = {"status": "BEGIN", "id": f"{tx}:1", "event_count": None, "data_collections": None}
+    end = {"status": "END", "id": f"{tx}:2", "event_count": rows,
+           "data_collections": [{"data_collection": "public.big", "event_count": rows}]}
+    markers = [RawMessage(f"{prefix}.transaction", 0, None, None, json.dumps(m).encode()) for m in (begin, end)]
+    return data, markers
+
+
+def test_transaction_larger_than_in_flight_bound_does_not_deadlock() -> None:
+    """Two 5,000-row transactions whose markers come after all their rows, with max_in_flight=1,000:
+    the source is not kept paused while every held record waits for the markers; each
+    transaction is one call of 5,000 records."""
+    data1, markers1 = synthetic_transaction(1, 5000)
+    data2, markers2 = synthetic_transaction(2, 5000)
+    msgs = [*data1, *data2, *markers1, *markers2]
+    numbered = [RawMessage(m.topic, 0, i, m.key, m.value) for i, m in enumerate(
+        [m for m in msgs if m.topic.endswith("big")])]
+    numbered += [RawMessage(m.topic, 0, i, m.key, m.value) for i, m in enumerate(
+        [m for m in msgs if m.topic.endswith("transaction")])]
+    calls: list[Any] = []
+    source, _ = run_pipeline(numbered, [tx_hook(calls)], max_in_flight=1000)
+    assert [(c.ctx.transaction.id, len(c.records), c.ctx.transaction.last) for c in calls] == [
+        ("1", 5000, True), ("2", 5000, True)]
+    assert [r["id"] for r in calls[0].records] == list(range(100_001, 105_001))
+    assert source.committed[("syn.public.big", 0)] == 10_000 and source.committed[("syn.transaction", 0)] == 4
