@@ -302,3 +302,23 @@ def test_transaction_larger_than_in_flight_bound_does_not_deadlock() -> None:
         ("1", 5000, True), ("2", 5000, True)]
     assert [r["id"] for r in calls[0].records] == list(range(100_001, 105_001))
     assert source.committed[("syn.public.big", 0)] == 10_000 and source.committed[("syn.transaction", 0)] == 4
+
+
+def test_metrics_records_per_call_open_and_incomplete_transactions() -> None:
+    """Records per call are observed per hook; the MariaDB capture's two ENDless BEGINs are counted
+    by reason; no transaction stays open."""
+    from prometheus_client import generate_latest
+
+    from sidecar.metrics import Metrics
+
+    metrics = Metrics()
+    calls: list[Any] = []
+    run_pipeline(arrange("mariadb-schemas", "markers_first"), [tx_hook(calls)], metrics=metrics)
+    text = generate_latest(metrics.registry).decode()
+    n_calls = len(calls)
+    n_records = sum(len(c.records) for c in calls)
+    assert f'checkpoint_hook_call_records_count{{hook="tx"}} {float(n_calls)}' in text
+    assert f'checkpoint_hook_call_records_sum{{hook="tx"}} {float(n_records)}' in text
+    assert 'checkpoint_transactions_incomplete_total{reason="no_end_empty"} 1.0' in text
+    assert 'checkpoint_transactions_incomplete_total{reason="end_of_input"} 1.0' in text
+    assert "checkpoint_open_transactions 0.0" in text
