@@ -192,3 +192,39 @@ def test_embedded_postgres_one_call_per_transaction(tmp_path: Path) -> None:
     finally:
         drop_slot(slot)
     assert_one_call_per_transaction(got, script)
+
+
+def test_embedded_transaction_spanning_engine_batches(tmp_path: Path) -> None:
+    """Embedded mode, max.batch.size 1024: a 5,000-row transaction spans several engine batches
+    and is still one call (no deadlock), followed by the next transaction's call; the engine
+    went on while the transaction was held (batches deferred)."""
+    run = f"ebig-{uuid.uuid4().hex[:8]}"
+    slot = f"it_{run.replace('-', '_')}"
+    cfg = embedded_config(tmp_path, run, slot, tables="public.orders")
+    import yaml
+
+    doc = yaml.safe_load(cfg.read_text())
+    doc["hooks"] = {"tx": {"path": TXHOOK, "mode": "transaction", "tables": ["public.orders"]}}
+    doc["source"]["embedded"]["max_batch_size"] = 1024
+    doc["log"]["level"] = "debug"
+    cfg.write_text(yaml.safe_dump(doc))
+    base = new_id_base()
+    probe = base + 9_999
+
+    def streaming() -> bool:
+        execute(PG_URL, "INSERT INTO orders (id, amount) VALUES (:id, 0) "
+                        "ON CONFLICT (id) DO UPDATE SET status = clock_timestamp()::text", {"id": probe})
+        return any(json.loads(r.record_json)["records"][0][1] == probe for r in calls(run))
+
+    big = list(range(base, base + 5000))
+    after = [base + 5000]
+    try:
+        with sidecar(cfg, run, tmp_path / "embedded-big.log"):
+            wait_for("the embedded engine to stream", streaming, timeout=120, every=1.0)
+            execute(PG_URL, "INSERT INTO orders (id, amount) VALUES (:id, 5)", [{"id": i} for i in big])
+            execute(PG_URL, "INSERT INTO orders (id, amount) VALUES (:id, 6)", {"id": after[0]})
+            script = [("big", big), ("after", after)]
+            got = wait_calls(run, script, timeout=300)
+    finally:
+        drop_slot(slot)
+    assert_one_call_per_transaction(got, script)
