@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import threading
-from collections.abc import Collection, Hashable, Iterator, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -83,7 +84,18 @@ def build_dispatcher(app: App, checkpoint: Checkpoint, dead_letters: DeadLetterW
         health=app.health, max_attempts=app.max_attempts, report=report, max_abandoned=cfg.max_abandoned_calls,
         max_message_bytes=app.settings.dead_letters.max_message_bytes,
         max_transaction_records=cfg.max_transaction_records, transaction_end_timeout_s=cfg.transaction_end_timeout_s,
+        subscribed=subscription(app.settings) if not report else None,
     )
+
+
+def subscription(settings: Settings) -> Callable[[str], bool] | None:
+    """Kafka mode: which topic names the consumer subscribes to (exact names or the pattern)."""
+    kafka = settings.source.kafka
+    if settings.source.kind != "kafka" or kafka is None:
+        return None
+    names = set(kafka.topics)
+    pattern = re.compile(kafka.topic_pattern) if kafka.topic_pattern else None
+    return lambda topic: topic in names or (pattern is not None and pattern.match(topic) is not None)
 
 
 class Rebalance:

@@ -85,7 +85,6 @@ class Checkpoint:
         self._locate = source.locate
         self._auto = source.auto_units  # units appear with their records (embedded batches, files)
         self._units: dict[Hashable, PartitionTracker] = {}
-        self.topics: set[str] = set()  # topics of assigned units (Kafka); empty for auto units
         self._halted: set[Hashable] = set()
         self.interval_s = interval_s
         self.max_uncommitted = max_uncommitted
@@ -100,11 +99,6 @@ class Checkpoint:
         for unit in units:
             self._units.setdefault(unit, PartitionTracker())
             self._halted.discard(unit)
-        self._refresh_topics()
-
-    def _refresh_topics(self) -> None:
-        if not self._auto:
-            self.topics = {str(u[0]) for u in self._units if isinstance(u, tuple) and u}
 
     def drop(self, units: Collection[Hashable]) -> None:
         """Forget units (revoked, lost, or an embedded batch acknowledged): their records in
@@ -114,11 +108,6 @@ class Checkpoint:
             if tracker is not None:
                 self.in_flight -= tracker.in_flight
             self._halted.discard(unit)
-        self._refresh_topics()
-
-    @property
-    def auto_units(self) -> bool:
-        return self._auto
 
     def halt(self, unit: Hashable) -> None:
         """Nothing more of this unit is taken (its unfinished record holds the commit point)."""

@@ -40,7 +40,7 @@ import queue
 import random
 import time
 from collections import deque
-from collections.abc import Collection, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -191,6 +191,7 @@ class Dispatcher:
         max_message_bytes: int | None = None,
         max_transaction_records: int = 10_000,
         transaction_end_timeout_s: float = 60.0,
+        subscribed: Callable[[str], bool] | None = None,
     ) -> None:
         self.router = Router(hooks)
         self.params = params
@@ -217,9 +218,10 @@ class Dispatcher:
         self._modes: dict[tuple[str, str], tuple[tuple[HookSpec, ...], tuple[_Hook, ...], tuple[_Hook, ...]]] = {}
         self._txn_hooks = [self._hooks[h.name] for h in hooks if h.mode == "transaction"]
         self._batch_hooks = [self._hooks[h.name] for h in hooks if h.mode != "record"]
+        self._subscribed = subscribed
         self.assembler: Assembler[_Record] | None = (
             Assembler(max_transaction_records, transaction_end_timeout_s,
-                      None if checkpoint.auto_units else self._consumed) if self._txn_hooks else None)
+                      None if subscribed is None else self._consumed) if self._txn_hooks else None)
         self._next_expiry_check = 0.0
 
     # ------------------------------------------------------------------ intake
@@ -246,8 +248,11 @@ class Dispatcher:
         self.checkpoint.finish(token)  # tombstone, heartbeat, marker, schema change, or no hook wants it
 
     def _consumed(self, scope: str, table: str) -> bool:
-        """Kafka: is the topic of this data collection assigned (Debezium's `<prefix>.<table>`)?"""
-        return f"{scope}.{table}" in self.checkpoint.topics
+        """Kafka: is the topic of this data collection subscribed (Debezium's `<prefix>.<table>`)?
+        The subscription, not the current assignment: a topic created moments ago may be
+        assigned only at the next metadata refresh, and its events still come."""
+        assert self._subscribed is not None
+        return self._subscribed(f"{scope}.{table}")
 
     def _record_jobs(self, record: _Record, event: ChangeEvent, hooks: Sequence[HookSpec]) -> None:
         raw = record.raw

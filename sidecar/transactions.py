@@ -11,7 +11,7 @@ Pure bookkeeping, fed by the dispatcher on the loop's thread (no I/O, no hooks).
   counted arrived, and every transaction begun before it in its scope was handed over.
   Data events may arrive before or after their markers (Kafka: other topics, other partitions).
   END counts every captured table; in Kafka mode only the tables whose topics
-  (`<prefix>.<table>`, Debezium's naming) are assigned are waited for (`consumed`).
+  (`<prefix>.<table>`, Debezium's naming) are subscribed are waited for (`consumed`).
 - Duplicates (a connector restarted mid-transaction streams it again from its BEGIN) are
   recognised by event id: held, not delivered twice; a second BEGIN changes nothing.
 - Bounded memory: past `max_part` undelivered events, the transaction at the head of its

@@ -117,3 +117,19 @@ def test_only_tables_whose_topics_are_read_are_waited_for() -> None:
                             (("public.t", 1), ("public.other", 2)))
     a.marker(end, 2, 0.0)
     assert [(d.info.id, d.info.event_count, len(d.events)) for d in a.out] == [("3", 3, 1)]
+
+
+def test_subscription_from_config_names_and_pattern() -> None:
+    """Kafka mode waits for the tables whose topics the config subscribes (names or pattern),
+    whether or not they are assigned yet; other source kinds wait for every table."""
+    from sidecar.app import subscription
+    from sidecar.config import Settings
+
+    def settings(**kafka: object) -> Settings:
+        return Settings(pipeline="p", source={"kind": "kafka", "kafka": kafka})  # type: ignore[arg-type]
+
+    named = subscription(settings(topics=["shop.public.orders", "shop.transaction"]))
+    assert named is not None and named("shop.public.orders") and not named("shop.public.customers")
+    pattern = subscription(settings(topic_pattern=r"^shop\.public\.(orders|customers)$"))
+    assert pattern is not None and pattern("shop.public.customers") and not pattern("shop.public.load_rows")
+    assert subscription(Settings(pipeline="p", source={"kind": "file", "file": {"path": "x"}})) is None  # type: ignore[arg-type]
