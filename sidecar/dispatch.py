@@ -223,6 +223,7 @@ class Dispatcher:
             Assembler(max_transaction_records, transaction_end_timeout_s,
                       None if subscribed is None else self._consumed) if self._txn_hooks else None)
         self._next_expiry_check = 0.0
+        self._open_reported = -1
 
     # ------------------------------------------------------------------ intake
     def dispatch(self, raw: RawMessage, decoded: Decoded, token: Token) -> None:
@@ -298,9 +299,11 @@ class Dispatcher:
             if len(hook.batch) >= hook.spec.max_records:
                 self._flush(hook)
         if held:
-            assert self.assembler is not None
-            self.assembler.event(event, record, time.monotonic())
-            self._deliveries()
+            assembler = self.assembler
+            assert assembler is not None
+            assembler.event(event, record, time.monotonic())
+            if assembler.out or assembler.ended:
+                self._deliveries()
 
     def _flush(self, hook: _Hook) -> None:
         """Call a batch hook (or a transaction hook's rows without transaction) on what it collected."""
@@ -347,7 +350,9 @@ class Dispatcher:
             log("transaction ended without its END or some of its events; called with what arrived",
                 reason=reason, transaction_id=txn.group_id, scope=txn.scope, received=txn.received,
                 event_count=txn.end.event_count if txn.end is not None else None)
-        self.metrics.open_transactions(assembler.open_count)
+        if assembler.open_count != self._open_reported:
+            self._open_reported = assembler.open_count
+            self.metrics.open_transactions(assembler.open_count)
 
     def _release(self, txn: Transaction[_Record]) -> None:
         """Every call of a closed transaction is done: its records (and markers) are finished."""

@@ -273,6 +273,8 @@ class EmbeddedSource:
                 self._mark_deferred(committer)
                 committer.markBatchFinished()
                 self.batches_deferred += 1
+                self.log.debug("engine batch deferred: its records wait for a transaction in later batches",
+                               acked=batch.acked, records=len(msgs), deferred=len(self._deferred))
                 return
         for r in records:
             committer.markProcessed(r)

@@ -228,3 +228,4 @@ def test_embedded_transaction_spanning_engine_batches(tmp_path: Path) -> None:
     finally:
         drop_slot(slot)
     assert_one_call_per_transaction(got, script)
+    assert "engine batch deferred" in (tmp_path / "embedded-big.log").read_text()
