@@ -322,3 +322,85 @@ def test_metrics_records_per_call_open_and_incomplete_transactions() -> None:
     assert 'checkpoint_transactions_incomplete_total{reason="no_end_empty"} 1.0' in text
     assert 'checkpoint_transactions_incomplete_total{reason="end_of_input"} 1.0' in text
     assert "checkpoint_open_transactions 0.0" in text
+
+
+def test_ordering_partition_serial_none_concurrent() -> None:
+    """Transaction hooks: ordering partition runs one call at a time in commit order; ordering none
+    with concurrency 4 runs calls at once."""
+    import threading
+    import time as _time
+
+    def hook_with(counter: dict[str, int], order: list[str]) -> Any:
+        lock = threading.Lock()
+
+        def fn(p: Any) -> None:
+            with lock:
+                counter["now"] += 1
+                counter["max"] = max(counter["max"], counter["now"])
+                order.append(p.ctx.transaction.id)
+            _time.sleep(0.05)
+            with lock:
+                counter["now"] -= 1
+        return fn
+
+    serial = {"now": 0, "max": 0}
+    serial_order: list[str] = []
+    wide = {"now": 0, "max": 0}
+    msgs = arrange("postgres-schemas", "shuffled", 11)
+    run_pipeline(msgs, [HookSpec("s", hook_with(serial, serial_order), "t", mode="transaction"),
+                        HookSpec("w", hook_with(wide, []), "t", mode="transaction", ordering="none",
+                                 concurrency=4)])
+    assert serial["max"] == 1 and wide["max"] > 1
+    assert [t for t in serial_order if t is not None] == [t for t in expected_transactions("postgres-schemas")
+                                                          if t != "761"]  # 761: a truncate, not in default ops
+
+
+def test_replay_file_with_markers_calls_transactions(tmp_path: Path) -> None:
+    """`replay FILE` with markers and data events in stream order calls a transaction hook once per
+    transaction, like `run`."""
+    from click.testing import CliRunner
+
+    from sidecar.cli import main
+
+    lines = [json.dumps({"topic": m.topic, "partition": m.partition, "offset": m.offset,
+                         "key": None if m.key is None else m.key.decode(),
+                         "value": None if m.value is None else m.value.decode()})
+             for m in arrange("postgres-schemas", "shuffled", 4)]
+    data = tmp_path / "capture.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "calls.txt"
+    hook = tmp_path / "h.py"
+    hook.write_text("def checkpoint(param):\n"
+                    f"    open({str(out)!r}, 'a').write(f'{{param.ctx.transaction.id}} {{len(param.records)}}\\n')\n")
+    import yaml
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"pipeline": "p", "source": {"kind": "file", "file": {"path": str(data)}},
+                                   "hooks": {"tx": {"path": str(hook), "mode": "transaction"}}}))
+    result = CliRunner().invoke(main, ["replay", str(data), "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    got = [line.split() for line in out.read_text().splitlines()]
+    want = [[t, str(sum(1 for _, op in e["events"] if op != "t"))]
+            for t, e in expected_transactions("postgres-schemas").items() if t != "761"]
+    assert [g for g in got if g[0] != "None"] == want
+    assert [g for g in got if g[0] == "None"] == [["None", "1"]]  # the snapshot row, as a batch call
+
+
+def test_call_timeout_cancels_and_retries_the_whole_call() -> None:
+    """A transaction call past timeout_s is given up on (ctx.cancelled set) and the whole call is
+    retried; the retry gets every record of the transaction again."""
+    attempts: list[tuple[int, bool]] = []
+
+    def hook(p: Any) -> None:
+        if p.ctx.transaction.id == "754":
+            first = not attempts
+            attempts.append((len(p.records), first))
+            if first:
+                assert p.ctx.cancelled.wait(5)  # hangs until the dispatcher gives up on it
+
+    source, stats = run_pipeline(arrange("postgres-schemas", "data_first"),
+                                 [HookSpec("tx", hook, "t", mode="transaction", timeout_s=0.2,
+                                           initial_backoff_s=0.01)])
+    assert attempts == [(5, True), (5, False)] and stats.abandoned == 1
+    for unit, ms in units("postgres-schemas").items():
+        assert source.committed[unit] == ms[-1].offset + 1  # type: ignore[operator]
