@@ -242,8 +242,8 @@ class Dispatcher:
             if hooks:
                 self._record_jobs(_Record(raw, token, len(hooks)), decoded, hooks)
                 return
-        elif isinstance(decoded, TransactionMarker) and self.assembler is not None:
-            self.assembler.marker(decoded, _Record(raw, token, 1), time.monotonic())
+        elif (isinstance(decoded, TransactionMarker) and self.assembler is not None
+              and self.assembler.marker(decoded, _Record(raw, token, 1), time.monotonic())):
             self._deliveries()
             return
         self.checkpoint.finish(token)  # tombstone, heartbeat, marker, schema change, or no hook wants it
@@ -301,8 +301,11 @@ class Dispatcher:
         if held:
             assembler = self.assembler
             assert assembler is not None
-            assembler.event(event, record, time.monotonic())
-            if assembler.out or assembler.ended:
+            if not assembler.event(event, record, time.monotonic()):
+                record.remaining -= 1  # its transaction was dropped on a revoke: not held
+                if record.remaining == 0:
+                    self.checkpoint.finish(token)
+            elif assembler.out or assembler.ended:
                 self._deliveries()
 
     def _flush(self, hook: _Hook) -> None:

@@ -40,6 +40,7 @@ from sidecar.events import ChangeEvent, TransactionInfo, TransactionMarker
 Item = TypeVar("Item")
 
 INCOMPLETE_REASONS = ("end_timeout", "end_of_input", "no_end_empty", "revoked")
+MAX_DROPPED = 10_000
 
 
 def marker_scope(marker: TransactionMarker) -> str:
@@ -107,6 +108,7 @@ class Assembler(Generic[Item]):
         self._arrival = 0
         self.out: deque[Delivery[Item]] = deque()
         self.ended: list[tuple[Transaction[Item], str]] = []  # incomplete ends, for the caller to count/log
+        self._dropped: dict[tuple[str, str], None] = {}  # transactions dropped on a revoke (bounded)
 
     # ------------------------------------------------------------------ intake
     def _get(self, scope: str, group: str, now: float) -> Transaction[Item]:
@@ -117,8 +119,11 @@ class Assembler(Generic[Item]):
         txn.touched = now
         return txn
 
-    def marker(self, marker: TransactionMarker, item: Item, now: float) -> None:
+    def marker(self, marker: TransactionMarker, item: Item, now: float) -> bool:
+        """Take a BEGIN/END; False when it is not held (its transaction was dropped on a revoke)."""
         scope = marker_scope(marker)
+        if (scope, marker.group_id) in self._dropped:
+            return False
         txn = self._get(scope, marker.group_id, now)
         txn.holds.append(item)
         if marker.status == "BEGIN":
@@ -128,10 +133,14 @@ class Assembler(Generic[Item]):
         else:
             txn.end = marker
         self._advance(scope)
+        return True
 
-    def event(self, event: ChangeEvent, item: Item, now: float) -> None:
+    def event(self, event: ChangeEvent, item: Item, now: float) -> bool:
+        """Take a data event; False when it is not held (its transaction was dropped on a revoke)."""
         assert event.transaction is not None
         scope = event_scope(event)
+        if (scope, event.transaction.group_id) in self._dropped:
+            return False
         txn = self._get(scope, event.transaction.group_id, now)
         txn.holds.append(item)
         if event.event_id not in txn.seen:
@@ -139,6 +148,7 @@ class Assembler(Generic[Item]):
             self._arrival += 1
             txn.pending.append((self._arrival, item, event))
         self._advance(scope)
+        return True
 
     # ------------------------------------------------------------------ hand-over
     def _advance(self, scope: str) -> None:
@@ -217,6 +227,11 @@ class Assembler(Generic[Item]):
             txn.closed = True
             txn.incomplete = "revoked"
             del self._open[(txn.scope, txn.group_id)]
+            # Its later messages here (markers, events of partitions still owned) are not held:
+            # they would wait for records that now go to another member.
+            self._dropped[(txn.scope, txn.group_id)] = None
+            while len(self._dropped) > MAX_DROPPED:
+                del self._dropped[next(iter(self._dropped))]
             queue = self._order.get(txn.scope)
             if queue is not None and txn in queue:
                 queue.remove(txn)
