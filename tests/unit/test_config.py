@@ -106,3 +106,12 @@ def test_connector_placeholder_without_value_is_named() -> None:
 
     with pytest.raises(ConnectorError, match="set the environment variable MYSQL_HOST"):
         cx.load_connector(REPO / "connectors" / "templates" / "mysql.json", {})
+
+
+def test_bulk_mode_with_key_ordering_refused_at_load(tmp_path: Path) -> None:
+    """mode transaction/batch with ordering key is a config error naming the hook key."""
+    for mode in ("transaction", "batch"):
+        p = write(tmp_path, "pipeline: p\nsource: {kind: file, file: {path: x}}\n"
+                            f"hooks: {{h: {{path: h.py, mode: {mode}, ordering: key}}}}\n")
+        with pytest.raises(ConfigError, match=r"hooks\.h: .*ordering key does not apply"):
+            load_settings(p)
