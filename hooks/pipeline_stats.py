@@ -1,32 +1,55 @@
-"""Example hook: upsert per-pipeline, per-table last commit time and event count.
+"""Example hook: per-pipeline, per-table last commit time and an *exact* event count.
 
-The count is "events seen" and may count a redelivered event twice; the last commit time
-only moves forward (GREATEST), so redeliveries never move it back.
+Works in every mode; meant for `mode: transaction` (or `batch`): one auxiliary transaction
+per call, one upsert per table. The ledger (`sidecar.ledger.claim`, table
+`checkpoint_ledger`, created by `checkpoint-sidecar ledger create --database audit`) records
+each record's `_event_id` in the same transaction as the counts, so a redelivered record is
+never counted twice. The last commit time only moves forward (GREATEST).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from sqlalchemy import text
 
 from sidecar import CheckpointParam
+from sidecar.ledger import claim
 
 UPSERT = text(
     "INSERT INTO pipeline_stats (pipeline, destination_table, last_committed_at, events) "
-    "VALUES (:pipeline, :table, :committed_at, 1) "
-    "ON DUPLICATE KEY UPDATE events = events + 1, "
+    "VALUES (:pipeline, :table, :committed_at, :events) "
+    "ON DUPLICATE KEY UPDATE events = events + VALUES(events), "
     "last_committed_at = GREATEST(COALESCE(last_committed_at, VALUES(last_committed_at)), "
     "VALUES(last_committed_at)), updated_at = CURRENT_TIMESTAMP(6)"
 )
 
 
+def per_table(records: list[dict[str, Any]], applied: set[str]) -> dict[str, tuple[int, datetime | None]]:
+    """(count, latest commit time) per destination table of the records not applied before."""
+    out: dict[str, tuple[int, datetime | None]] = {}
+    for record in records:
+        if record["_event_id"] in applied:
+            continue
+        table = record["_destination_table"]
+        count, latest = out.get(table, (0, None))
+        committed = record["_committed_at"]
+        if committed is not None and (latest is None or committed > latest):
+            latest = committed
+        out[table] = (count + 1, latest)
+    return out
+
+
 def checkpoint(param: CheckpointParam) -> None:
-    committed = param.record["_committed_at"]
     with param.auxiliary_db["audit"].begin() as conn:
-        conn.execute(
-            UPSERT,
-            {
+        applied = claim(conn, param)
+        for table, (count, latest) in sorted(per_table(param.records, applied).items()):
+            conn.execute(UPSERT, {
                 "pipeline": param.ctx.name,
-                "table": param.record["_destination_table"],
-                "committed_at": None if committed is None else committed.replace(tzinfo=None),
-            },
-        )
+                "table": table,
+                "committed_at": None if latest is None else latest.replace(tzinfo=None),
+                "events": count,
+            })
+    if applied:
+        param.logger.info("records already counted by an earlier delivery", already=len(applied))

@@ -6,10 +6,11 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import sys
 import threading
-from collections.abc import Collection, Hashable, Iterator, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -83,7 +84,19 @@ def build_dispatcher(app: App, checkpoint: Checkpoint, dead_letters: DeadLetterW
         app.hooks, app.params, checkpoint, app.log, dead_letters=dead_letters, metrics=app.metrics,
         health=app.health, max_attempts=app.max_attempts, report=report, max_abandoned=cfg.max_abandoned_calls,
         max_message_bytes=app.settings.dead_letters.max_message_bytes,
+        max_transaction_records=cfg.max_transaction_records, transaction_end_timeout_s=cfg.transaction_end_timeout_s,
+        subscribed=subscription(app.settings) if not report else None,
     )
+
+
+def subscription(settings: Settings) -> Callable[[str], bool] | None:
+    """Kafka mode: which topic names the consumer subscribes to (exact names or the pattern)."""
+    kafka = settings.source.kafka
+    if settings.source.kind != "kafka" or kafka is None:
+        return None
+    names = set(kafka.topics)
+    pattern = re.compile(kafka.topic_pattern) if kafka.topic_pattern else None
+    return lambda topic: topic in names or (pattern is not None and pattern.match(topic) is not None)
 
 
 class Rebalance:
@@ -231,6 +244,7 @@ def _run(app: App, stop: threading.Event) -> DispatchStats:
     dispatcher = build_dispatcher(app, checkpoint, dead_letters)
     if hasattr(source, "listener"):
         source.listener = Rebalance(dispatcher, checkpoint, settings.dispatch.revoke_wait_s)
+    warn_transaction_mode(app)
     app.log.info("sidecar started", hooks=[h.name for h in app.hooks], source=settings.source.kind)
     try:
         with operations(app, checks):
@@ -249,6 +263,20 @@ def _run(app: App, stop: threading.Event) -> DispatchStats:
         dead_letters.close()
         app.databases.dispose()
         app.log.info("sidecar stopped")
+
+
+def warn_transaction_mode(app: App) -> None:
+    """Transaction hooks in Kafka mode: one member must own every captured partition, and the
+    transaction topic must be read (else every transaction ends by timeout)."""
+    kafka = app.settings.source.kafka
+    txn = [h.name for h in app.hooks if h.mode == "transaction"]
+    if not txn or app.settings.source.kind != "kafka" or kafka is None:
+        return
+    app.log.warning("transaction hooks need one sidecar member that owns every captured partition and the "
+                    "transaction topic (<topic.prefix>.transaction); run a single replica", hooks=txn)
+    if kafka.topics and not any(t.endswith(".transaction") for t in kafka.topics):
+        app.log.warning("no transaction topic in source.kafka.topics: transactions cannot be assembled "
+                        "(add <topic.prefix>.transaction)", topics=kafka.topics)
 
 
 def _poll_timeout(settings: Settings) -> float:

@@ -207,6 +207,55 @@ def check(config_path: str | None, timeout: float) -> None:
         _fail(exc)
 
 
+@main.group("ledger")
+def ledger() -> None:
+    """The ledger of applied record ids that exactly-counted hooks use (sidecar.ledger)."""
+
+
+database_option = click.option("--database", "database", default="audit", show_default=True,
+                               help="the auxiliary database (databases.auxiliary.NAME) holding the ledger")
+
+
+@ledger.command("create")
+@config_option
+@database_option
+def ledger_create(config_path: str | None, database: str) -> None:
+    """Create the checkpoint_ledger table (MariaDB/MySQL or PostgreSQL) if it does not exist."""
+    from sidecar import ledger as ledger_ops
+
+    try:
+        app = _app_for(config_path)
+        engine = app.databases.auxiliary.get(database)
+        if engine is None:
+            raise ConfigError(f"no auxiliary database {database!r} in the config (databases.auxiliary)")
+        ledger_ops.create_table(engine)
+        app.databases.dispose()
+    except SidecarError as exc:
+        _fail(exc)
+    click.echo(f"{ledger_ops.TABLE} ready in auxiliary database {database}")
+
+
+@ledger.command("prune")
+@config_option
+@database_option
+@click.option("--older-than-days", type=float, required=True,
+              help="delete ids applied before this; a record redelivered after its id is pruned is applied again")
+def ledger_prune(config_path: str | None, database: str, older_than_days: float) -> None:
+    """Delete old ledger rows (see the README on the redelivery window this gives up)."""
+    from sidecar import ledger as ledger_ops
+
+    try:
+        app = _app_for(config_path)
+        engine = app.databases.auxiliary.get(database)
+        if engine is None:
+            raise ConfigError(f"no auxiliary database {database!r} in the config (databases.auxiliary)")
+        removed = ledger_ops.prune(engine, older_than_days)
+        app.databases.dispose()
+    except SidecarError as exc:
+        _fail(exc)
+    click.echo(f"removed {removed} ledger rows older than {older_than_days:g} days")
+
+
 @main.group("dead-letters")
 def dead_letters() -> None:
     """Inspect, replay and purge dead letters (the store configured in dead_letters:)."""

@@ -14,8 +14,9 @@ from sidecar.control import SkipEvent
 from sidecar.dead_letters import FORMAT, Ledger, decode_message, read_file
 from sidecar.decode import Decoder
 from sidecar.errors import ConfigError
-from sidecar.events import ChangeEvent, DecodeFailure
+from sidecar.events import ChangeEvent, DecodeFailure, TransactionInfo
 from sidecar.execute import call_once
+from sidecar.hooks import HookSpec
 from sidecar.route import Router
 
 
@@ -57,11 +58,15 @@ def replay(app: App, hook_name: str | None = None) -> ReplayResult:
     hooks = {h.name: h for h in app.hooks}
     decoder = Decoder()
     router = Router(app.hooks)
+    calls: dict[str, list[dict[str, Any]]] = {}
     for entry in load_entries(app):
         if hook_name is not None and entry.get("hook") != hook_name:
             continue
         if entry["id"] in seen:
             result.already += 1
+            continue
+        if isinstance(entry.get("call"), dict):  # part of a transaction/batch call: reassembled below
+            calls.setdefault(str(entry["call"]["id"]), []).append(entry)
             continue
         event = decoder.decode(decode_message(entry["message"]))
         if isinstance(event, DecodeFailure):
@@ -94,7 +99,48 @@ def replay(app: App, hook_name: str | None = None) -> ReplayResult:
             result.ok.append(entry["id"])
         else:
             result.failed.append((entry["id"], error))
+    for call_id, entries in calls.items():
+        _replay_call(app, call_id, entries, hooks, decoder, done, result)
     return result
+
+
+def _replay_call(app: App, call_id: str, entries: list[dict[str, Any]], hooks: dict[str, HookSpec],
+                 decoder: Decoder, done: Ledger, result: ReplayResult) -> None:
+    """A call's linked entries → the same call again (records in their original order)."""
+    entries = sorted(entries, key=lambda e: int(e["call"]["index"]))
+    call = entries[0]["call"]
+    first = entries[0]["id"]
+    if [e["call"]["index"] for e in entries] != list(range(int(call["count"]))):
+        result.failed.append((first, f"call {call_id}: {len(entries)} of its {call['count']} entries found"))
+        return
+    hook = hooks.get(entries[0].get("hook") or "")
+    if hook is None:
+        result.failed.append((first, f"hook {entries[0].get('hook')!r} is not in the config"))
+        return
+    events = []
+    for entry in entries:
+        event = decoder.decode(decode_message(entry["message"]))
+        if not isinstance(event, ChangeEvent):
+            result.failed.append((entry["id"], f"call {call_id}: a record is no longer a change event"))
+            return
+        events.append(event)
+    tx = call.get("transaction") or {}
+    info = TransactionInfo(
+        id=tx.get("id"), event_count=tx.get("event_count"),
+        data_collections=tuple((str(t), int(n)) for t, n in tx.get("data_collections") or []) or None,
+        committed_at=events[0].committed_at, part=tx.get("part"), last=tx.get("last"))
+    param = app.params.call_param(events, hook, call_id, info)
+    try:
+        call_once(hook.fn, param)
+    except SkipEvent:
+        pass
+    except Exception as exc:
+        param.logger.error("hook failed again", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+        result.failed.append((first, f"the hook {hook.name} failed again on call {call_id}: {type(exc).__name__}"))
+        return
+    for entry in entries:
+        done.add(entry["id"])
+        result.ok.append(entry["id"])
 
 
 def purge(app: App, replayed_only: bool) -> tuple[int, int]:

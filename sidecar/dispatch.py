@@ -19,6 +19,16 @@ Undecodable messages are dead-lettered with their reason (no store: their unit h
 in `report` mode — `replay` — they are counted and the stream goes on). A dead letter that
 cannot be written is retried with backoff; the record stays unfinished meanwhile.
 
+Bulk modes (`mode: transaction|batch`): a job is then a *call* holding many records.
+Transaction hooks get whole source transactions from `transactions.Assembler` (records of
+transactions and their BEGIN/END markers are held until every transaction hook's call of
+the transaction finished — so the checkpoint never commits part of a transaction); rows
+without a transaction (snapshot rows) reach them as batch calls. Batch hooks collect up to
+`max_records` records or `max_wait_ms`. A call's lane: one per hook with `ordering:
+partition` (one call at a time, in commit order), one per call with `none`. Retries,
+timeouts and the failure policy apply to the whole call; its dead letter is one entry per
+record, linked by the call id (`call` block), so each stays under the store's size limit.
+
 All bookkeeping happens on the loop's thread: workers only call hooks and report.
 """
 
@@ -30,7 +40,7 @@ import queue
 import random
 import time
 from collections import deque
-from collections.abc import Collection, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -38,16 +48,20 @@ from typing import Any
 from sidecar.checkpoint import Checkpoint, Token
 from sidecar.control import HookTimeout, Retry, SkipEvent
 from sidecar.dead_letters import DeadLetterWriter, make_entry
-from sidecar.events import ChangeEvent, Decoded, DecodeFailure, RawMessage
+from sidecar.events import ChangeEvent, Decoded, DecodeFailure, RawMessage, TransactionInfo, TransactionMarker
 from sidecar.execute import ABANDONED, DONE, Executor, Result, Run
 from sidecar.health import Health
 from sidecar.hooks import HookSpec
 from sidecar.metrics import Metrics, NoMetrics
 from sidecar.param import CheckpointParam, ParamFactory
 from sidecar.route import Router
+from sidecar.transactions import Assembler, Transaction, batch_call_id
 
 RUN_MAX = 256
 """Jobs one worker takes from a lane at a time (one hand-off per run, not per record)."""
+
+EXPIRY_CHECK_S = 0.5
+"""How often open transactions are checked against `transaction_end_timeout_s`."""
 
 
 @dataclass
@@ -61,6 +75,8 @@ class DispatchStats:
     dead_lettered: int = 0
     skipped: int = 0
     abandoned: int = 0
+    transactions: int = 0
+    transactions_incomplete: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
 
     def failure(self, reason: str, detail: str) -> None:
@@ -78,18 +94,33 @@ class _Record:
 
 
 class _Job:
-    __slots__ = ("attempts", "delay", "done", "entry", "event", "first_failed", "lane", "param", "record")
+    """One hook call: one record (record mode) or a call of many (`events`, `holds`, `txn`)."""
 
-    def __init__(self, record: _Record, event: ChangeEvent, param: CheckpointParam, lane: _Lane) -> None:
-        self.record = record
-        self.lane = lane
+    __slots__ = ("attempts", "delay", "done", "entry", "event", "events", "first_failed", "holds", "lane", "param",
+                 "record", "txn")
+
+    def __init__(self, record: _Record, event: ChangeEvent, param: CheckpointParam,
+                 holds: Sequence[_Record] | None = None, events: Sequence[ChangeEvent] | None = None,
+                 txn: Transaction[_Record] | None = None, lane: _Lane | None = None) -> None:
+        self.record = record  # the (first) record: its unit halts on `halt`
+        self.lane: _Lane = lane  # type: ignore[assignment]  # set when the job joins its lane
         self.event = event
         self.param = param
+        self.holds = (record,) if holds is None else holds  # records this call finishes when done
+        self.events = events  # a call's events (dead letters); None: [event]
+        self.txn = txn  # a transaction call: its records are released with the transaction
         self.attempts = 0
         self.delay = 0.0
         self.first_failed: datetime | None = None
-        self.entry: dict[str, Any] | None = None  # a dead letter still to be written
+        self.entry: list[dict[str, Any]] | None = None  # dead letter entries still to be written
         self.done = False
+
+    def units(self) -> set[Hashable]:
+        units = {r.token[0] for r in self.holds}
+        units.add(self.record.token[0])
+        if self.txn is not None:
+            units.update(r.token[0] for r in self.txn.holds)
+        return units
 
 
 class _Lane:
@@ -110,7 +141,7 @@ class _Lane:
 
 
 class _Hook:
-    __slots__ = ("abandoned", "active", "lanes", "ready", "reported_active", "spec")
+    __slots__ = ("abandoned", "active", "batch", "batch_started", "lanes", "ready", "reported_active", "spec")
 
     def __init__(self, spec: HookSpec) -> None:
         self.spec = spec
@@ -119,6 +150,16 @@ class _Hook:
         self.active = 0         # runs in flight (an abandoned call keeps its run, so its slot)
         self.abandoned = 0
         self.reported_active = -1
+        self.batch: list[tuple[_Record, ChangeEvent]] = []  # batch calls: records collected
+        self.batch_started = 0.0
+
+    def call_lane(self) -> _Lane:
+        """Transaction and batch calls: one lane (partition: in commit order), or one per call (none)."""
+        key: Hashable = "calls" if self.spec.ordering == "partition" else object()
+        lane = self.lanes.get(key)
+        if lane is None:
+            lane = self.lanes[key] = _Lane(self, key)
+        return lane
 
     def lane(self, raw: RawMessage) -> _Lane:
         ordering = self.spec.ordering
@@ -149,6 +190,9 @@ class Dispatcher:
         report: bool = False,
         max_abandoned: int = 16,
         max_message_bytes: int | None = None,
+        max_transaction_records: int = 10_000,
+        transaction_end_timeout_s: float = 60.0,
+        subscribed: Callable[[str], bool] | None = None,
     ) -> None:
         self.router = Router(hooks)
         self.params = params
@@ -171,7 +215,17 @@ class Dispatcher:
         self._seq = itertools.count()
         self._rejects: deque[tuple[float, dict[str, Any], Token]] = deque()  # dead letters to retry
         self.closing = False
+        self._queued = 0  # jobs waiting in lanes (not in a run)
         self._releasing: set[Hashable] = set()  # units being revoked: start nothing more for them
+        self._modes: dict[tuple[str, str], tuple[tuple[HookSpec, ...], tuple[_Hook, ...], tuple[_Hook, ...]]] = {}
+        self._txn_hooks = [self._hooks[h.name] for h in hooks if h.mode == "transaction"]
+        self._batch_hooks = [self._hooks[h.name] for h in hooks if h.mode != "record"]
+        self._subscribed = subscribed
+        self.assembler: Assembler[_Record] | None = (
+            Assembler(max_transaction_records, transaction_end_timeout_s,
+                      None if subscribed is None else self._consumed) if self._txn_hooks else None)
+        self._next_expiry_check = 0.0
+        self._open_reported = -1
 
     # ------------------------------------------------------------------ intake
     def dispatch(self, raw: RawMessage, decoded: Decoded, token: Token) -> None:
@@ -183,18 +237,151 @@ class Dispatcher:
         if isinstance(decoded, ChangeEvent):
             self.stats.events += 1
             self.metrics.event(decoded.table, decoded.op, decoded.committed_at)
+            if self._batch_hooks:
+                self._bulk(raw, decoded, token)
+                return
             hooks = self.router.route(decoded.table, decoded.op)
             if hooks:
-                record = _Record(raw, token, len(hooks))
-                for spec, param in zip(hooks, self.params.params(decoded, hooks), strict=True):
-                    hook = self._hooks[spec.name]
-                    lane = hook.lane(raw)
-                    lane.jobs.append(_Job(record, decoded, param, lane))
-                    if lane.idle():
-                        lane.queued = True
-                        hook.ready.append(lane)
+                self._record_jobs(_Record(raw, token, len(hooks)), decoded, hooks)
                 return
+        elif (isinstance(decoded, TransactionMarker) and self.assembler is not None
+              and self.assembler.marker(decoded, _Record(raw, token, 1), time.monotonic())):
+            self._deliveries()
+            return
         self.checkpoint.finish(token)  # tombstone, heartbeat, marker, schema change, or no hook wants it
+
+    def _consumed(self, scope: str, table: str) -> bool:
+        """Kafka: is the topic of this data collection subscribed (Debezium's `<prefix>.<table>`)?
+        The subscription, not the current assignment: a topic created moments ago may be
+        assigned only at the next metadata refresh, and its events still come."""
+        assert self._subscribed is not None
+        return self._subscribed(f"{scope}.{table}")
+
+    def _record_jobs(self, record: _Record, event: ChangeEvent, hooks: Sequence[HookSpec]) -> None:
+        raw = record.raw
+        for spec, param in zip(hooks, self.params.params(event, hooks), strict=True):
+            hook = self._hooks[spec.name]
+            lane = hook.lane(raw)
+            lane.jobs.append(_Job(record, event, param, lane=lane))
+            self._queued += 1
+            if lane.idle():
+                lane.queued = True
+                hook.ready.append(lane)
+
+    # ------------------------------------------------------------------ bulk calls
+    def _split(self, table: str, op: str) -> tuple[tuple[HookSpec, ...], tuple[_Hook, ...], tuple[_Hook, ...]]:
+        """(record hooks, batch hooks, transaction hooks) matching a (table, op), cached."""
+        found = self._modes.get((table, op))
+        if found is None:
+            hooks = self.router.route(table, op)
+            found = (tuple(h for h in hooks if h.mode == "record"),
+                     tuple(self._hooks[h.name] for h in hooks if h.mode == "batch"),
+                     tuple(self._hooks[h.name] for h in hooks if h.mode == "transaction"))
+            self._modes[(table, op)] = found
+        return found
+
+    def _bulk(self, raw: RawMessage, event: ChangeEvent, token: Token) -> None:
+        """A record when some hook takes calls: record jobs, batch collection, transaction hold."""
+        record_hooks, batch_hooks, txn_hooks = self._split(event.table, event.op)
+        # Every record of a transaction is held while transaction hooks exist, matching or not:
+        # committing any of it early would make a redelivered transaction incomplete.
+        held = self.assembler is not None and event.transaction is not None
+        batched = batch_hooks if held else batch_hooks + txn_hooks
+        remaining = len(record_hooks) + len(batched) + (1 if held else 0)
+        if not remaining:
+            self.checkpoint.finish(token)
+            return
+        record = _Record(raw, token, remaining)
+        if record_hooks:
+            self._record_jobs(record, event, record_hooks)
+        for hook in batched:
+            if not hook.batch:
+                hook.batch_started = time.monotonic()
+            hook.batch.append((record, event))
+            if len(hook.batch) >= hook.spec.max_records:
+                self._flush(hook)
+        if held:
+            assembler = self.assembler
+            assert assembler is not None
+            if not assembler.event(event, record, time.monotonic()):
+                record.remaining -= 1  # its transaction was dropped on a revoke: not held
+                if record.remaining == 0:
+                    self.checkpoint.finish(token)
+            elif assembler.out or assembler.ended:
+                self._deliveries()
+
+    def _flush(self, hook: _Hook) -> None:
+        """Call a batch hook (or a transaction hook's rows without transaction) on what it collected."""
+        batch, hook.batch = hook.batch, []
+        if not batch:
+            return
+        events = [e for _, e in batch]
+        info = TransactionInfo(id=None, committed_at=events[0].committed_at)
+        param = self.params.call_param(events, hook.spec, batch_call_id([e.event_id for e in events]), info)
+        self._call(hook, _Job(batch[0][0], events[0], param, holds=[r for r, _ in batch], events=events))
+
+    def _call(self, hook: _Hook, job: _Job) -> None:
+        self.metrics.records_per_call(hook.spec.name, len(job.param.records))
+        lane = hook.call_lane()
+        job.lane = lane
+        lane.jobs.append(job)
+        self._queued += 1
+        self._ready(lane)
+
+    def _deliveries(self) -> None:
+        """Hand transactions (or parts) the assembler completed to the transaction hooks, in order."""
+        assembler = self.assembler
+        assert assembler is not None
+        while assembler.out:
+            d = assembler.out.popleft()
+            txn = d.transaction
+            if d.info.last:
+                self.stats.transactions += 1
+            for hook in self._txn_hooks:
+                spec = hook.spec
+                picked = [i for i, e in enumerate(d.events) if spec.matches(e.table, e.op)]
+                if not picked:
+                    continue
+                events = [d.events[i] for i in picked]
+                param = self.params.call_param(events, spec, d.call_id, d.info)
+                txn.calls += 1
+                self._call(hook, _Job(d.items[picked[0]], events[0], param, holds=(), events=events, txn=txn))
+            if txn.closed and not txn.calls:
+                self._release(txn)
+        while assembler.ended:
+            txn, reason = assembler.ended.pop(0)
+            self.stats.transactions_incomplete += 1
+            self.metrics.transaction_incomplete(reason)
+            log = self.log.warning if reason != "no_end_empty" else self.log.info
+            log("transaction ended without its END or some of its events; called with what arrived",
+                reason=reason, transaction_id=txn.group_id, scope=txn.scope, received=txn.received,
+                event_count=txn.end.event_count if txn.end is not None else None)
+        if assembler.open_count != self._open_reported:
+            self._open_reported = assembler.open_count
+            self.metrics.open_transactions(assembler.open_count)
+
+    def _release(self, txn: Transaction[_Record]) -> None:
+        """Every call of a closed transaction is done: its records (and markers) are finished."""
+        holds, txn.holds = txn.holds, []
+        for record in holds:
+            record.remaining -= 1
+            if record.remaining == 0:
+                self.checkpoint.finish(record.token)
+
+    def drain(self) -> None:
+        """A finite source ended (replay, tests): call what batches and open transactions hold."""
+        for hook in self._batch_hooks:
+            self._flush(hook)
+        if self.assembler is not None and (self.assembler.open_count or self.assembler.out):
+            self.assembler.drain()
+            self._deliveries()
+
+    @property
+    def starved(self) -> bool:
+        """Records are held for transactions still missing messages and nothing else can run:
+        the source must not stay paused (its next messages complete them)."""
+        return (self.assembler is not None and self.assembler.open_count > 0 and not self._running
+                and not self._queued)
 
     def too_large(self, raw: RawMessage) -> DecodeFailure | None:
         limit = self.max_message_bytes
@@ -225,6 +412,13 @@ class Dispatcher:
             self._ready(lane)
         if self._rejects and self._rejects[0][0] <= now:
             self._retry_rejects(now)
+        for hook in self._batch_hooks:
+            if hook.batch and now - hook.batch_started >= hook.spec.max_wait_ms / 1000:
+                self._flush(hook)
+        if self.assembler is not None and now >= self._next_expiry_check:
+            self._next_expiry_check = now + EXPIRY_CHECK_S
+            self.assembler.expire(now)
+            self._deliveries()
         if self._running:
             self._check_timeouts(now)
         if not self.closing:
@@ -242,10 +436,15 @@ class Dispatcher:
         """Anything not yet finished that can still progress (halted lanes cannot)."""
         if self._running or self._rejects:
             return True
+        if any(h.batch for h in self._batch_hooks) or (self.assembler is not None and self.assembler.open_count):
+            return True
         return any(lane.jobs and not lane.halted for h in self._hooks.values() for lane in h.lanes.values())
 
     def next_due(self) -> float | None:
         due = [t for t, _, _ in self._timers[:1]] + [t for t, _, _ in list(self._rejects)[:1]]
+        due += [h.batch_started + h.spec.max_wait_ms / 1000 for h in self._batch_hooks if h.batch]
+        if self.assembler is not None and self.assembler.open_count:
+            due.append(max(self._next_expiry_check, self.assembler.next_expiry() or 0.0))
         return min(due) if due else None
 
     # ------------------------------------------------------------------ runs
@@ -271,7 +470,7 @@ class Dispatcher:
             jobs = self._take(lane, RUN_MAX)
             run = Run(lane, jobs, timed=spec.timeout_s is not None)
             lane.run = run
-            if spec.timeout_s is None:
+            if spec.timeout_s is None and spec.mode == "record":
                 self._pack(hook, run)
             hook.active += 1
             self._running.add(run)
@@ -307,6 +506,7 @@ class Dispatcher:
 
     def _take(self, lane: _Lane, most: int) -> list[_Job]:
         jobs = [lane.jobs.popleft() for _ in range(min(len(lane.jobs), most))]
+        self._queued -= len(jobs)
         if not lane.jobs and lane.hook.spec.ordering == "none":
             lane.hook.lanes.pop(lane.key, None)
         return jobs
@@ -359,6 +559,7 @@ class Dispatcher:
             back = rest.get(lane)
             if back:
                 lane.jobs.extendleft(reversed(back))
+                self._queued += len(back)
                 if hook.spec.ordering == "none":
                     hook.lanes[lane.key] = lane
             if lane.halted:
@@ -371,10 +572,15 @@ class Dispatcher:
 
     def _job_done(self, job: _Job) -> None:
         job.done = True
-        record = job.record
-        record.remaining -= 1
-        if record.remaining == 0:
-            self.checkpoint.finish(record.token)
+        for record in job.holds:
+            record.remaining -= 1
+            if record.remaining == 0:
+                self.checkpoint.finish(record.token)
+        txn = job.txn
+        if txn is not None:
+            txn.calls -= 1
+            if txn.closed and not txn.calls:
+                self._release(txn)
 
     # ------------------------------------------------------------------ failures
     def _failed(self, run: Run, index: int, exc: BaseException, seconds: float, timed_out: bool) -> None:
@@ -418,7 +624,7 @@ class Dispatcher:
         spec = lane.hook.spec
         param = job.param
         self.stats.hook_failures += 1
-        self.stats.failure("hook_failed", job.event.event_id)
+        self.stats.failure("hook_failed", param.ctx.event_id)
         if self.report:
             self._job_done(job)
             return
@@ -432,24 +638,55 @@ class Dispatcher:
             param.logger.error("attempts exhausted; halting by policy", attempts=job.attempts, policy=spec.on_failure)
             self._halt(lane, job.record.token, job.record.raw, "halted by hook policy")
             return
-        job.entry = make_entry(pipeline=self.pipeline, kind="hook_failed", raw=job.event.raw,
-                               reason="attempts_exhausted", hook=spec.name, error=exc, attempts=job.attempts,
-                               event_id=job.event.event_id, first_failed_at=job.first_failed)
-        if self._write(job.entry):
+        job.entry = self._entries(job, spec, exc)
+        first_id = job.entry[0]["id"]
+        if self._write_all(job.entry):
             self.metrics.hook_run(spec.name, "dead_letter")
             self.stats.dead_lettered += 1
             param.logger.error("attempts exhausted; event dead-lettered", attempts=job.attempts,
-                               dead_letter_id=job.entry["id"])
+                               dead_letter_id=first_id)
             job.entry = None
             self._job_done(job)
         else:
             lane.retry_at = time.monotonic() + min(30.0, max(1.0, spec.initial_backoff_s))
 
+    def _entries(self, job: _Job, spec: HookSpec, exc: BaseException) -> list[dict[str, Any]]:
+        """A record's dead letter, or a call's: one entry per record, linked by the call id."""
+        if job.events is None:
+            return [make_entry(pipeline=self.pipeline, kind="hook_failed", raw=job.event.raw,
+                               reason="attempts_exhausted", hook=spec.name, error=exc, attempts=job.attempts,
+                               event_id=job.event.event_id, first_failed_at=job.first_failed)]
+        ctx = job.param.ctx
+        tx = ctx.transaction
+        call = {"id": ctx.event_id, "mode": spec.mode, "count": len(job.events),
+                "transaction": None if tx is None else {
+                    "id": tx.id, "event_count": tx.event_count, "part": tx.part, "last": tx.last,
+                    "data_collections": [list(c) for c in tx.data_collections or ()]}}
+        entries = []
+        for i, event in enumerate(job.events):
+            entry = make_entry(pipeline=self.pipeline, kind="hook_failed", raw=event.raw,
+                               reason="attempts_exhausted", hook=spec.name, error=exc, attempts=job.attempts,
+                               event_id=event.event_id, first_failed_at=job.first_failed)
+            if i:
+                entry["traceback"] = ""  # once per call is enough
+            entry["call"] = {**call, "index": i}
+            entries.append(entry)
+        return entries
+
+    def _write_all(self, entries: list[dict[str, Any]]) -> bool:
+        """Write entries in order, dropping each once written; True when none is left."""
+        while entries:
+            if not self._write(entries[0]):
+                return False
+            entries.pop(0)
+        return True
+
     def _write_pending(self, lane: _Lane) -> bool:
         """The lane's head job waits for its dead letter to be written; True once it is."""
         job = lane.jobs[0]
         assert job.entry is not None
-        if not self._write(job.entry):
+        first_id = job.entry[0]["id"] if job.entry else None
+        if not self._write_all(job.entry):
             lane.retry_at = time.monotonic() + 5.0
             lane.timer = True
             heapq.heappush(self._timers, (lane.retry_at, next(self._seq), lane))
@@ -457,9 +694,10 @@ class Dispatcher:
         self.metrics.hook_run(lane.hook.spec.name, "dead_letter")
         self.stats.dead_lettered += 1
         job.param.logger.error("attempts exhausted; event dead-lettered", attempts=job.attempts,
-                               dead_letter_id=job.entry["id"])
+                               dead_letter_id=first_id)
         job.entry = None
         lane.jobs.popleft()
+        self._queued -= 1
         self._job_done(job)
         return bool(lane.jobs)
 
@@ -564,7 +802,7 @@ class Dispatcher:
         """Partitions are being revoked: start nothing more for them, wait up to `wait_s` for
         their running calls (applying results meanwhile); the caller commits and forgets."""
         units = set(units)
-        waiting = {r for r in self._running if any(j.record.token[0] in units for j in r.jobs)}
+        waiting = {r for r in self._running if any(j.units() & units for j in r.jobs)}
         for run in waiting:
             run.stop = True
         self._releasing = units
@@ -580,15 +818,23 @@ class Dispatcher:
         """Drop every job of these units (revoked or lost: the next owner has them). Their
         running calls keep their slots until they return; results are ignored."""
         units = set(units)
+        if self.assembler is not None:
+            for txn in self.assembler.drop(lambda r: r.token[0] in units):
+                self.log.warning("partition revoked during an open transaction: dropped uncommitted "
+                                 "(its next owner gets all of it)", transaction_id=txn.group_id,
+                                 received=txn.received)
+        for hook in self._batch_hooks:
+            hook.batch = [(r, e) for r, e in hook.batch if r.token[0] not in units]
         for run in self._running:
-            if any(j.record.token[0] in units for j in run.jobs):
+            if any(j.units() & units for j in run.jobs):
                 run.orphaned = True
                 run.stop = True
         for hook in self._hooks.values():
             for key, lane in list(hook.lanes.items()):
-                kept = deque(j for j in lane.jobs if j.record.token[0] not in units)
+                kept = deque(j for j in lane.jobs if not (j.units() & units))
                 dropped = len(lane.jobs) - len(kept)
                 if dropped:
+                    self._queued -= dropped
                     self.stats.abandoned += dropped
                     lane.jobs = kept
                 if lane.run is not None and lane.run.orphaned:

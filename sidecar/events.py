@@ -60,17 +60,35 @@ class Geometry:
 
 @dataclass(frozen=True, slots=True)
 class TransactionInfo:
-    """Where a change sits in its source transaction (Debezium transaction metadata)."""
+    """A source transaction as hooks see it, one type in every mode (None where unknown).
 
-    id: str
-    total_order: int | None
-    data_collection_order: int | None
+    Record mode: where the change sits (`id` as the connector sent it, `total_order`,
+    `data_collection_order`). Transaction and batch calls (`ctx.transaction`): `id` is the
+    transaction's group id (None for a batch of rows without a transaction, e.g. snapshot
+    rows), `event_count` and `data_collections` (per-table counts) from its END marker,
+    `committed_at` (source commit time of its first record), `part` (1, 2, … when delivered
+    in parts) and `last` (this call ends the transaction).
+    """
+
+    id: str | None
+    total_order: int | None = None
+    data_collection_order: int | None = None
     total: int | None = None
+    event_count: int | None = None
+    data_collections: tuple[tuple[str, int], ...] | None = None
+    committed_at: datetime | None = None
+    part: int | None = None
+    last: bool | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Per-table event counts of the whole transaction (empty when unknown)."""
+        return dict(self.data_collections or ())
 
     @property
     def group_id(self) -> str:
         """The id shared by BEGIN, data events and END (PostgreSQL: the txId part of `txId:LSN`)."""
-        return self.id.split(":", 1)[0]
+        return "" if self.id is None else self.id.split(":", 1)[0]
 
 
 @dataclass(slots=True)

@@ -40,6 +40,18 @@ class HookSpec:
     concurrency: int = 1
     is_async: bool = False  # `async def` (or an object with `async def __call__`): runs on the event loop
     where: str | None = None  # row filter (sidecar.where), applied by the Router
+    mode: str = "record"  # record | transaction | batch
+    max_records: int = 500  # batch calls
+    max_wait_ms: int = 200  # batch calls
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("record", "transaction", "batch"):
+            raise HookLoadError(f"hook {self.name}: mode must be record, transaction or batch (not {self.mode!r})")
+        if self.mode != "record" and self.ordering == "key":
+            raise HookLoadError(
+                f"hook {self.name}: mode {self.mode} calls the hook with many records at once, so ordering key "
+                "does not apply; use ordering partition (one call at a time, in commit order) or none"
+            )
 
     @classmethod
     def from_config(cls, name: str, fn: HookFn, origin: str, cfg: HookConfig) -> HookSpec:
@@ -60,6 +72,9 @@ class HookSpec:
             concurrency=cfg.concurrency,
             is_async=is_async_callable(fn),
             where=cfg.where,
+            mode=cfg.mode,
+            max_records=cfg.max_records,
+            max_wait_ms=cfg.max_wait_ms,
         )
 
     def matches(self, table: str, op: str) -> bool:

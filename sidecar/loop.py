@@ -3,8 +3,9 @@
 Hooks run on workers (`dispatch.py`); this thread only feeds them, applies what finished
 and commits. Past `max_in_flight` unfinished records the source is paused (Kafka: still
 polled, so the member stays in the group; embedded: the engine waits) and resumed at half.
-On stop: no new call starts, running calls get `shutdown_grace_s`, the finished prefix is
-committed; the rest is redelivered.
+A finite source (replay) that ends calls what open batches and transactions hold. On stop:
+no new call starts, running calls get `shutdown_grace_s`, the finished prefix is committed;
+the rest is redelivered.
 """
 
 from __future__ import annotations
@@ -35,17 +36,26 @@ def run_loop(
 ) -> DispatchStats:
     health = dispatcher.health
     paused = False
+    release = getattr(source, "release", None)
     while not stop.is_set():
         health.beat()
         dispatcher.service()
-        if paused != (checkpoint.in_flight >= (max_in_flight // 2 if paused else max_in_flight)):
+        # Records held for incomplete transactions (nothing else runnable) never keep the source
+        # paused: the messages that complete them are still to come.
+        starved = dispatcher.starved
+        if starved and release is not None:
+            release()  # embedded: a transaction spans engine batches; let the engine go on
+        over = checkpoint.in_flight >= (max_in_flight // 2 if paused else max_in_flight) and not starved
+        if paused != over:
             paused = not paused
             source.pause() if paused else source.resume()
         batch = () if paused and source.auto_units else source.poll(
             0.0 if dispatcher.busy or paused else poll_timeout_s)
         if not batch:
-            if until_exhausted and source.exhausted and not dispatcher.pending():
-                break
+            if until_exhausted and source.exhausted:
+                dispatcher.drain()  # open batches and transactions: the input ends here
+                if not dispatcher.pending():
+                    break
             if dispatcher.busy:
                 dispatcher.service(IDLE_WAIT_S)
             elif source.exhausted or paused:  # nothing blocks in poll: wait for the next retry

@@ -16,11 +16,12 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from sidecar import __version__
+from sidecar.transactions import INCOMPLETE_REASONS
 from sidecar.where import FILTERED
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series: they double the scrape
@@ -32,6 +33,7 @@ HOOK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 # Table names come from the messages: past this many distinct tables, new ones count as "other".
 MAX_TABLE_LABELS = 500
 OTHER_TABLE = "other"
+CALL_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0)
 
 
@@ -117,6 +119,20 @@ class Metrics:
         self.source_failures = Counter("checkpoint_source_failures",
                                        "The source stopped with an error (embedded engine, fatal broker error).",
                                        ["reason"], registry=r)
+        self.records_per_call_hist = Histogram(
+            "checkpoint_hook_call_records", "Records in one hook call (transaction and batch hooks).", ["hook"],
+            buckets=CALL_BUCKETS, registry=r)
+        self.open_transactions_gauge = Gauge(
+            "checkpoint_open_transactions", "Source transactions being assembled (not yet handed to hooks).",
+            registry=r)
+        self.transactions_incomplete = Counter(
+            "checkpoint_transactions_incomplete",
+            "Transactions handed to hooks without their END or some of their events, by reason "
+            "(end_timeout: END not seen within transaction_end_timeout_s; end_of_input: a replay file ended; "
+            "no_end_empty: a BEGIN with no event and no END, e.g. MariaDB DDL; revoked: partition revoked).",
+            ["reason"], registry=r)
+        for reason in INCOMPLETE_REASONS:
+            self.transactions_incomplete.labels(reason=reason)
         self.build_info.labels(version=__version__).set(1)
         # Known label values start at 0, so alerts using increase()/rate() see them from the first scrape.
         for reason in DECODE_REASONS:
@@ -188,6 +204,15 @@ class Metrics:
     def source_failed(self, reason: str) -> None:
         self.source_failures.labels(reason=reason).inc()
 
+    def records_per_call(self, hook: str, n: int) -> None:
+        self.records_per_call_hist.labels(hook=hook).observe(n)
+
+    def open_transactions(self, n: int) -> None:
+        self.open_transactions_gauge.set(n)
+
+    def transaction_incomplete(self, reason: str) -> None:
+        self.transactions_incomplete.labels(reason=reason).inc()
+
 
 class NoMetrics(Metrics):
     """Same interface, records nothing (the `metrics on vs off` benchmark's baseline)."""
@@ -211,4 +236,10 @@ class NoMetrics(Metrics):
         pass
 
     def committed(self) -> None:
+        pass
+
+    def records_per_call(self, hook: str, n: int) -> None:
+        pass
+
+    def open_transactions(self, n: int) -> None:
         pass

@@ -42,7 +42,8 @@ class PipelineContext:
 
 @dataclass(frozen=True, slots=True)
 class CheckpointParam:
-    """What a checkpoint hook receives for one committed record."""
+    """What a checkpoint hook receives for one call: one committed record (record mode), or a
+    committed transaction or a batch (`records`, in commit order; `record` is the first)."""
 
     ctx: PipelineContext
     logger: Any
@@ -50,12 +51,19 @@ class CheckpointParam:
     source_db: Engine | None = None
     destination_db: Engine | None = None
     auxiliary_db: Mapping[str, Engine] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    hook: str = ""  # the hook's configured name (the ledger's key, metrics' label)
+
+    def __post_init__(self) -> None:
+        if not self.records:  # record mode: records == [record]
+            object.__setattr__(self, "records", [self.record])
 
 
 def build_record(
     event: ChangeEvent, source_table: str | None
 ) -> dict[str, Any]:
-    """The row hooks see: after-image (before-image for deletes; empty for TRUNCATE) + metadata."""
+    """The row hooks see: after-image (before-image for deletes; empty for TRUNCATE) + metadata
+    (`_op`, `_destination_table`, `_source_table`, `_committed_at`, `_transaction_id`, `_event_id`)."""
     if event.op == "d":
         row = event.before
     elif event.op == "t":
@@ -68,6 +76,7 @@ def build_record(
     record["_source_table"] = source_table
     record["_committed_at"] = event.committed_at
     record["_transaction_id"] = event.transaction.group_id if event.transaction else None
+    record["_event_id"] = event.event_id
     return record
 
 
@@ -114,14 +123,32 @@ class ParamFactory:
             hook_ctx = ctx
             if hook.timeout_s is not None:  # its own cancel flag and deadline
                 hook_ctx = replace(ctx, cancelled=threading.Event(), deadline=time.time() + hook.timeout_s)
+            rec = record if i == last else dict(record)
             out.append(
                 CheckpointParam(
                     ctx=hook_ctx,
                     logger=base.bind(hook=hook.name),
-                    record=record if i == last else dict(record),
+                    record=rec,
                     source_db=dbs.source,
                     destination_db=dbs.destination,
                     auxiliary_db=dbs.auxiliary,
+                    records=[rec],
+                    hook=hook.name,
                 )
             )
         return out
+
+    def call_param(self, events: Sequence[ChangeEvent], hook: HookSpec, call_id: str,
+                   transaction: TransactionInfo) -> CheckpointParam:
+        """The param of a transaction or batch call: every record of `events` (in commit order).
+        `ctx` is the first event's, with `event_id` = the call's id and `transaction` = the call's."""
+        records = [build_record(e, self.source_tables.get(e.table)) for e in events]
+        ctx = replace(build_context(events[0], self.pipeline), event_id=call_id, transaction=transaction)
+        if hook.timeout_s is not None:
+            ctx = replace(ctx, cancelled=threading.Event(), deadline=time.time() + hook.timeout_s)
+        logger = LazyLogger(self.log, {"pipeline": self.pipeline, "hook": hook.name, "event_id": call_id,
+                                       "transaction_id": transaction.id, "records": len(records)})
+        dbs = self.databases
+        return CheckpointParam(ctx=ctx, logger=logger, record=records[0], source_db=dbs.source,
+                               destination_db=dbs.destination, auxiliary_db=dbs.auxiliary, records=records,
+                               hook=hook.name)

@@ -1,11 +1,16 @@
 """Helpers for hook authors' own tests (public API).
 
-    from sidecar.testing import make_event, make_param, run_hook, capture_logs
+    from sidecar.testing import make_event, make_param, make_call_param, run_hook, capture_logs
 
     def test_my_hook():
         with capture_logs() as logs:
             run_hook(my_hook.checkpoint, make_event("public.orders", after={"id": 1, "amount": Decimal("5")}))
         assert logs[0]["event"] == "checkpoint triggered"
+
+    def test_my_transaction_hook():  # mode: transaction — one call, many records
+        events = [make_event("public.orders", after={"id": i}, transaction_id="42") for i in range(3)]
+        param = run_hook(my_hook.checkpoint, events)
+        assert len(param.records) == 3 and param.ctx.transaction.id == "42"
 
 `MemorySource` and `run_pipeline` run hooks through the real loop and dispatcher (ordering,
 concurrency, retries, failure policies) on messages held in memory.
@@ -13,6 +18,7 @@ concurrency, retries, failure policies) on messages held in memory.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Hashable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
@@ -34,6 +40,7 @@ from sidecar.loop import run_loop
 from sidecar.metrics import Metrics
 from sidecar.param import CheckpointParam, ParamFactory
 from sidecar.sources import Source
+from sidecar.transactions import batch_call_id
 
 
 def make_event(
@@ -99,9 +106,53 @@ def make_param(
     return factory.params(event, [spec])[0]
 
 
-def run_hook(fn: Callable[[CheckpointParam], Any], event: ChangeEvent, **kwargs: Any) -> CheckpointParam:
-    """Call a hook once on an event (sync or `async def`; exceptions propagate); returns the param it got."""
-    param = make_param(event, **kwargs)
+def make_call_param(
+    events: Sequence[ChangeEvent],
+    *,
+    pipeline: str = "test-pipeline",
+    hook_name: str = "hook",
+    transaction: TransactionInfo | None = None,
+    source_tables: Mapping[str, str | None] | None = None,
+    destination_db: Engine | None = None,
+    source_db: Engine | None = None,
+    auxiliary_db: Mapping[str, Engine] | None = None,
+) -> CheckpointParam:
+    """The CheckpointParam a transaction or batch hook gets for a call on `events` (in this
+    order). `transaction` defaults to what a whole transaction's call carries: the events'
+    common transaction id (None when they have none: a batch), event_count and per-table
+    counts from the events, the first one's commit time, part 1, last."""
+    if not events:
+        raise ValueError("a call has at least one record")
+    if transaction is None:
+        ids = {e.transaction.group_id if e.transaction else None for e in events}
+        tx_id = ids.pop() if len(ids) == 1 else None
+        counts: dict[str, int] = {}
+        for e in events:
+            counts[e.table] = counts.get(e.table, 0) + 1
+        transaction = TransactionInfo(
+            id=tx_id, event_count=len(events) if tx_id else None,
+            data_collections=tuple(counts.items()) if tx_id else None,
+            committed_at=events[0].committed_at, part=1 if tx_id else None, last=True if tx_id else None)
+    factory = ParamFactory(
+        pipeline,
+        Databases(source=source_db, destination=destination_db, auxiliary=dict(auxiliary_db or {})),
+        structlog.get_logger("checkpoint-sidecar"),
+        source_tables=source_tables,
+    )
+    spec = HookSpec(name=hook_name, fn=lambda p: None, origin="test", mode="transaction" if transaction.id else "batch")
+    call_id = transaction_call_id(transaction) if transaction.id else batch_call_id([e.event_id for e in events])
+    return factory.call_param(events, spec, call_id, transaction)
+
+
+def transaction_call_id(transaction: TransactionInfo) -> str:
+    return hashlib.sha256(f"txn|test|{transaction.id}|{transaction.part or 1}".encode()).hexdigest()[:32]
+
+
+def run_hook(fn: Callable[[CheckpointParam], Any], event: ChangeEvent | Sequence[ChangeEvent],
+             **kwargs: Any) -> CheckpointParam:
+    """Call a hook once (sync or `async def`; exceptions propagate) on an event — or on a list of
+    events, as one transaction/batch call (`make_call_param`); returns the param it got."""
+    param = make_call_param(event, **kwargs) if isinstance(event, Sequence) else make_param(event, **kwargs)
     call_once(fn, param)
     return param
 
@@ -162,6 +213,8 @@ def run_pipeline(
     report: bool = False,
     max_in_flight: int = 10_000,
     max_message_bytes: int | None = None,
+    max_transaction_records: int = 10_000,
+    transaction_end_timeout_s: float = 60.0,
     source: Source | None = None,
     stop: threading.Event | None = None,
     databases: Databases | None = None,
@@ -176,7 +229,8 @@ def run_pipeline(
                            source_tables=source_tables)
     dispatcher = Dispatcher(hooks, factory, checkpoint, structlog.get_logger("checkpoint-sidecar"),
                             dead_letters=dead_letters, metrics=metrics, report=report,
-                            max_message_bytes=max_message_bytes)
+                            max_message_bytes=max_message_bytes, max_transaction_records=max_transaction_records,
+                            transaction_end_timeout_s=transaction_end_timeout_s)
     try:
         stats = run_loop(src, Decoder(), dispatcher, checkpoint, stop or threading.Event(), until_exhausted=True,
                          max_in_flight=max_in_flight, shutdown_grace_s=5.0)

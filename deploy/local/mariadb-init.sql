@@ -69,6 +69,15 @@ CREATE TABLE IF NOT EXISTS pipeline_stats (
   updated_at        DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   PRIMARY KEY (pipeline, destination_table)
 ) ENGINE=InnoDB;
+-- ledger of applied record ids (sidecar.ledger; `checkpoint-sidecar ledger create` makes the same)
+CREATE TABLE IF NOT EXISTS checkpoint_ledger (
+  pipeline   VARCHAR(200) NOT NULL,
+  hook       VARCHAR(200) NOT NULL,
+  id         VARCHAR(64) NOT NULL,
+  applied_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  PRIMARY KEY (pipeline, hook, id),
+  KEY checkpoint_ledger_applied_at (applied_at)
+) ENGINE=InnoDB;
 CREATE TABLE IF NOT EXISTS hook_calls (
   id           BIGINT AUTO_INCREMENT PRIMARY KEY,
   test_run     VARCHAR(64) NOT NULL,

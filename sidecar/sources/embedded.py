@@ -7,6 +7,11 @@ the whole batch is committed — that is the embedded backpressure — then mark
 record processed; when stopping or halted it marks only the committed prefix. The
 engine's offsets (flushed after every batch: `offset.flush.interval.ms=0`) therefore never
 pass an unfinished record, and a crash redelivers at most one batch (`max.batch.size`).
+Transaction hooks: a transaction may span batches. When the loop reports that everything
+unfinished is held for a transaction still missing records (`release`), the handler
+returns without marking the held tail; later handler calls mark deferred records, oldest
+first, as they are committed, and mark no later record before them — so offsets still
+never pass an unfinished record (a crash redelivers from the held transaction on).
 
 The engine never fails silently: its completion callback's error (bad property, lost
 database connection, wal_level, privileges…) becomes a SourceError out of the run loop,
@@ -18,6 +23,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
@@ -100,6 +106,9 @@ class EmbeddedSource:
         self.state_dir = state_dir
         self.poll_timeout_s = poll_timeout_s
         self._batches: queue.Queue[_Batch | object] = queue.Queue()
+        self._deferred: deque[tuple[_Batch, list[Any], int]] = deque()  # engine thread only
+        self._release = threading.Event()
+        self.batches_deferred = 0
         self._open: dict[Hashable, _Batch] = {}  # handed to the loop, not yet fully committed
         self._seq = 0
         self._position = 0
@@ -220,17 +229,53 @@ class EmbeddedSource:
             for r in records
         ]
 
+    def _mark_deferred(self, committer: Any) -> bool:
+        """Engine thread: mark the committed prefix of deferred batches, oldest first; True when
+        none is left (only then may a later record be marked: offsets only move forward)."""
+        deferred = self._deferred
+        while deferred:
+            batch, records, marked = deferred[0]
+            upto = min(batch.acked, len(records))
+            for r in records[marked:upto]:
+                committer.markProcessed(r)
+            if upto < len(records):
+                deferred[0] = (batch, records, upto)
+                return False
+            deferred.popleft()
+        return True
+
+    def release(self) -> None:
+        """Loop thread: records of the current batch are held for a transaction whose rest is in
+        later batches: let the engine go on without marking them (marked once committed)."""
+        self._release.set()
+
     def _deliver(self, msgs: list[RawMessage], records: Any, committer: Any) -> None:
         self._seq += 1
         batch = _Batch(("embedded", self._seq), msgs)
         self._batches.put(batch)
-        while not batch.done.wait(0.2):
+        while True:
+            done = batch.done.wait(0.05 if self._deferred else 0.2)
+            clear = self._mark_deferred(committer)
+            if done and clear:
+                break
             if self.stopping or self._halted:
                 # Acknowledge only the committed prefix (hooks finish records out of order);
                 # the rest comes again after a restart.
-                for r in list(records)[: batch.acked]:
-                    committer.markProcessed(r)
+                if clear:
+                    for r in list(records)[: batch.acked]:
+                        committer.markProcessed(r)
                 committer.markBatchFinished()
+                return
+            if self._release.is_set():
+                # A transaction spans engine batches: hand this batch's unmarked tail over to
+                # later handler calls, which mark it (in order) once its hooks finished.
+                self._release.clear()
+                self._deferred.append((batch, list(records), 0))
+                self._mark_deferred(committer)
+                committer.markBatchFinished()
+                self.batches_deferred += 1
+                self.log.debug("engine batch deferred: its records wait for a transaction in later batches",
+                               acked=batch.acked, records=len(msgs), deferred=len(self._deferred))
                 return
         for r in records:
             committer.markProcessed(r)

@@ -33,6 +33,11 @@ _RETRIABLE_COMMIT = {
 Unit = tuple[str, int]
 
 
+def is_marker_topic(topic: str) -> bool:
+    """Debezium's transaction metadata topic (`<topic.prefix>.transaction`)."""
+    return topic.endswith(".transaction")
+
+
 class _NoListener:
     def assigned(self, units: Collection[Hashable]) -> None:
         pass
@@ -97,9 +102,8 @@ class KafkaSource:
         self._owned.update(units)
         self._halted.difference_update(units)
         if partitions:
-            if self._all_paused:  # keep the backpressure on new partitions too
-                self._consumer.pause(partitions)
-                self._paused.update(units)
+            if self._all_paused:  # keep the backpressure on new partitions too (never on marker topics)
+                self._pause_units([u for u in units if not is_marker_topic(u[0])])
             else:
                 # librdkafka keeps a partition's pause flag across unassign/assign: one paused
                 # before a revoke would come back paused and never be fetched again.
@@ -159,8 +163,9 @@ class KafkaSource:
         self.log.warning("kafka error (librdkafka retries)", error=err.str())
 
     def pause(self) -> None:
+        # Transaction markers are never paused: held records wait for them (they are tiny).
         self._all_paused = True
-        self._pause_units(list(self._owned))
+        self._pause_units([u for u in self._owned if not is_marker_topic(u[0])])
 
     def resume(self) -> None:
         self._all_paused = False

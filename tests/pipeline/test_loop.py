@@ -88,7 +88,7 @@ def test_routing_filters_tables_and_ops() -> None:
     run(msgs, hooks)
     assert [p.ctx.op for p in default_ops] == ["c", "u", "d", "c"]
     assert len(wants_t) == 1 and set(wants_t[0].record) == {
-        "_op", "_destination_table", "_source_table", "_committed_at", "_transaction_id"}
+        "_op", "_destination_table", "_source_table", "_committed_at", "_transaction_id", "_event_id"}
     assert other_table == []
 
 

@@ -115,3 +115,12 @@ def test_hook_needs_exactly_one_of_path_module_entry_point() -> None:
     assert HookConfig(entry_point="acme_notify").entry_point == "acme_notify"
     with pytest.raises(ValueError, match="exactly one of path"):
         HookConfig(path="h.py", entry_point="acme_notify")
+
+
+def test_bulk_mode_with_key_ordering_refused_at_load(tmp_path: Path) -> None:
+    """mode transaction/batch with ordering key is a config error naming the hook key."""
+    for mode in ("transaction", "batch"):
+        p = write(tmp_path, "pipeline: p\nsource: {kind: file, file: {path: x}}\n"
+                            f"hooks: {{h: {{path: h.py, mode: {mode}, ordering: key}}}}\n")
+        with pytest.raises(ConfigError, match=r"hooks\.h: .*ordering key does not apply"):
+            load_settings(p)

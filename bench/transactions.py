@@ -1,0 +1,215 @@
+"""Bulk calls benchmark (issue 10): the example hooks in `transaction` mode on a pre-filled
+topic of 20-row transactions, against a bare script running the same statements with the same
+driver in transactions of the same size, and against the same hooks in record mode, serial.
+
+Needs the local stack's Kafka and MariaDB (`deploy/local/stack up kafka mariadb`). Each round
+fills fresh topics `<prefix>.public.orders` (one partition, compact JSON Debezium envelopes
+with transaction blocks) and `<prefix>.transaction` (BEGIN/END markers), then runs:
+- bare: per transaction of 20 rows, the statements `audit_log` and `pipeline_stats` run
+  (audit executemany; ledger claim + one stats upsert), each hook's in its own aux
+  transaction, on two threads (the sidecar runs the two hooks on two workers);
+- sidecar, both hooks `mode: transaction` (serial each, commit order), real `run` path;
+- sidecar, both hooks `mode: record`, serial (the old behaviour, 164 records/s in issue 9).
+Rounds alternate; the table shows medians.
+
+    .venv/bin/python bench/transactions.py [--rounds 3] [--transactions 300] [--record-messages 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "hooks"))
+
+KAFKA = f"127.0.0.1:{os.environ.get('STACK_KAFKA_PORT', '9092')}"
+AUX_URL = f"mysql+pymysql://sidecar:sidecar@127.0.0.1:{os.environ.get('STACK_MARIADB_PORT', '3306')}/sidecar_aux"
+ROWS = 20
+
+
+def envelope(prefix: str, tx: int, order: int, row: int) -> tuple[bytes, bytes]:
+    import orjson
+
+    ts = 1764460800000 + tx
+    value = {
+        "before": None,
+        "after": {"id": row, "customer_id": row % 97, "total": f"{row % 1000}.50", "status": "new"},
+        "source": {"version": "3.5.0.Final", "connector": "postgresql", "name": prefix, "ts_ms": ts,
+                   "ts_us": ts * 1000, "snapshot": "false", "db": "shop", "schema": "public",
+                   "table": "orders", "txId": tx, "lsn": 100_000 + row},
+        "transaction": {"id": f"{tx}:{100_000 + row}", "total_order": order, "data_collection_order": order},
+        "op": "c", "ts_ms": ts,
+    }
+    return orjson.dumps({"id": row}), orjson.dumps(value)
+
+
+def marker(status: str, tx: int) -> bytes:
+    import orjson
+
+    end = status == "END"
+    return orjson.dumps({
+        "status": status, "id": f"{tx}:{tx * 10}", "event_count": ROWS if end else None,
+        "data_collections": [{"data_collection": "public.orders", "event_count": ROWS}] if end else None,
+        "ts_ms": 1764460800000 + tx})
+
+
+def fill(prefix: str, transactions: int) -> list[str]:
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    data, markers = f"{prefix}.public.orders", f"{prefix}.transaction"
+    admin = AdminClient({"bootstrap.servers": KAFKA})
+    created = admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1) for t in (data, markers)])
+    for future in created.values():
+        future.result(30)
+    producer = Producer({"bootstrap.servers": KAFKA, "linger.ms": 20, "compression.type": "lz4"})
+    for tx in range(1, transactions + 1):
+        producer.produce(markers, key=None, value=marker("BEGIN", tx))
+        for order in range(1, ROWS + 1):
+            k, v = envelope(prefix, tx, order, tx * ROWS + order)
+            producer.produce(data, key=k, value=v)
+        producer.produce(markers, key=None, value=marker("END", tx))
+        producer.poll(0)
+    assert producer.flush(60) == 0
+    return [data, markers]
+
+
+def bare(transactions: int) -> float:
+    """The hooks' statements per 20-row transaction, same driver, each hook's in its own aux
+    transaction, the two hooks' work on two threads."""
+    import audit_log
+    import pipeline_stats
+    from sqlalchemy import create_engine
+
+    from sidecar.ledger import claim_ids
+
+    engine = create_engine(AUX_URL, pool_size=4, max_overflow=4, pool_pre_ping=True)
+    run = uuid.uuid4().hex[:16]
+    committed = datetime.now(UTC).replace(tzinfo=None)
+
+    def rows(tx: int) -> list[dict[str, Any]]:
+        return [{"event_id": f"{run}{tx:08d}{o:04d}", "pipeline": "bench-bare", "destination_table": "public.orders",
+                 "source_table": None, "op": "c", "record_key": str(tx * ROWS + o), "committed_at": committed}
+                for o in range(ROWS)]
+
+    def audit(tx: int) -> None:
+        with engine.begin() as conn:
+            conn.execute(audit_log.INSERT, rows(tx))
+
+    def stats(tx: int) -> None:
+        with engine.begin() as conn:
+            applied = claim_ids(conn, "bench-bare", "pipeline_stats", [r["event_id"] for r in rows(tx)])
+            conn.execute(pipeline_stats.UPSERT, {"pipeline": "bench-bare", "table": "public.orders",
+                                                 "committed_at": committed, "events": ROWS - len(applied)})
+
+    for tx in range(3):  # warm the pool
+        audit(-1 - tx)
+        stats(-1 - tx)
+    started = time.perf_counter()
+    threads = [threading.Thread(target=lambda f=f: [f(tx) for tx in range(transactions)]) for f in (audit, stats)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    engine.dispose()
+    return transactions * ROWS / elapsed
+
+
+def sidecar(topics: list[str], records: int, mode: str) -> float:
+    import structlog
+
+    from sidecar.app import build_app
+    from sidecar.app import run as run_sidecar
+    from sidecar.config import Settings
+    from sidecar.hooks import HookSpec
+
+    stop = threading.Event()
+    lock = threading.Lock()
+    state = {"n": 0, "first": 0.0, "last": 0.0}
+    tmp = Path(tempfile.mkdtemp(prefix="cs-bench-"))
+    hook = {"tables": ["public.orders"], "mode": mode}
+    settings = Settings(
+        pipeline=f"bench-{uuid.uuid4().hex[:6]}",
+        source={"kind": "kafka", "kafka": {"bootstrap_servers": KAFKA, "group_id": f"bench-{uuid.uuid4().hex[:8]}",
+                                           "topics": topics}},  # type: ignore[arg-type]
+        databases={"auxiliary": {"audit": AUX_URL}},  # type: ignore[arg-type]
+        hooks={"audit_log": {"path": str(REPO / "hooks/audit_log.py"), **hook},  # type: ignore[dict-item]
+               "pipeline_stats": {"path": str(REPO / "hooks/pipeline_stats.py"), **hook}},  # type: ignore[dict-item]
+        http={"enabled": False},  # type: ignore[arg-type]
+        dead_letters={"kind": "file", "path": str(tmp / "dl.jsonl")},  # type: ignore[arg-type]
+    )
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+    app = build_app(settings)
+
+    def counted(spec: HookSpec) -> HookSpec:
+        inner = spec.fn
+
+        def fn(param: Any) -> None:
+            inner(param)
+            if spec.name == "pipeline_stats":
+                with lock:
+                    if state["n"] == 0:
+                        state["first"] = time.perf_counter()
+                        state["skip"] = len(param.records)
+                    state["n"] += len(param.records)
+                    if state["n"] >= records:
+                        state["last"] = time.perf_counter()
+                        stop.set()
+
+        return replace(spec, fn=fn)
+
+    app.hooks[:] = [counted(h) for h in app.hooks]
+    watchdog = threading.Timer(600, stop.set)
+    watchdog.start()
+    try:
+        run_sidecar(app, stop)
+    finally:
+        watchdog.cancel()
+    if state["n"] < records:
+        raise SystemExit(f"sidecar {mode}: only {state['n']} of {records} records within 600 s")
+    return (state["n"] - state["skip"]) / (state["last"] - state["first"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--transactions", type=int, default=300)
+    ap.add_argument("--record-messages", type=int, default=600)
+    args = ap.parse_args()
+    names = ["bare script (20-row transactions)", "sidecar mode: transaction", "sidecar mode: record, serial"]
+    rates: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(args.rounds):
+        tx_topics = fill(f"benchtx{uuid.uuid4().hex[:8]}", args.transactions)
+        rec_topics = fill(f"benchtx{uuid.uuid4().hex[:8]}", args.record_messages // ROWS)
+        for name in names:
+            if name == names[0]:
+                rate = bare(args.transactions)
+            elif name == names[1]:
+                rate = sidecar(tx_topics, args.transactions * ROWS, "transaction")
+            else:
+                rate = sidecar(rec_topics[:1], args.record_messages, "record")
+            rates[name].append(rate)
+            print(f"round {r + 1}: {name:36} {rate:8,.0f} records/s", flush=True)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    print("\n| run | records/s (median) | every round | vs bare | vs record serial |")
+    print("|---|---|---|---|---|")
+    for k in names:
+        print(f"| {k} | {med[k]:,.0f} | {', '.join(f'{x:,.0f}' for x in rates[k])} | "
+              f"{med[k] / med[names[0]]:.2f} | {med[k] / med[names[2]]:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""Transaction assembly: Debezium BEGIN/END markers + data events → whole source transactions.
+
+Pure bookkeeping, fed by the dispatcher on the loop's thread (no I/O, no hooks).
+
+- A transaction is identified by (scope, group id): scope = the connector's topic prefix
+  (a data event's `source.name`; a marker's topic without its last `.`-part, Debezium's
+  `<topic.prefix>.transaction`), group id = `TransactionInfo.group_id` (PostgreSQL ids are
+  `txId:LSN` and the LSN part differs between BEGIN, data events and END: the txId part).
+- Commit order = the order of BEGIN markers in a scope (one marker stream per connector).
+  A transaction is handed over (`Delivery`) when its END arrived, every event the END
+  counted arrived, and every transaction begun before it in its scope was handed over.
+  Data events may arrive before or after their markers (Kafka: other topics, other partitions).
+  END counts every captured table; in Kafka mode only the tables whose topics
+  (`<prefix>.<table>`, Debezium's naming) are subscribed are waited for (`consumed`).
+- Duplicates (a connector restarted mid-transaction streams it again from its BEGIN) are
+  recognised by event id: held, not delivered twice; a second BEGIN changes nothing.
+- Bounded memory: past `max_part` undelivered events, the transaction at the head of its
+  scope is handed over in parts of `max_part` (`part` 1, 2, …; `last` on the final one,
+  which always has at least one record).
+- A transaction without END: superseded by a later, complete transaction while it has no
+  event of its own (MariaDB emits BEGIN for DDL-only transactions) → ended (`no_end_empty`); otherwise, after
+  `end_timeout_s` without a message of its → handed over with what arrived (`end_timeout`,
+  `event_count` None unless the END came). At the end of a finite input (replay) →
+  `end_of_input`. Each of these is counted by the caller; nothing is dropped silently.
+
+Every record given to the assembler is *held*: it is finished only when the caller releases
+the transaction (all calls of its parts done) — the checkpoint never commits part of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from sidecar.events import ChangeEvent, TransactionInfo, TransactionMarker
+
+Item = TypeVar("Item")
+
+INCOMPLETE_REASONS = ("end_timeout", "end_of_input", "no_end_empty", "revoked")
+MAX_DROPPED = 10_000
+
+
+def marker_scope(marker: TransactionMarker) -> str:
+    topic = marker.raw.topic
+    return topic.rpartition(".")[0] or topic
+
+
+def event_scope(event: ChangeEvent) -> str:
+    return str(event.source.get("name") or "")
+
+
+@dataclass(eq=False)
+class Transaction(Generic[Item]):
+    scope: str
+    group_id: str
+    touched: float
+    begun: bool = False
+    end: TransactionMarker | None = None
+    seen: set[str] = field(default_factory=set)  # event ids received (duplicates are held, not delivered)
+    pending: list[tuple[int, Item, ChangeEvent]] = field(default_factory=list)  # received, not yet delivered
+    holds: list[Item] = field(default_factory=list)  # every record held until release
+    parts: int = 0
+    delivered: int = 0
+    closed: bool = False   # the last part was handed over
+    calls: int = 0          # calls of its parts not yet done (kept by the caller)
+    incomplete: str | None = None
+
+    @property
+    def received(self) -> int:
+        return len(self.seen)
+
+    def complete(self, consumed: Callable[[str, str], bool] | None = None) -> bool:
+        end = self.end
+        if end is None:
+            return False
+        if consumed is None or not end.data_collections:
+            return self.received >= (end.event_count or 0)
+        # Only the tables whose topics are consumed can arrive (END counts every captured table).
+        expected = sum(n for table, n in end.data_collections if consumed(self.scope, table))
+        return self.received >= expected
+
+    def call_id(self, part: int) -> str:
+        return hashlib.sha256(f"txn|{self.scope}|{self.group_id}|{part}".encode()).hexdigest()[:32]
+
+
+@dataclass
+class Delivery(Generic[Item]):
+    """A transaction (or one part of it) to hand to transaction hooks, in commit order."""
+
+    transaction: Transaction[Item]
+    items: list[Item]
+    events: list[ChangeEvent]
+    info: TransactionInfo
+    call_id: str
+
+
+class Assembler(Generic[Item]):
+    def __init__(self, max_part: int = 10_000, end_timeout_s: float = 60.0,
+                 consumed: Callable[[str, str], bool] | None = None) -> None:
+        self.max_part = max_part
+        self.end_timeout_s = end_timeout_s
+        self.consumed = consumed  # (scope, table) → its topic is read; None: every table's is
+        self._open: dict[tuple[str, str], Transaction[Item]] = {}
+        self._order: dict[str, deque[Transaction[Item]]] = {}
+        self._arrival = 0
+        self.out: deque[Delivery[Item]] = deque()
+        self.ended: list[tuple[Transaction[Item], str]] = []  # incomplete ends, for the caller to count/log
+        self._dropped: dict[tuple[str, str], None] = {}  # transactions dropped on a revoke (bounded)
+
+    # ------------------------------------------------------------------ intake
+    def _get(self, scope: str, group: str, now: float) -> Transaction[Item]:
+        key = (scope, group)
+        txn = self._open.get(key)
+        if txn is None:
+            txn = self._open[key] = Transaction(scope, group, now)
+        txn.touched = now
+        return txn
+
+    def marker(self, marker: TransactionMarker, item: Item, now: float) -> bool:
+        """Take a BEGIN/END; False when it is not held (its transaction was dropped on a revoke)."""
+        scope = marker_scope(marker)
+        if (scope, marker.group_id) in self._dropped:
+            return False
+        txn = self._get(scope, marker.group_id, now)
+        txn.holds.append(item)
+        if marker.status == "BEGIN":
+            if not txn.begun:
+                txn.begun = True
+                self._order.setdefault(scope, deque()).append(txn)
+        else:
+            txn.end = marker
+        self._advance(scope)
+        return True
+
+    def event(self, event: ChangeEvent, item: Item, now: float) -> bool:
+        """Take a data event; False when it is not held (its transaction was dropped on a revoke)."""
+        assert event.transaction is not None
+        scope = event_scope(event)
+        if (scope, event.transaction.group_id) in self._dropped:
+            return False
+        txn = self._get(scope, event.transaction.group_id, now)
+        txn.holds.append(item)
+        if event.event_id not in txn.seen:
+            txn.seen.add(event.event_id)
+            self._arrival += 1
+            txn.pending.append((self._arrival, item, event))
+        self._advance(scope)
+        return True
+
+    # ------------------------------------------------------------------ hand-over
+    def _advance(self, scope: str) -> None:
+        queue = self._order.get(scope)
+        while queue:
+            head = queue[0]
+            if head.complete(self.consumed):
+                self._deliver(head, last=True)
+            elif head.end is None and not head.seen and len(queue) > 1 and queue[1].complete(self.consumed):
+                self._deliver(head, last=True, incomplete="no_end_empty")
+            elif len(head.pending) > self.max_part:  # > : the last part always has a record
+                self._deliver(head, last=False)
+                continue
+            else:
+                return
+
+    def _deliver(self, txn: Transaction[Item], last: bool, incomplete: str | None = None) -> None:
+        pending = sorted(txn.pending, key=_commit_order)
+        if last:
+            txn.pending = []
+        else:
+            pending, txn.pending = pending[: self.max_part], pending[self.max_part :]
+        txn.parts += 1
+        txn.delivered += len(pending)
+        end = txn.end
+        first = pending[0][2] if pending else None
+        info = TransactionInfo(
+            id=txn.group_id,
+            event_count=end.event_count if end is not None else None,
+            data_collections=end.data_collections if end is not None else None,
+            committed_at=first.committed_at if first is not None else None,
+            part=txn.parts,
+            last=last,
+        )
+        self.out.append(Delivery(txn, [i for _, i, _ in pending], [e for _, _, e in pending], info,
+                                 txn.call_id(txn.parts)))
+        if last:
+            txn.closed = True
+            txn.incomplete = incomplete
+            if incomplete is not None:
+                self.ended.append((txn, incomplete))
+            self._open.pop((txn.scope, txn.group_id), None)
+            queue = self._order.get(txn.scope)
+            if queue and queue[0] is txn:
+                queue.popleft()
+            elif queue and txn in queue:
+                queue.remove(txn)
+
+    def expire(self, now: float) -> None:
+        """End transactions whose END did not come within `end_timeout_s` of their last message:
+        the head of each scope (later ones wait for it anyway) and those never begun."""
+        limit = now - self.end_timeout_s
+        for txn in list(self._open.values()):
+            if txn.touched > limit or txn.closed:
+                continue
+            queue = self._order.get(txn.scope)
+            if txn.begun and queue and queue[0] is not txn:
+                continue
+            self._deliver(txn, last=True, incomplete="end_timeout")
+            self._advance(txn.scope)
+
+    def drain(self, reason: str = "end_of_input") -> None:
+        """A finite input ended: hand over every open transaction in commit order."""
+        for queue in list(self._order.values()):
+            while queue:
+                head = queue[0]
+                self._deliver(head, last=True, incomplete=None if head.complete(self.consumed) else reason)
+        for txn in list(self._open.values()):
+            self._deliver(txn, last=True, incomplete=reason)
+
+    def drop(self, holds: Callable[[Item], bool]) -> list[Transaction[Item]]:
+        """Forget open transactions holding a record for which `holds` is true (their units were
+        revoked: the next owner gets the whole transaction). Returns them."""
+        dropped = [t for t in self._open.values() if any(holds(i) for i in t.holds)]
+        for txn in dropped:
+            txn.closed = True
+            txn.incomplete = "revoked"
+            del self._open[(txn.scope, txn.group_id)]
+            # Its later messages here (markers, events of partitions still owned) are not held:
+            # they would wait for records that now go to another member.
+            self._dropped[(txn.scope, txn.group_id)] = None
+            while len(self._dropped) > MAX_DROPPED:
+                del self._dropped[next(iter(self._dropped))]
+            queue = self._order.get(txn.scope)
+            if queue is not None and txn in queue:
+                queue.remove(txn)
+        return dropped
+
+    # ------------------------------------------------------------------ state
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
+    def __iter__(self) -> Iterator[Transaction[Item]]:
+        return iter(list(self._open.values()))
+
+    def next_expiry(self) -> float | None:
+        if not self._open:
+            return None
+        return min(t.touched for t in self._open.values()) + self.end_timeout_s
+
+
+def _commit_order(entry: tuple[int, Any, ChangeEvent]) -> tuple[int, int]:
+    arrival, _, event = entry
+    tx = event.transaction
+    order = tx.total_order if tx is not None and tx.total_order is not None else 0
+    return order, arrival
+
+
+def batch_call_id(event_ids: list[str]) -> str:
+    """A batch call's id: the same records give the same id."""
+    h = hashlib.sha256()
+    for eid in event_ids:
+        h.update(eid.encode())
+        h.update(b"|")
+    return h.hexdigest()[:32]
+
+
+__all__ = ["INCOMPLETE_REASONS", "Assembler", "Delivery", "Transaction", "batch_call_id"]

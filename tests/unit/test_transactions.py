@@ -1,0 +1,135 @@
+"""The transaction assembler on synthetic markers and events (interleavings the fixtures lack)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+from sidecar.events import ChangeEvent, RawMessage, TransactionInfo, TransactionMarker
+from sidecar.testing import make_event
+from sidecar.transactions import Assembler
+
+
+def marker(status: str, tx: str, count: int | None = None) -> TransactionMarker:
+    return TransactionMarker(RawMessage("test.transaction", 0, None, None, None), status,  # type: ignore[arg-type]
+                             tx, count, (("public.t", count),) if count else ())
+
+
+def event(tx: str, order: int, row: int) -> ChangeEvent:
+    e = make_event("public.t", after={"id": row, "tx": tx})
+    return replace(e, transaction=TransactionInfo(f"{tx}:{1000 + order}", order, order))
+
+
+def test_three_interleaved_transactions_separated_in_commit_order() -> None:
+    """Events of three transactions arriving interleaved (and before their markers) make three
+    deliveries, each with its own events in total_order, in BEGIN order."""
+    rng = random.Random(1)
+    txs = {"10": 4, "11": 7, "12": 3}
+    evs = [event(tx, o, int(tx) * 100 + o) for tx, n in txs.items() for o in range(1, n + 1)]
+    rng.shuffle(evs)
+    a: Assembler[int] = Assembler()
+    for i, e in enumerate(evs):
+        a.event(e, i, 0.0)
+    assert not a.out and a.open_count == 3
+    for tx, n in txs.items():
+        a.marker(marker("BEGIN", f"{tx}:1"), -1, 0.0)
+        a.marker(marker("END", f"{tx}:9", n), -1, 0.0)
+    got = [(d.info.id, [e.after["id"] for e in d.events if e.after]) for d in a.out]
+    assert got == [(tx, [int(tx) * 100 + o for o in range(1, n + 1)]) for tx, n in txs.items()]
+    assert a.open_count == 0
+
+
+def test_later_complete_transaction_waits_for_earlier() -> None:
+    """A complete transaction is not handed over before an earlier-begun one is."""
+    a: Assembler[int] = Assembler()
+    a.marker(marker("BEGIN", "1"), 0, 0.0)
+    a.marker(marker("END", "1", 1), 0, 0.0)
+    a.marker(marker("BEGIN", "2"), 0, 0.0)
+    a.event(event("2", 1, 1), 1, 0.0)
+    a.marker(marker("END", "2", 1), 0, 0.0)
+    assert not a.out  # 1's event (another topic) has not arrived yet
+    a.event(event("1", 1, 2), 2, 0.0)
+    assert [d.info.id for d in a.out] == ["1", "2"]
+
+
+def test_duplicates_of_a_restreamed_transaction_are_held_not_delivered_twice() -> None:
+    """A connector restarted mid-transaction streams it again from BEGIN: the repeated events
+    are held (released with it) but each is delivered once."""
+    a: Assembler[int] = Assembler()
+    a.marker(marker("BEGIN", "5"), 0, 0.0)
+    a.event(event("5", 1, 1), 1, 0.0)
+    a.marker(marker("BEGIN", "5"), 2, 0.0)  # restart: again from the start
+    a.event(event("5", 1, 1), 3, 0.0)
+    a.event(event("5", 2, 2), 4, 0.0)
+    a.marker(marker("END", "5", 2), 5, 0.0)
+    (d,) = a.out
+    assert [e.after["id"] for e in d.events if e.after] == [1, 2]
+    assert sorted(d.transaction.holds) == [0, 1, 2, 3, 4, 5]
+
+
+def test_end_timeout_hands_over_what_arrived_and_says_so() -> None:
+    """No END within end_timeout_s of the last message: delivered with event_count None, last=True,
+    reported as end_timeout; a later transaction then follows."""
+    a: Assembler[int] = Assembler(end_timeout_s=10)
+    a.marker(marker("BEGIN", "7"), 0, 0.0)
+    a.event(event("7", 1, 1), 1, 1.0)
+    a.marker(marker("BEGIN", "8"), 0, 2.0)
+    a.event(event("8", 1, 2), 1, 2.0)
+    a.marker(marker("END", "8", 1), 0, 2.0)
+    a.expire(5.0)
+    assert not a.out
+    a.expire(11.5)
+    assert [(d.info.id, d.info.event_count, d.info.last) for d in a.out] == [("7", None, True), ("8", 1, True)]
+    assert [(t.group_id, reason) for t, reason in a.ended] == [("7", "end_timeout")]
+
+
+def test_superseded_begin_without_events_ends_at_once() -> None:
+    """A BEGIN with no event and no END (MariaDB DDL) does not block the next transaction."""
+    a: Assembler[int] = Assembler()
+    a.marker(marker("BEGIN", "0-1-26"), 0, 0.0)
+    a.marker(marker("BEGIN", "0-1-27"), 1, 0.0)
+    a.event(event("0-1-27", 1, 1), 2, 0.0)
+    a.marker(marker("END", "0-1-27", 1), 3, 0.0)
+    assert [d.info.id for d in a.out] == ["0-1-26", "0-1-27"]
+    assert a.out[0].events == [] and a.ended[0][1] == "no_end_empty"
+
+
+def test_parts_past_max_part_last_part_never_empty() -> None:
+    """max_part=3, 6 events: parts of 3 then 3 (the second one last); 7 events: 3, 3, 1."""
+    for n, sizes in ((6, [3, 3]), (7, [3, 3, 1]), (3, [3])):
+        a: Assembler[int] = Assembler(max_part=3)
+        a.marker(marker("BEGIN", "9"), 0, 0.0)
+        for o in range(1, n + 1):
+            a.event(event("9", o, o), o, 0.0)
+        a.marker(marker("END", "9", n), 0, 0.0)
+        assert [len(d.events) for d in a.out] == sizes
+        assert [d.info.last for d in a.out] == [False] * (len(sizes) - 1) + [True]
+        assert [d.info.part for d in a.out] == list(range(1, len(sizes) + 1))
+
+
+def test_only_tables_whose_topics_are_read_are_waited_for() -> None:
+    """END counts every captured table; with `consumed` the transaction completes once the events of
+    the tables actually read have arrived (Kafka subscribing to some topics only)."""
+    a: Assembler[int] = Assembler(consumed=lambda scope, table: f"{scope}.{table}" == "test.public.t")
+    a.marker(marker("BEGIN", "3"), 0, 0.0)
+    a.event(event("3", 1, 1), 1, 0.0)
+    end = TransactionMarker(RawMessage("test.transaction", 0, None, None, None), "END", "3", 3,
+                            (("public.t", 1), ("public.other", 2)))
+    a.marker(end, 2, 0.0)
+    assert [(d.info.id, d.info.event_count, len(d.events)) for d in a.out] == [("3", 3, 1)]
+
+
+def test_subscription_from_config_names_and_pattern() -> None:
+    """Kafka mode waits for the tables whose topics the config subscribes (names or pattern),
+    whether or not they are assigned yet; other source kinds wait for every table."""
+    from sidecar.app import subscription
+    from sidecar.config import Settings
+
+    def settings(**kafka: object) -> Settings:
+        return Settings(pipeline="p", source={"kind": "kafka", "kafka": kafka})  # type: ignore[arg-type]
+
+    named = subscription(settings(topics=["shop.public.orders", "shop.transaction"]))
+    assert named is not None and named("shop.public.orders") and not named("shop.public.customers")
+    pattern = subscription(settings(topic_pattern=r"^shop\.public\.(orders|customers)$"))
+    assert pattern is not None and pattern("shop.public.customers") and not pattern("shop.public.load_rows")
+    assert subscription(Settings(pipeline="p", source={"kind": "file", "file": {"path": "x"}})) is None  # type: ignore[arg-type]
