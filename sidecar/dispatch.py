@@ -41,7 +41,6 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Hashable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,127 +51,20 @@ from sidecar.events import ChangeEvent, Decoded, DecodeFailure, RawMessage, Tran
 from sidecar.execute import ABANDONED, DONE, Executor, Result, Run
 from sidecar.health import Health
 from sidecar.hooks import HookSpec
+from sidecar.lanes import DispatchStats, HookState, Job, Lane, Record, offset
 from sidecar.metrics import Metrics, NoMetrics
-from sidecar.param import CheckpointParam, ParamFactory
+from sidecar.param import ParamFactory
 from sidecar.route import Router
 from sidecar.transactions import Assembler, Transaction, batch_call_id
+
+_Modes = tuple[tuple[HookSpec, ...], tuple[HookState, ...], tuple[HookState, ...]]
+"""Per (table, op): the record hooks, the batch-call hooks and the transaction-call hooks."""
 
 RUN_MAX = 256
 """Jobs one worker takes from a lane at a time (one hand-off per run, not per record)."""
 
 EXPIRY_CHECK_S = 0.5
 """How often open transactions are checked against `transaction_end_timeout_s`."""
-
-
-@dataclass
-class DispatchStats:
-    messages: int = 0
-    events: int = 0
-    calls_ok: int = 0
-    calls_failed: int = 0
-    hook_failures: int = 0
-    decode_failures: int = 0
-    dead_lettered: int = 0
-    skipped: int = 0
-    abandoned: int = 0
-    transactions: int = 0
-    transactions_incomplete: int = 0
-    failures: list[tuple[str, str]] = field(default_factory=list)
-
-    def failure(self, reason: str, detail: str) -> None:
-        if len(self.failures) < 1000:
-            self.failures.append((reason, detail))
-
-
-class _Record:
-    __slots__ = ("raw", "remaining", "token")
-
-    def __init__(self, raw: RawMessage, token: Token, remaining: int) -> None:
-        self.raw = raw
-        self.token = token
-        self.remaining = remaining
-
-
-class _Job:
-    """One hook call: one record (record mode) or a call of many (`events`, `holds`, `txn`)."""
-
-    __slots__ = ("attempts", "delay", "done", "entry", "event", "events", "first_failed", "holds", "lane", "param",
-                 "record", "txn")
-
-    def __init__(self, record: _Record, event: ChangeEvent, param: CheckpointParam,
-                 holds: Sequence[_Record] | None = None, events: Sequence[ChangeEvent] | None = None,
-                 txn: Transaction[_Record] | None = None, lane: _Lane | None = None) -> None:
-        self.record = record  # the (first) record: its unit halts on `halt`
-        self.lane: _Lane = lane  # type: ignore[assignment]  # set when the job joins its lane
-        self.event = event
-        self.param = param
-        self.holds = (record,) if holds is None else holds  # records this call finishes when done
-        self.events = events  # a call's events (dead letters); None: [event]
-        self.txn = txn  # a transaction call: its records are released with the transaction
-        self.attempts = 0
-        self.delay = 0.0
-        self.first_failed: datetime | None = None
-        self.entry: list[dict[str, Any]] | None = None  # dead letter entries still to be written
-        self.done = False
-
-    def units(self) -> set[Hashable]:
-        units = {r.token[0] for r in self.holds}
-        units.add(self.record.token[0])
-        if self.txn is not None:
-            units.update(r.token[0] for r in self.txn.holds)
-        return units
-
-
-class _Lane:
-    __slots__ = ("halted", "hook", "jobs", "key", "queued", "retry_at", "run", "timer")
-
-    def __init__(self, hook: _Hook, key: Hashable) -> None:
-        self.hook = hook
-        self.key = key
-        self.jobs: deque[_Job] = deque()
-        self.run: Run | None = None
-        self.retry_at = 0.0
-        self.timer = False   # waiting in the timer heap
-        self.queued = False  # waiting in the hook's ready queue
-        self.halted = False
-
-    def idle(self) -> bool:
-        return self.run is None and not self.timer and not self.queued and not self.halted
-
-
-class _Hook:
-    __slots__ = ("abandoned", "active", "batch", "batch_started", "lanes", "ready", "reported_active", "spec")
-
-    def __init__(self, spec: HookSpec) -> None:
-        self.spec = spec
-        self.lanes: dict[Hashable, _Lane] = {}
-        self.ready: deque[_Lane] = deque()
-        self.active = 0         # runs in flight (an abandoned call keeps its run, so its slot)
-        self.abandoned = 0
-        self.reported_active = -1
-        self.batch: list[tuple[_Record, ChangeEvent]] = []  # batch calls: records collected
-        self.batch_started = 0.0
-
-    def call_lane(self) -> _Lane:
-        """Transaction and batch calls: one lane (partition: in commit order), or one per call (none)."""
-        key: Hashable = "calls" if self.spec.ordering == "partition" else object()
-        lane = self.lanes.get(key)
-        if lane is None:
-            lane = self.lanes[key] = _Lane(self, key)
-        return lane
-
-    def lane(self, raw: RawMessage) -> _Lane:
-        ordering = self.spec.ordering
-        if ordering == "partition" or (ordering == "key" and raw.key is None):
-            key: Hashable = (raw.topic, raw.partition)
-        elif ordering == "key":
-            key = (raw.topic, raw.partition, raw.key)
-        else:
-            key = object()  # none: every record its own lane
-        lane = self.lanes.get(key)
-        if lane is None:
-            lane = self.lanes[key] = _Lane(self, key)
-        return lane
 
 
 class Dispatcher:
@@ -207,21 +99,21 @@ class Dispatcher:
         self.max_abandoned = max_abandoned
         self.max_message_bytes = max_message_bytes
         self.stats = DispatchStats()
-        self._hooks = {h.name: _Hook(h) for h in self.router.hooks}  # with their `where` filters
+        self._hooks = {h.name: HookState(h) for h in self.router.hooks}  # with their `where` filters
         self._results: queue.SimpleQueue[Result] = queue.SimpleQueue()
         self._executor = Executor(sum(h.concurrency for h in self.router.hooks if not h.is_async), self._results)
         self._running: set[Run] = set()
-        self._timers: list[tuple[float, int, _Lane]] = []
+        self._timers: list[tuple[float, int, Lane]] = []
         self._seq = itertools.count()
         self._rejects: deque[tuple[float, dict[str, Any], Token]] = deque()  # dead letters to retry
         self.closing = False
         self._queued = 0  # jobs waiting in lanes (not in a run)
         self._releasing: set[Hashable] = set()  # units being revoked: start nothing more for them
-        self._modes: dict[tuple[str, str], tuple[tuple[HookSpec, ...], tuple[_Hook, ...], tuple[_Hook, ...]]] = {}
+        self._modes: dict[tuple[str, str], _Modes] = {}
         self._txn_hooks = [self._hooks[h.name] for h in hooks if h.mode == "transaction"]
         self._batch_hooks = [self._hooks[h.name] for h in hooks if h.mode != "record"]
         self._subscribed = subscribed
-        self.assembler: Assembler[_Record] | None = (
+        self.assembler: Assembler[Record] | None = (
             Assembler(max_transaction_records, transaction_end_timeout_s,
                       None if subscribed is None else self._consumed) if self._txn_hooks else None)
         self._next_expiry_check = 0.0
@@ -242,10 +134,10 @@ class Dispatcher:
                 return
             hooks = self.router.route(decoded.table, decoded.op)
             if hooks:
-                self._record_jobs(_Record(raw, token, len(hooks)), decoded, hooks)
+                self._record_jobs(Record(raw, token, len(hooks)), decoded, hooks)
                 return
         elif (isinstance(decoded, TransactionMarker) and self.assembler is not None
-              and self.assembler.marker(decoded, _Record(raw, token, 1), time.monotonic())):
+              and self.assembler.marker(decoded, Record(raw, token, 1), time.monotonic())):
             self._deliveries()
             return
         self.checkpoint.finish(token)  # tombstone, heartbeat, marker, schema change, or no hook wants it
@@ -257,19 +149,19 @@ class Dispatcher:
         assert self._subscribed is not None
         return self._subscribed(f"{scope}.{table}")
 
-    def _record_jobs(self, record: _Record, event: ChangeEvent, hooks: Sequence[HookSpec]) -> None:
+    def _record_jobs(self, record: Record, event: ChangeEvent, hooks: Sequence[HookSpec]) -> None:
         raw = record.raw
         for spec, param in zip(hooks, self.params.params(event, hooks), strict=True):
             hook = self._hooks[spec.name]
             lane = hook.lane(raw)
-            lane.jobs.append(_Job(record, event, param, lane=lane))
+            lane.jobs.append(Job(record, event, param, lane=lane))
             self._queued += 1
             if lane.idle():
                 lane.queued = True
                 hook.ready.append(lane)
 
     # ------------------------------------------------------------------ bulk calls
-    def _split(self, table: str, op: str) -> tuple[tuple[HookSpec, ...], tuple[_Hook, ...], tuple[_Hook, ...]]:
+    def _split(self, table: str, op: str) -> _Modes:
         """(record hooks, batch hooks, transaction hooks) matching a (table, op), cached."""
         found = self._modes.get((table, op))
         if found is None:
@@ -291,7 +183,7 @@ class Dispatcher:
         if not remaining:
             self.checkpoint.finish(token)
             return
-        record = _Record(raw, token, remaining)
+        record = Record(raw, token, remaining)
         if record_hooks:
             self._record_jobs(record, event, record_hooks)
         for hook in batched:
@@ -310,7 +202,7 @@ class Dispatcher:
             elif assembler.out or assembler.ended:
                 self._deliveries()
 
-    def _flush(self, hook: _Hook) -> None:
+    def _flush(self, hook: HookState) -> None:
         """Call a batch hook (or a transaction hook's rows without transaction) on what it collected."""
         batch, hook.batch = hook.batch, []
         if not batch:
@@ -318,9 +210,9 @@ class Dispatcher:
         events = [e for _, e in batch]
         info = TransactionInfo(id=None, committed_at=events[0].committed_at)
         param = self.params.call_param(events, hook.spec, batch_call_id([e.event_id for e in events]), info)
-        self._call(hook, _Job(batch[0][0], events[0], param, holds=[r for r, _ in batch], events=events))
+        self._call(hook, Job(batch[0][0], events[0], param, holds=[r for r, _ in batch], events=events))
 
-    def _call(self, hook: _Hook, job: _Job) -> None:
+    def _call(self, hook: HookState, job: Job) -> None:
         self.metrics.records_per_call(hook.spec.name, len(job.param.records))
         lane = hook.call_lane()
         job.lane = lane
@@ -345,7 +237,7 @@ class Dispatcher:
                 events = [d.events[i] for i in picked]
                 param = self.params.call_param(events, spec, d.call_id, d.info)
                 txn.calls += 1
-                self._call(hook, _Job(d.items[picked[0]], events[0], param, holds=(), events=events, txn=txn))
+                self._call(hook, Job(d.items[picked[0]], events[0], param, holds=(), events=events, txn=txn))
             if txn.closed and not txn.calls:
                 self._release(txn)
         while assembler.ended:
@@ -360,7 +252,7 @@ class Dispatcher:
             self._open_reported = assembler.open_count
             self.metrics.open_transactions(assembler.open_count)
 
-    def _release(self, txn: Transaction[_Record]) -> None:
+    def _release(self, txn: Transaction[Record]) -> None:
         """Every call of a closed transaction is done: its records (and markers) are finished."""
         holds, txn.holds = txn.holds, []
         for record in holds:
@@ -448,19 +340,19 @@ class Dispatcher:
         return min(due) if due else None
 
     # ------------------------------------------------------------------ runs
-    def _ready(self, lane: _Lane) -> None:
+    def _ready(self, lane: Lane) -> None:
         if lane.jobs and lane.idle():
             lane.queued = True
             lane.hook.ready.append(lane)
 
-    def _startable(self, lane: _Lane) -> bool:
+    def _startable(self, lane: Lane) -> bool:
         if lane.run is not None or lane.halted or not lane.jobs:
             return False
         if self._releasing and lane.jobs[0].record.token[0] in self._releasing:
             return False  # its partition is being revoked; `forget` drops the lane
         return lane.jobs[0].entry is None or self._write_pending(lane)
 
-    def _start(self, hook: _Hook) -> None:
+    def _start(self, hook: HookState) -> None:
         spec = hook.spec
         while hook.ready and hook.active < spec.concurrency:
             lane = hook.ready.popleft()
@@ -476,7 +368,7 @@ class Dispatcher:
             self._running.add(run)
             self._executor.submit(run, spec.fn, spec.is_async)
 
-    def _pack(self, hook: _Hook, run: Run) -> None:
+    def _pack(self, hook: HookState, run: Run) -> None:
         """More ready lanes than slots: put the next lanes of the same partition into this
         run too, merged in offset order (each lane's jobs stay in order, each lane waits for the
         run, and finished records form a prefix the commit can follow), so many keys with one
@@ -502,9 +394,9 @@ class Dispatcher:
             run.lanes.append(lane)
             lane.run = run
         if len(taken) > 1:
-            run.jobs = list(heapq.merge(*taken, key=_offset))
+            run.jobs = list(heapq.merge(*taken, key=offset))
 
-    def _take(self, lane: _Lane, most: int) -> list[_Job]:
+    def _take(self, lane: Lane, most: int) -> list[Job]:
         jobs = [lane.jobs.popleft() for _ in range(min(len(lane.jobs), most))]
         self._queued -= len(jobs)
         if not lane.jobs and lane.hook.spec.ordering == "none":
@@ -550,7 +442,7 @@ class Dispatcher:
             return
         # Jobs not done (a failure to retry, a dead letter to write, or not started because
         # the run stopped early) go back to their lane's head, in order.
-        rest: dict[_Lane, list[_Job]] = {}
+        rest: dict[Lane, list[Job]] = {}
         for j in run.jobs:
             if not j.done:
                 rest.setdefault(j.lane, []).append(j)
@@ -570,7 +462,7 @@ class Dispatcher:
             else:
                 self._ready(lane)
 
-    def _job_done(self, job: _Job) -> None:
+    def _job_done(self, job: Job) -> None:
         job.done = True
         for record in job.holds:
             record.remaining -= 1
@@ -620,7 +512,7 @@ class Dispatcher:
         param.logger.warning("retrying hook", attempt=job.attempts, backoff_s=round(sleep, 3))
         # The job stays unreported: it goes back to the lane's head when the run ends.
 
-    def _exhausted(self, lane: _Lane, job: _Job, exc: BaseException) -> None:
+    def _exhausted(self, lane: Lane, job: Job, exc: BaseException) -> None:
         spec = lane.hook.spec
         param = job.param
         self.stats.hook_failures += 1
@@ -650,7 +542,7 @@ class Dispatcher:
         else:
             lane.retry_at = time.monotonic() + min(30.0, max(1.0, spec.initial_backoff_s))
 
-    def _entries(self, job: _Job, spec: HookSpec, exc: BaseException) -> list[dict[str, Any]]:
+    def _entries(self, job: Job, spec: HookSpec, exc: BaseException) -> list[dict[str, Any]]:
         """A record's dead letter, or a call's: one entry per record, linked by the call id."""
         if job.events is None:
             return [make_entry(pipeline=self.pipeline, kind="hook_failed", raw=job.event.raw,
@@ -681,7 +573,7 @@ class Dispatcher:
             entries.pop(0)
         return True
 
-    def _write_pending(self, lane: _Lane) -> bool:
+    def _write_pending(self, lane: Lane) -> bool:
         """The lane's head job waits for its dead letter to be written; True once it is."""
         job = lane.jobs[0]
         assert job.entry is not None
@@ -746,7 +638,7 @@ class Dispatcher:
                 self._rejects.appendleft((now + 5.0, entry, token))
                 return
 
-    def _halt(self, lane: _Lane | None, token: Token, raw: RawMessage, reason: str) -> None:
+    def _halt(self, lane: Lane | None, token: Token, raw: RawMessage, reason: str) -> None:
         if lane is not None:
             lane.halted = True
         self.health.halted = True  # needs a person: not ready until restarted
@@ -870,5 +762,4 @@ class Dispatcher:
         self._executor.close()
 
 
-def _offset(job: _Job) -> int:
-    return job.record.token[2]
+__all__ = ["RUN_MAX", "DispatchStats", "Dispatcher"]
