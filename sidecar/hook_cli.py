@@ -138,14 +138,15 @@ def hooks_new(name: str, config_path: str | None, template: str, mode: str, tabl
 @hooks.command("list")
 @config_option
 def hooks_list(config_path: str | None) -> None:
-    """Name, source, tables, ops, failure policy, where and whether it imports, per configured hook."""
+    """Name, source, tables, ops, mode, ordering × concurrency, failure policy, where and whether it
+    imports, per configured hook."""
     cli = _cli()
     try:
         path = _need_config(config_path)
         settings = cli.load_config(path)
     except SidecarError as exc:
         _fail(exc)
-    rows = [("NAME", "SOURCE", "TABLES", "OPS", "ON_FAILURE", "WHERE", "IMPORT")]
+    rows = [("NAME", "SOURCE", "TABLES", "OPS", "MODE", "ORDERING", "ON_FAILURE", "WHERE", "IMPORT")]
     broken = 0
     for name, cfg in settings.hooks.items():
         source = (f"path:{cfg.path}" if cfg.path else f"module:{cfg.module}" if cfg.module
@@ -158,8 +159,8 @@ def hooks_list(config_path: str | None) -> None:
         except (HookLoadError, ConfigError) as exc:
             status = f"FAILED: {exc}"
             broken += 1
-        rows.append((name, source, ",".join(cfg.tables) if cfg.tables else "*", ",".join(cfg.ops), cfg.on_failure,
-                     cfg.where or "-", status))
+        rows.append((name, source, ",".join(cfg.tables) if cfg.tables else "*", ",".join(cfg.ops), cfg.mode,
+                     f"{cfg.ordering}x{cfg.concurrency}", cfg.on_failure, cfg.where or "-", status))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])

@@ -79,11 +79,14 @@ def test_list_shows_each_hook_and_fails_on_a_broken_import(project: Path) -> Non
     assert "first" in out and "path:hooks/first.py" in out and "c,u,d,r" in out and "dead_letter" in out
     (project / "hooks" / "broken.py").write_text("import no_such_module_here\n")
     with open(cfg, "a") as f:
-        f.write("  broken:\n    path: hooks/broken.py\n    where: amount > 1\n")
+        f.write("  broken:\n    path: hooks/broken.py\n    where: amount > 1\n"
+                "    mode: transaction\n    ordering: none\n    concurrency: 4\n")
     code, out = cli("hooks", "list", "--config", cfg)
     assert code == EXIT_HOOK, out
     broken = next(line for line in out.splitlines() if line.startswith("broken"))
     assert "amount > 1" in broken and "FAILED" in broken and "no_such_module_here" in broken
+    assert "transaction" in broken and "nonex4" in broken
+    assert "record" in next(line for line in out.splitlines() if line.startswith("first"))
 
 
 def test_test_runs_one_hook_on_the_bundled_examples(project: Path) -> None:
