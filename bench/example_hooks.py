@@ -2,10 +2,13 @@
 record mode, `ordering: key`, against a bare thread pool of the same size running the same
 statements with the same driver (PyMySQL through SQLAlchemy) against the same MariaDB.
 "Same size": the pool has C threads, each running both statements of a record; the sidecar
-runs `audit_log` at C − S and `pipeline_stats` at S (`--stats-concurrency`, default 8, as
-config.example.yaml runs them), so C calls are in flight at once in both.
+runs `audit_log` at C − S and `pipeline_stats` at S (`--stats-concurrency`, default 8), so
+C calls are in flight at once in both. (config.example.yaml runs both hooks in `mode:
+transaction`, which `bench/transactions.py` measures.)
 
-Needs the local stack (Kafka and MariaDB: `deploy/local/stack up kafka mariadb`). Each round
+Needs the local stack (Kafka and MariaDB: `deploy/local/stack up kafka mariadb`) and the
+ledger table (`checkpoint-sidecar ledger create --database audit --config config.example.yaml`;
+a stack initialised since the ledger exists has it). Each round
 fills a fresh one-partition topic with orders envelopes (distinct keys), then runs: the bare
 pool, the sidecar at `concurrency` C, and the sidecar serial (concurrency 1, the old
 behaviour). Rounds alternate; the table shows medians. The pool runs with Python's defaults
@@ -46,18 +49,24 @@ def bare_pool(n: int, threads: int) -> float:
     import audit_log
     import pipeline_stats
 
+    from sidecar.ledger import claim_ids
+
     engine = create_engine(AUX_URL, pool_size=threads, max_overflow=4, pool_pre_ping=True)
     run = uuid.uuid4().hex
     committed = datetime.now(UTC).replace(tzinfo=None)
 
     def one(i: int) -> None:
+        # The hooks' own statements, one record per call: the audit row, then the ledger claim and
+        # the count upsert in one transaction (what pipeline_stats does for a one-record call).
+        eid = f"{run}{i:032d}"[:64]
         with engine.begin() as conn:
-            conn.execute(audit_log.INSERT, {"event_id": f"{run}{i:032d}"[:64], "pipeline": "bench-bare",
-                                            "destination_table": "public.orders", "source_table": None, "op": "c",
-                                            "record_key": str(i), "committed_at": committed})
+            conn.execute(audit_log.INSERT, [{"event_id": eid, "pipeline": "bench-bare",
+                                             "destination_table": "public.orders", "source_table": None,
+                                             "op": "c", "record_key": str(i), "committed_at": committed}])
         with engine.begin() as conn:
-            conn.execute(pipeline_stats.UPSERT, {"pipeline": "bench-bare", "table": "public.orders",
-                                                 "committed_at": committed})
+            if not claim_ids(conn, "bench-bare", "pipeline_stats", [eid]):
+                conn.execute(pipeline_stats.UPSERT, {"pipeline": "bench-bare", "table": "public.orders",
+                                                     "committed_at": committed, "events": 1})
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(one, range(min(50, n))))  # warm the pool's connections
