@@ -257,7 +257,6 @@ def _run(app: App, stop: threading.Event) -> DispatchStats:
     finally:
         if not checkpoint.reachable():
             app.log.warning("kafka unreachable at shutdown: not committing; finished records will be redelivered")
-        setattr(source, "stopping", True)  # noqa: B010  # the engine thread and consumer read it
         source.close()
         dispatcher.close()
         dead_letters.close()
