@@ -20,6 +20,7 @@ from sidecar import logical_types
 from sidecar.events import (
     ChangeEvent,
     Decoded,
+    DecodeError,
     DecodeFailure,
     Heartbeat,
     Op,
@@ -36,6 +37,10 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _PAYLOAD_SPLIT: Final = b',"payload":'
 _MAX_CACHED_SCHEMAS: Final = 1024
 _UNKNOWN: Final = object()
+_DECIMAL: Final = "org.apache.kafka.connect.data.Decimal"
+# Python datetimes span years 1…9999: a commit time outside is a decode failure, found at once.
+_MIN_US: Final = -62_135_596_800_000_000
+_MAX_US: Final = 253_402_300_799_999_999
 
 FLATTENED_HINT: Final = (
     "the message has no Debezium envelope (op/source missing): the connector flattens records "
@@ -52,7 +57,7 @@ AVRO_HINT: Final = (
 class _EnvelopePlan:
     """Converters for one envelope schema (cached by the schema's raw bytes)."""
 
-    __slots__ = ("after", "before", "key")
+    __slots__ = ("after", "before", "decimals", "key", "nested_decimals")
 
     def __init__(self, value_schema: Mapping[str, Any]) -> None:
         fields = {f.get("field"): f for f in value_schema.get("fields") or []}
@@ -60,6 +65,41 @@ class _EnvelopePlan:
         self.before = _maybe_row(fields.get("before"), connector)
         self.after = _maybe_row(fields.get("after"), connector)
         self.key: logical_types.RowConverter | None = None
+        # decimal.format=NUMERIC sends decimals as JSON numbers, which orjson reads as floats:
+        # such a message is read again exactly (the decoder looks at these fields at once).
+        top: set[str] = set()
+        nested = False
+        for image in ("before", "after"):
+            for f in (fields.get(image) or {}).get("fields") or []:
+                if f.get("name") == _DECIMAL:
+                    top.add(str(f.get("field")))
+                elif f.get("type") in ("struct", "array", "map") and _names_decimal(f):
+                    nested = True
+        self.decimals = tuple(top)
+        self.nested_decimals = nested
+
+    def inexact(self, payload: Mapping[str, Any]) -> bool:
+        """A decimal arrived as a float (NUMERIC format): the message must be read exactly."""
+        for image in (payload.get("before"), payload.get("after")):
+            if isinstance(image, dict):
+                for name in self.decimals:
+                    if type(image.get(name)) is float:
+                        return True
+        return False
+
+
+def _names_decimal(schema: Any) -> bool:
+    """Does a Connect schema use the Decimal logical type anywhere inside (iterative: any depth)?"""
+    todo = [schema]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            if node.get("name") == _DECIMAL:
+                return True
+            todo.extend(v for v in node.values() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            todo.extend(node)
+    return False
 
 
 def _connector_from_schema(source_schema: Mapping[str, Any] | None) -> str:
@@ -82,23 +122,24 @@ class Decoder:
         self._plans: dict[bytes, _EnvelopePlan] = {}
         self._key_plans: dict[bytes, logical_types.RowConverter | None] = {}
 
-    def decode(self, raw: RawMessage) -> Decoded:
+    def decode(self, raw: RawMessage, eager: bool = False) -> Decoded:
+        """What the message is. A change event's values are converted when first read (a
+        failure then raises `DecodeError`); `eager`: convert everything now, a failure is a
+        `DecodeFailure` (tools, and the tests that lazy and eager values are the same)."""
         try:
             try:
-                return self._decode(raw, orjson.loads)
+                decoded = self._decode(raw, orjson.loads)
             except logical_types.InexactNumber:
                 # decimal.format=NUMERIC: orjson made a float of a decimal; read the text exactly.
-                return self._decode(raw, _exact_loads)
-        except logical_types.UnknownLogicalType as exc:
-            return DecodeFailure(raw, "unknown_logical_type", str(exc))
-        except logical_types.OutOfRange as exc:
-            return DecodeFailure(raw, "out_of_range", str(exc))
-        except RecursionError:
-            return DecodeFailure(raw, "too_deep", "the message nests structs/arrays deeper than the decoder follows")
-        except (TypeError, ValueError, KeyError, ArithmeticError, AttributeError, logical_types.InexactNumber) as exc:
-            return DecodeFailure(
-                raw, "schema_mismatch", f"the payload does not match its schema: {type(exc).__name__}: {exc}"
-            )
+                decoded = self._decode(raw, _exact_loads)
+        except _CONVERSION_ERRORS as exc:
+            return DecodeFailure(raw, *failure_reason(exc))
+        if eager and isinstance(decoded, ChangeEvent):
+            try:
+                decoded.materialize()
+            except DecodeError as exc:
+                return DecodeFailure(raw, exc.reason, exc.detail)
+        return decoded
 
     # ------------------------------------------------------------------ internals
     def _decode(self, raw: RawMessage, loads: Callable[[bytes], Any]) -> Decoded:
@@ -221,45 +262,98 @@ class Decoder:
         plan: _EnvelopePlan | None,
         table: str,
     ) -> ChangeEvent:
+        """The event; what a hook may never read is computed when first read (`_Deferred`)."""
+        if plan is not None and plan.decimals and plan.inexact(payload):
+            raise logical_types.InexactNumber
         connector = str(source.get("connector") or "")
-        before_raw = payload.get("before")
-        after_raw = payload.get("after")
-        if plan is not None:
-            before = None if before_raw is None or plan.before is None else plan.before(before_raw)
-            after = None if after_raw is None or plan.after is None else plan.after(after_raw)
-        else:
-            before = None if before_raw is None else logical_types.schemaless_row(before_raw)
-            after = None if after_raw is None else logical_types.schemaless_row(after_raw)
-        tx = payload.get("transaction")
-        transaction = (
-            TransactionInfo(
-                id=str(tx["id"]),
-                total_order=tx.get("total_order"),
-                data_collection_order=tx.get("data_collection_order"),
-            )
-            if isinstance(tx, dict) and tx.get("id") is not None
-            else None
-        )
-        snapshot = op == "r" or source.get("snapshot") in ("true", "first", "last", "first_in_data_collection",
-                                                              "last_in_data_collection", True)
-        return ChangeEvent(
-            raw=raw,
-            event_id=event_id(source, table, op, before_raw, after_raw),
-            op=op,
-            table=table,
-            connector=connector,
-            key=self._key(raw, connector),
-            before=before,
-            after=after,
-            source=source,
-            transaction=transaction,
-            committed_at=committed_at(source),
-            snapshot=bool(snapshot) and op == "r",
-        )
+        pending = _Deferred(self, raw, payload, op, source, plan, table, connector)
+        if plan is not None and plan.nested_decimals:
+            pending.before()  # a decimal inside a struct/array: exactness shows only by converting
+            pending.after()
+        us = source.get("ts_us")
+        if not isinstance(us, int):
+            ms = source.get("ts_ms")
+            us = ms * 1000 if isinstance(ms, int) else None
+        if us is not None and not _MIN_US <= us <= _MAX_US:
+            committed_at(source)  # raises: outside Python's datetime range
+        return ChangeEvent.deferred(raw, op, table, connector, op == "r", us, pending)
+
+
+class _Deferred:
+    """The parts of a change event computed when first read: row images, key, event id,
+    transaction, commit time. A value that cannot be converted raises `DecodeError`."""
+
+    __slots__ = ("connector", "decoder", "op", "payload", "plan", "raw", "src", "table")
+
+    def __init__(self, decoder: Decoder, raw: RawMessage, payload: dict[str, Any], op: Op, source: dict[str, Any],
+                 plan: _EnvelopePlan | None, table: str, connector: str) -> None:
+        self.decoder = decoder
+        self.raw = raw
+        self.payload = payload
+        self.op = op
+        self.src = source
+        self.plan = plan
+        self.table = table
+        self.connector = connector
+
+    def _image(self, name: str) -> dict[str, Any] | None:
+        value = self.payload.get(name)
+        if value is None:
+            return None
+        try:
+            if self.plan is None:
+                return logical_types.schemaless_row(value)
+            conv = self.plan.before if name == "before" else self.plan.after
+            return None if conv is None else conv(value)
+        except _CONVERSION_ERRORS as exc:
+            raise DecodeError(*failure_reason(exc)) from None
+
+    def before(self) -> dict[str, Any] | None:
+        return self._image("before")
+
+    def after(self) -> dict[str, Any] | None:
+        return self._image("after")
+
+    def key(self) -> Mapping[str, Any] | None:
+        try:
+            return self.decoder._key(self.raw, self.connector)
+        except _CONVERSION_ERRORS as exc:
+            raise DecodeError(*failure_reason(exc)) from None
+
+    def event_id(self) -> str:
+        return event_id(self.src, self.table, self.op, self.payload.get("before"), self.payload.get("after"))
+
+    def transaction(self) -> TransactionInfo | None:
+        tx = self.payload.get("transaction")
+        if isinstance(tx, dict) and tx.get("id") is not None:
+            return TransactionInfo(id=str(tx["id"]), total_order=tx.get("total_order"),
+                                   data_collection_order=tx.get("data_collection_order"))
+        return None
+
+    def committed_at(self) -> datetime | None:
+        return committed_at(self.src)
+
+    def source(self) -> Mapping[str, Any]:
+        return self.src
 
 
 class _NotJson:
     pass
+
+
+_CONVERSION_ERRORS: Final = (TypeError, ValueError, KeyError, ArithmeticError, AttributeError, RecursionError,
+                             logical_types.InexactNumber)
+
+
+def failure_reason(exc: BaseException) -> tuple[str, str]:
+    """(reason, detail) of a value that cannot be converted, as dead letters and metrics name it."""
+    if isinstance(exc, logical_types.UnknownLogicalType):
+        return "unknown_logical_type", str(exc)
+    if isinstance(exc, logical_types.OutOfRange):
+        return "out_of_range", str(exc)
+    if isinstance(exc, RecursionError):
+        return "too_deep", "the message nests structs/arrays deeper than the decoder follows"
+    return "schema_mismatch", f"the payload does not match its schema: {type(exc).__name__}: {exc}"
 
 
 def _exact_loads(data: bytes) -> Any:

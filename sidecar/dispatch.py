@@ -47,7 +47,15 @@ from typing import Any
 from sidecar.checkpoint import Checkpoint, Token
 from sidecar.control import HookTimeout, Retry, SkipEvent
 from sidecar.dead_letters import DeadLetterWriter, make_entry
-from sidecar.events import ChangeEvent, Decoded, DecodeFailure, RawMessage, TransactionInfo, TransactionMarker
+from sidecar.events import (
+    ChangeEvent,
+    Decoded,
+    DecodeError,
+    DecodeFailure,
+    RawMessage,
+    TransactionInfo,
+    TransactionMarker,
+)
 from sidecar.execute import ABANDONED, DONE, Executor, Result, Run
 from sidecar.health import Health
 from sidecar.hooks import HookSpec
@@ -128,7 +136,7 @@ class Dispatcher:
             return
         if isinstance(decoded, ChangeEvent):
             self.stats.events += 1
-            self.metrics.event(decoded.table, decoded.op, decoded.committed_at)
+            self.metrics.event(decoded.table, decoded.op, decoded.commit_us)
             if self._batch_hooks:
                 self._bulk(raw, decoded, token)
                 return
@@ -421,7 +429,7 @@ class Dispatcher:
             attempt = self.metrics.hook_attempt
             for i, took in enumerate(durations, start=index):
                 job = run.jobs[i]
-                attempt(name, "success", took, job.param.record.get("_committed_at"))
+                attempt(name, "success", took, job.event.commit_us)
                 job.attempts += 1
                 self._job_done(job)
             self.stats.calls_ok += len(durations)
@@ -482,6 +490,10 @@ class Dispatcher:
         spec = hook.spec
         param = job.param
         job.attempts += 1
+        decode_error = exc if isinstance(exc, DecodeError) else param.decode_error
+        if decode_error is not None:
+            self._undecodable(lane, job, decode_error)
+            return
         if isinstance(exc, SkipEvent):
             self.metrics.hook_attempt(spec.name, "success", seconds, None)
             self.metrics.hook_run(spec.name, "skipped")
@@ -489,8 +501,7 @@ class Dispatcher:
             param.logger.info("hook skipped the event", reason=str(exc) or "SkipEvent")
             self._job_done(job)
             return
-        self.metrics.hook_attempt(spec.name, "timeout" if timed_out else "error", seconds,
-                                  param.record.get("_committed_at"))
+        self.metrics.hook_attempt(spec.name, "timeout" if timed_out else "error", seconds, job.event.commit_us)
         self.stats.calls_failed += 1
         job.first_failed = job.first_failed or datetime.now(UTC)
         requested = exc.delay if isinstance(exc, Retry) else None
@@ -541,6 +552,36 @@ class Dispatcher:
             self._job_done(job)
         else:
             lane.retry_at = time.monotonic() + min(30.0, max(1.0, spec.initial_backoff_s))
+
+    def _undecodable(self, lane: Lane, job: Job, error: DecodeError) -> None:
+        """Reading the record (decoded when first read) failed: a decode failure of the message,
+        dead-lettered with its reason for this hook; never retried."""
+        spec = lane.hook.spec
+        raw = job.event.raw
+        self.stats.decode_failures += 1
+        self.metrics.decode_error(error.reason)
+        self.stats.failure(error.reason, error.detail)
+        self.log.error("cannot decode message", reason=error.reason, detail=error.detail, hook=spec.name,
+                       topic=raw.topic, partition=raw.partition, offset=raw.offset,
+                       value_head=(raw.value or b"")[:200].decode("utf-8", "replace"))
+        if self.report:
+            self._job_done(job)
+            return
+        if self.dead_letters is None:
+            self._halt(lane, job.record.token, raw, error.reason)
+            return
+        events = job.events if job.events is not None else (job.event,)
+        job.entry = [make_entry(pipeline=self.pipeline, kind="decode_failed", raw=e.raw, reason=error.reason,
+                                hook=spec.name, detail=error.detail) for e in events]
+        first_id = job.entry[0]["id"]
+        if self._write_all(job.entry):
+            self.metrics.hook_run(spec.name, "dead_letter")
+            self.log.warning("undecodable message dead-lettered", reason=error.reason, hook=spec.name,
+                             dead_letter_id=first_id)
+            job.entry = None
+            self._job_done(job)
+        else:
+            lane.retry_at = time.monotonic() + 5.0
 
     def _entries(self, job: Job, spec: HookSpec, exc: BaseException) -> list[dict[str, Any]]:
         """A record's dead letter, or a call's: one entry per record, linked by the call id."""

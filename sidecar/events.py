@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Final, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal, Protocol, cast
 
 Op = Literal["c", "u", "d", "r", "t"]
 ALL_OPS: Final[tuple[Op, ...]] = ("c", "u", "d", "r", "t")
@@ -35,8 +35,8 @@ class _Unavailable:
 UNAVAILABLE: Final = _Unavailable()
 
 
-# RawMessage and ChangeEvent are made once per record on the hot path: plain slotted
-# dataclasses (a frozen one costs ~1 µs more to build). Treat them as read-only.
+# RawMessage is made once per record on the hot path: a plain slotted dataclass (a frozen
+# one costs ~1 µs more to build). Treat it as read-only.
 @dataclass(slots=True)
 class RawMessage:
     """One message as the source delivered it (kept whole for errors and dead letters)."""
@@ -91,22 +91,174 @@ class TransactionInfo:
         return "" if self.id is None else self.id.split(":", 1)[0]
 
 
-@dataclass(slots=True)
-class ChangeEvent:
-    """A committed row change, values already native Python types."""
+class DecodeError(ValueError):
+    """A value that could not be converted when it was first read (lazy decoding): handled as
+    a decode failure of the message — dead letter with `reason` — never as a hook failure."""
 
-    raw: RawMessage
-    event_id: str
-    op: Op
-    table: str
-    connector: str
-    key: Mapping[str, Any] | None
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-    source: Mapping[str, Any]
-    transaction: TransactionInfo | None
-    committed_at: datetime | None
-    snapshot: bool = False
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class Deferred(Protocol):
+    """What the decoder leaves to compute when a field of a `ChangeEvent` is first read."""
+
+    def event_id(self) -> str: ...
+    def key(self) -> Mapping[str, Any] | None: ...
+    def before(self) -> dict[str, Any] | None: ...
+    def after(self) -> dict[str, Any] | None: ...
+    def source(self) -> Mapping[str, Any]: ...
+    def transaction(self) -> TransactionInfo | None: ...
+    def committed_at(self) -> datetime | None: ...
+
+
+_UNSET: Final[Any] = object()
+
+
+class ChangeEvent:
+    """A committed row change, values native Python types.
+
+    From the decoder, the row images, key, event id, source block, transaction and commit
+    time are computed when first read and kept (a hook that never reads its record never
+    pays for converting it); a value that cannot be converted raises `DecodeError` then.
+    Treat as read-only."""
+
+    __slots__ = ("_after", "_before", "_committed_at", "_deferred", "_event_id", "_key", "_source", "_transaction",
+                 "commit_us", "connector", "op", "raw", "snapshot", "table")
+    # Each holds its value, or _UNSET until `_deferred` computed it.
+    _event_id: Any
+    _key: Any
+    _before: Any
+    _after: Any
+    _source: Any
+    _transaction: Any
+    _committed_at: Any
+
+    def __init__(self, raw: RawMessage, event_id: str, op: Op, table: str, connector: str,
+                 key: Mapping[str, Any] | None, before: dict[str, Any] | None, after: dict[str, Any] | None,
+                 source: Mapping[str, Any], transaction: TransactionInfo | None, committed_at: datetime | None,
+                 snapshot: bool = False) -> None:
+        self.raw = raw
+        self.op = op
+        self.table = table
+        self.connector = connector
+        self.snapshot = snapshot
+        self._event_id = event_id
+        self._key = key
+        self._before = before
+        self._after = after
+        self._source = source
+        self._transaction = transaction
+        self._committed_at = committed_at
+        self._deferred: Deferred | None = None
+        self.commit_us = None if committed_at is None else _epoch_us(committed_at)
+
+    @classmethod
+    def deferred(cls, raw: RawMessage, op: Op, table: str, connector: str, snapshot: bool, commit_us: int | None,
+                 deferred: Deferred) -> ChangeEvent:
+        """An event whose other fields `deferred` computes when first read."""
+        event = cls.__new__(cls)
+        event.raw = raw
+        event.op = op
+        event.table = table
+        event.connector = connector
+        event.snapshot = snapshot
+        event.commit_us = commit_us  # source commit time, µs since the epoch (metrics' lag)
+        event._deferred = deferred
+        event._event_id = event._key = event._before = event._after = _UNSET
+        event._source = event._transaction = event._committed_at = _UNSET
+        return event
+
+    @property
+    def event_id(self) -> str:
+        v = self._event_id
+        if v is _UNSET:
+            v = self._event_id = self._pending().event_id()
+        return cast("str", v)
+
+    @property
+    def key(self) -> Mapping[str, Any] | None:
+        v = self._key
+        if v is _UNSET:
+            v = self._key = self._pending().key()
+        return cast("Mapping[str, Any] | None", v)
+
+    @property
+    def before(self) -> dict[str, Any] | None:
+        v = self._before
+        if v is _UNSET:
+            v = self._before = self._pending().before()
+        return cast("dict[str, Any] | None", v)
+
+    @property
+    def after(self) -> dict[str, Any] | None:
+        v = self._after
+        if v is _UNSET:
+            v = self._after = self._pending().after()
+        return cast("dict[str, Any] | None", v)
+
+    @property
+    def source(self) -> Mapping[str, Any]:
+        v = self._source
+        if v is _UNSET:
+            v = self._source = self._pending().source()
+        return cast("Mapping[str, Any]", v)
+
+    @property
+    def transaction(self) -> TransactionInfo | None:
+        v = self._transaction
+        if v is _UNSET:
+            v = self._transaction = self._pending().transaction()
+        return cast("TransactionInfo | None", v)
+
+    @property
+    def committed_at(self) -> datetime | None:
+        v = self._committed_at
+        if v is _UNSET:
+            v = self._committed_at = self._pending().committed_at()
+        return cast("datetime | None", v)
+
+    def materialize(self) -> None:
+        """Compute every field now (raises `DecodeError` for a value that cannot be converted)."""
+        for name in _FIELDS:
+            getattr(self, name)
+
+    def _pending(self) -> Deferred:
+        assert self._deferred is not None
+        return self._deferred
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ChangeEvent):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in _FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        parts = []
+        for name in _FIELDS:
+            try:
+                parts.append(f"{name}={getattr(self, name)!r}")
+            except DecodeError as exc:
+                parts.append(f"{name}=<undecodable: {exc.reason}>")
+        return "ChangeEvent(" + ", ".join(parts) + ")"
+
+    def replace(self, **changes: Any) -> ChangeEvent:
+        """A copy with some fields changed (every field computed first)."""
+        values = {f: getattr(self, f) for f in _FIELDS}
+        values.update(changes)
+        return ChangeEvent(**values)
+
+
+_FIELDS: Final = ("raw", "event_id", "op", "table", "connector", "key", "before", "after", "source", "transaction",
+                  "committed_at", "snapshot")
+_EPOCH_UTC: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _epoch_us(at: datetime) -> int:
+    aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return (aware - _EPOCH_UTC) // timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)

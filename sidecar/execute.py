@@ -166,6 +166,8 @@ class Executor:
                     result = call(job.param)
                     if inspect.isawaitable(result):
                         self.await_on_loop(result)
+                    if job.param.decode_error is not None:  # the hook caught it: still a decode failure
+                        raise job.param.decode_error
                 except BaseException as exc:  # SystemExit/KeyboardInterrupt in a hook are hook failures
                     run.index = -1
                     if ok:
@@ -206,6 +208,8 @@ class Executor:
                     result = call(job.param)
                     if inspect.isawaitable(result):
                         self.await_on_loop(result)
+                    if job.param.decode_error is not None:  # the hook caught it: still a decode failure
+                        raise job.param.decode_error
                 except BaseException as exc:  # SystemExit/KeyboardInterrupt in a hook are hook failures
                     error = exc
                 if not self._finish_call(run, i, error, started):
@@ -224,6 +228,8 @@ class Executor:
                     result: Coroutine[Any, Any, Any] | Any = call(job.param)
                     if inspect.isawaitable(result):
                         await result
+                    if job.param.decode_error is not None:
+                        raise job.param.decode_error
                 except asyncio.CancelledError as exc:  # the dispatcher gave up on this call
                     error = exc
                 except BaseException as exc:

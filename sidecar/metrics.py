@@ -14,7 +14,6 @@ import bisect
 import contextlib
 import time
 from collections.abc import Iterator
-from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -137,7 +136,7 @@ class Metrics:
         # Known label values start at 0, so alerts using increase()/rate() see them from the first scrape.
         for reason in DECODE_REASONS:
             self.decode_errors.labels(reason=reason)
-        self._newest_source: datetime | None = None
+        self._newest_source: int | None = None
 
     def declare_hooks(self, hooks: list[str]) -> None:
         """Create each hook's series at 0 (outcomes and histograms) before its first call."""
@@ -148,7 +147,8 @@ class Metrics:
             self._lags.setdefault(hook, _Hist(len(LAG_BUCKETS)))
             self.hook_in_flight(hook, 0)
 
-    def event(self, table: str, op: str, committed_at: datetime | None) -> None:
+    def event(self, table: str, op: str, commit_us: int | None) -> None:
+        """One change event; `commit_us`: its source commit time, µs since the epoch."""
         tables = self._tables
         if table not in tables:
             if len(tables) >= MAX_TABLE_LABELS:
@@ -158,19 +158,19 @@ class Metrics:
         counts = self._event_counts
         key = (table, op)
         counts[key] = counts.get(key, 0) + 1
-        if committed_at is not None and (self._newest_source is None or committed_at > self._newest_source):
-            self._newest_source = committed_at
-            self.last_event_source.set(committed_at.timestamp())
+        if commit_us is not None and (self._newest_source is None or commit_us > self._newest_source):
+            self._newest_source = commit_us
+            self.last_event_source.set(commit_us / 1e6)
 
-    def hook_attempt(self, hook: str, outcome: str, seconds: float, committed_at: datetime | None) -> None:
+    def hook_attempt(self, hook: str, outcome: str, seconds: float, commit_us: int | None) -> None:
         self.hook_run(hook, outcome)
         h = self._durations.get(hook)
         if h is None:
             h = self._durations[hook] = _Hist(len(HOOK_BUCKETS))
         h.counts[bisect.bisect_left(HOOK_BUCKETS, seconds)] += 1
         h.sum += seconds
-        if outcome == "success" and committed_at is not None:
-            lag = max(0.0, time.time() - committed_at.timestamp())
+        if outcome == "success" and commit_us is not None:
+            lag = max(0.0, time.time() - commit_us / 1e6)
             g = self._lags.get(hook)
             if g is None:
                 g = self._lags[hook] = _Hist(len(LAG_BUCKETS))
@@ -220,10 +220,10 @@ class NoMetrics(Metrics):
     def __init__(self) -> None:
         super().__init__(CollectorRegistry())
 
-    def event(self, table: str, op: str, committed_at: datetime | None) -> None:
+    def event(self, table: str, op: str, commit_us: int | None) -> None:
         pass
 
-    def hook_attempt(self, hook: str, outcome: str, seconds: float, committed_at: datetime | None) -> None:
+    def hook_attempt(self, hook: str, outcome: str, seconds: float, commit_us: int | None) -> None:
         pass
 
     def hook_run(self, hook: str, outcome: str) -> None:

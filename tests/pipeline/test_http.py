@@ -28,8 +28,8 @@ def test_metrics_and_probes_over_http() -> None:
     server = serve("127.0.0.1", 0, m, h, structlog.get_logger())
     port = server.server_address[1]
     try:
-        m.event("public.orders", "c", datetime.now(UTC))
-        m.hook_attempt("audit", "success", 0.01, datetime.now(UTC))
+        m.event("public.orders", "c", int(datetime.now(UTC).timestamp() * 1e6))
+        m.hook_attempt("audit", "success", 0.01, int(datetime.now(UTC).timestamp() * 1e6))
         m.decode_error("not_json")
         code, body = get(port, "/metrics")
         text = body.decode()

@@ -44,7 +44,7 @@ def envelope(after_schema: dict, after: dict) -> bytes:
 )
 def test_malformed_values(value: bytes, reason: str) -> None:
     """Each kind of malformed message gets its own reason and keeps the raw message."""
-    out = Decoder().decode(raw(value))
+    out = Decoder().decode(raw(value), eager=True)
     assert isinstance(out, DecodeFailure)
     assert out.reason == reason
     assert out.raw.value == value
@@ -69,7 +69,7 @@ def test_unknown_logical_type_is_a_failure() -> None:
         {"type": "struct", "fields": [{"field": "v", "type": "string", "name": "io.debezium.data.FutureThing"}]},
         {"v": "x"},
     )
-    out = Decoder().decode(raw(value))
+    out = Decoder().decode(raw(value), eager=True)
     assert isinstance(out, DecodeFailure) and out.reason == "unknown_logical_type"
     assert "io.debezium.data.FutureThing" in out.detail
 
@@ -80,7 +80,7 @@ def test_schema_payload_mismatch_is_a_failure() -> None:
         {"type": "struct", "fields": [{"field": "d", "type": "int32", "name": "io.debezium.time.Date"}]},
         {"d": "yesterday"},
     )
-    out = Decoder().decode(raw(value))
+    out = Decoder().decode(raw(value), eager=True)
     assert isinstance(out, DecodeFailure) and out.reason == "schema_mismatch"
 
 
@@ -103,7 +103,7 @@ def test_decimal_and_variable_scale_decimal() -> None:
         },
         {"a": base64.b64encode(unscaled).decode(), "b": {"scale": 3, "value": base64.b64encode(b"\x01\x00").decode()}},
     )
-    out = Decoder().decode(raw(value))
+    out = Decoder().decode(raw(value), eager=True)
     assert isinstance(out, ChangeEvent) and out.after is not None
     assert out.after["a"] == Decimal("-123.45")
     assert out.after["b"] == Decimal("0.256")

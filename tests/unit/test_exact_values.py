@@ -36,7 +36,7 @@ def _message(field_schema: dict[str, Any], value_json: str) -> bytes:
 
 
 def _decoded(field_schema: dict[str, Any], value_json: str) -> Any:
-    out = Decoder().decode(_raw(_message(field_schema, value_json)))
+    out = Decoder().decode(_raw(_message(field_schema, value_json)), eager=True)
     assert isinstance(out, ChangeEvent), out
     assert out.after is not None
     return out.after["v"]
@@ -93,7 +93,7 @@ def test_variable_scale_decimal_exact() -> None:
 ])
 def test_non_integer_scale_is_a_decode_failure(schema: dict[str, Any], value: str) -> None:
     """A scale that is not an integer is refused, not truncated."""
-    out = Decoder().decode(_raw(_message(schema, value)))
+    out = Decoder().decode(_raw(_message(schema, value)), eager=True)
     assert isinstance(out, DecodeFailure) and "scale" in out.detail
 
 
@@ -107,7 +107,7 @@ def test_non_integer_scale_is_a_decode_failure(schema: dict[str, Any], value: st
 ])
 def test_out_of_range_dates_are_decode_failures(schema: dict[str, Any], value: str) -> None:
     """Dates/timestamps beyond years 1…9999 are a decode failure with the value, never a clamp."""
-    out = Decoder().decode(_raw(_message(schema, value)))
+    out = Decoder().decode(_raw(_message(schema, value)), eager=True)
     assert isinstance(out, DecodeFailure) and out.reason == "out_of_range"
     assert value.strip('"') in out.detail
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 
 from sidecar.events import ChangeEvent, RawMessage, TransactionInfo, TransactionMarker
 from sidecar.testing import make_event
@@ -17,7 +16,7 @@ def marker(status: str, tx: str, count: int | None = None) -> TransactionMarker:
 
 def event(tx: str, order: int, row: int) -> ChangeEvent:
     e = make_event("public.t", after={"id": row, "tx": tx})
-    return replace(e, transaction=TransactionInfo(f"{tx}:{1000 + order}", order, order))
+    return e.replace(transaction=TransactionInfo(f"{tx}:{1000 + order}", order, order))
 
 
 def test_three_interleaved_transactions_separated_in_commit_order() -> None:
