@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import re
 import signal
 import sys
@@ -229,11 +230,17 @@ def run(app: App, stop: threading.Event) -> DispatchStats:
     """The main job: until `stop` is set (SIGTERM/SIGINT) or the source fails."""
     settings = app.settings
     interval = sys.getswitchinterval()
+    thresholds = gc.get_threshold()
     sys.setswitchinterval(settings.dispatch.switch_interval_s)
+    if settings.dispatch.gc_threshold:
+        gc.freeze()  # what start-up made lives as long as the process: full collections skip it
+        gc.set_threshold(settings.dispatch.gc_threshold, thresholds[1], thresholds[2])
     try:
         return _run(app, stop)
     finally:
         sys.setswitchinterval(interval)
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def _run(app: App, stop: threading.Event) -> DispatchStats:

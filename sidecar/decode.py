@@ -120,6 +120,7 @@ class Decoder:
 
     def __init__(self) -> None:
         self._plans: dict[bytes, _EnvelopePlan] = {}
+        self._by_length: dict[int, bytes] = {}  # where `,"payload":` is → the schema last seen there
         self._key_plans: dict[bytes, logical_types.RowConverter | None] = {}
 
     def decode(self, raw: RawMessage, eager: bool = False) -> Decoded:
@@ -155,6 +156,21 @@ class Decoder:
             return Tombstone(raw)
         if not isinstance(payload, dict):
             return DecodeFailure(raw, "not_envelope", "the message value is not a JSON object")
+        op = payload.get("op")
+        source = payload.get("source")
+        if (op in _OPS and type(source) is dict and "status" not in payload and "ddl" not in payload
+                and "tableChanges" not in payload and "databaseName" not in payload
+                and not raw.topic.startswith("__debezium-heartbeat")):
+            # The common case (a row change), decided with the fewest lookups; the same checks as below.
+            table = data_collection(source)
+            if (source.get("table") or source.get("collection")) and "\x00" not in table:
+                plan = self._plan(schema_bytes, envelope_schema) if envelope_schema is not None else None
+                return self._change(raw, payload, op, source, plan, table)
+        return self._other(raw, payload, schema_bytes, envelope_schema)
+
+    def _other(self, raw: RawMessage, payload: dict[str, Any], schema_bytes: bytes | None,
+               envelope_schema: Mapping[str, Any] | None) -> Decoded:
+        """Anything but a plain row change: heartbeats, markers, schema changes, and the errors."""
         if raw.topic.startswith("__debezium-heartbeat") or (payload.keys() == {"ts_ms"}):
             return Heartbeat(raw)
         op = payload.get("op")
@@ -187,6 +203,13 @@ class Decoder:
         if value.startswith(b'{"schema":'):
             cut = value.find(_PAYLOAD_SPLIT)
             if cut > 0 and value.endswith(b"}"):
+                known = self._by_length.get(cut)
+                if known is not None and loads is orjson.loads and value.startswith(known, 10):
+                    # The schema seen last with this length, byte for byte: no copy, no hashing.
+                    try:
+                        return known, orjson.loads(memoryview(value)[cut + len(_PAYLOAD_SPLIT): -1]), {}
+                    except ValueError:
+                        pass
                 schema_bytes = value[10:cut]
                 plan_known = schema_bytes in self._plans
                 try:
@@ -217,7 +240,9 @@ class Decoder:
             plan = _EnvelopePlan(schema)
             if len(self._plans) >= _MAX_CACHED_SCHEMAS:
                 self._plans.clear()
+                self._by_length.clear()
             self._plans[schema_bytes] = plan
+        self._by_length[len(schema_bytes) + 10] = schema_bytes
         return plan
 
     def _key(self, raw: RawMessage, connector: str) -> Mapping[str, Any] | None:

@@ -13,10 +13,10 @@ from __future__ import annotations
 import bisect
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from sidecar import __version__
@@ -83,6 +83,10 @@ class _HotPathCollector(Collector):
         for (hook, reason), n in FILTERED.snapshot().items():
             filtered.add_metric([hook, reason], n)
         yield filtered
+        newest = self.m._newest_source
+        yield GaugeMetricFamily("checkpoint_last_event_source_timestamp_seconds",
+                                "Source commit time of the newest event processed (freshness).",
+                                0.0 if newest is None else newest / 1e6)
         yield _hist_family("checkpoint_hook_duration_seconds", DURATION_HELP, HOOK_BUCKETS, self.m._durations)
         yield _hist_family("checkpoint_commit_to_hook_seconds", LAG_HELP, LAG_BUCKETS, self.m._lags)
 
@@ -108,8 +112,6 @@ class Metrics:
                                   ["topic", "partition"], registry=r)
         self.last_commit = Gauge("checkpoint_last_offset_commit_timestamp_seconds",
                                  "When offsets (or an embedded batch) were last committed.", registry=r)
-        self.last_event_source = Gauge("checkpoint_last_event_source_timestamp_seconds",
-                                       "Source commit time of the newest event processed (freshness).", registry=r)
         self.build_info = Gauge("checkpoint_build_info", "Always 1; the version label says which build runs.",
                                 ["version"], registry=r)
         self.slot_retained = Gauge("checkpoint_replication_slot_retained_bytes",
@@ -159,8 +161,7 @@ class Metrics:
         key = (table, op)
         counts[key] = counts.get(key, 0) + 1
         if commit_us is not None and (self._newest_source is None or commit_us > self._newest_source):
-            self._newest_source = commit_us
-            self.last_event_source.set(commit_us / 1e6)
+            self._newest_source = commit_us  # exported when scraped
 
     def hook_attempt(self, hook: str, outcome: str, seconds: float, commit_us: int | None) -> None:
         self.hook_run(hook, outcome)
@@ -176,6 +177,28 @@ class Metrics:
                 g = self._lags[hook] = _Hist(len(LAG_BUCKETS))
             g.counts[bisect.bisect_left(LAG_BUCKETS, lag)] += 1
             g.sum += lag
+
+    def hook_successes(self, hook: str, durations: Sequence[float], commits_us: Sequence[int | None]) -> None:
+        """Several successful calls at once (a worker's bundle): as many `hook_attempt`s."""
+        key = (hook, "success")
+        self._run_counts[key] = self._run_counts.get(key, 0) + len(durations)
+        h = self._durations.get(hook)
+        if h is None:
+            h = self._durations[hook] = _Hist(len(HOOK_BUCKETS))
+        counts = h.counts
+        for seconds in durations:
+            counts[bisect.bisect_left(HOOK_BUCKETS, seconds)] += 1
+        h.sum += sum(durations)
+        now = time.time()
+        g = self._lags.get(hook)
+        if g is None:
+            g = self._lags[hook] = _Hist(len(LAG_BUCKETS))
+        lags = g.counts
+        for us in commits_us:
+            if us is not None:
+                lag = max(0.0, now - us / 1e6)
+                lags[bisect.bisect_left(LAG_BUCKETS, lag)] += 1
+                g.sum += lag
 
     def hook_run(self, hook: str, outcome: str) -> None:
         counts = self._run_counts
@@ -224,6 +247,9 @@ class NoMetrics(Metrics):
         pass
 
     def hook_attempt(self, hook: str, outcome: str, seconds: float, commit_us: int | None) -> None:
+        pass
+
+    def hook_successes(self, hook: str, durations: Sequence[float], commits_us: Sequence[int | None]) -> None:
         pass
 
     def hook_run(self, hook: str, outcome: str) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import FrozenInstanceError, dataclass, replace
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import Engine
 
@@ -49,89 +49,125 @@ class CheckpointParam:
     a value that cannot be decoded raises `sidecar.events.DecodeError` then, and the call is
     handled as a decode failure (dead letter with the reason), even if the hook catches it."""
 
-    __slots__ = ("_ctx", "_lazy", "_logger", "_record", "_records", "auxiliary_db", "decode_error", "destination_db",
-                 "hook", "source_db")
+    __slots__ = ("_call", "_ctx", "_dbs", "_decode_error", "_events", "_factory", "_hook", "_logger", "_record",
+                 "_records", "_spec")
 
-    source_db: Engine | None
-    destination_db: Engine | None
-    auxiliary_db: Mapping[str, Engine]
-    hook: str  # the hook's configured name (the ledger's key, metrics' label)
-    decode_error: DecodeError | None  # set when reading the record failed to decode
+    # Built on first read from _factory/_spec/_events/_call (None: given to __init__).
     _ctx: PipelineContext | None
     _logger: Any
     _record: dict[str, Any] | None
     _records: list[dict[str, Any]] | None
-    _lazy: _Lazy | None
+    _dbs: Databases | tuple[Engine | None, Engine | None, Mapping[str, Engine]]
+    _hook: str
+    _decode_error: DecodeError | None
+    _factory: ParamFactory | None
+    _spec: HookSpec | None
+    _events: Sequence[ChangeEvent]
+    _call: tuple[str, TransactionInfo] | None  # transaction/batch calls: (call id, transaction)
 
     def __init__(self, ctx: PipelineContext, logger: Any, record: dict[str, Any],
                  source_db: Engine | None = None, destination_db: Engine | None = None,
                  auxiliary_db: Mapping[str, Engine] | None = None, records: list[dict[str, Any]] | None = None,
                  hook: str = "") -> None:
-        _set = object.__setattr__
-        _set(self, "_ctx", ctx)
-        _set(self, "_logger", logger)
-        _set(self, "_record", record)
-        _set(self, "_records", records if records else [record])  # record mode: records == [record]
-        _set(self, "source_db", source_db)
-        _set(self, "destination_db", destination_db)
-        _set(self, "auxiliary_db", {} if auxiliary_db is None else auxiliary_db)
-        _set(self, "hook", hook)
-        _set(self, "decode_error", None)
-        _set(self, "_lazy", None)
+        self._ctx = ctx
+        self._logger = logger
+        self._record = record
+        self._records = records if records else [record]  # record mode: records == [record]
+        self._dbs = (source_db, destination_db, {} if auxiliary_db is None else auxiliary_db)
+        self._hook = hook
+        self._decode_error = None
+        self._factory = self._spec = self._call = None
+        self._events = ()
+
+    @property
+    def source_db(self) -> Engine | None:
+        dbs = self._dbs
+        return dbs[0] if isinstance(dbs, tuple) else dbs.source
+
+    @property
+    def destination_db(self) -> Engine | None:
+        dbs = self._dbs
+        return dbs[1] if isinstance(dbs, tuple) else dbs.destination
+
+    @property
+    def auxiliary_db(self) -> Mapping[str, Engine]:
+        dbs = self._dbs
+        return dbs[2] if isinstance(dbs, tuple) else dbs.auxiliary
+
+    @property
+    def hook(self) -> str:
+        """The hook's configured name (the ledger's key, metrics' label)."""
+        return self._hook
+
+    @property
+    def decode_error(self) -> DecodeError | None:
+        """Set when reading the record failed to decode (the call is then a decode failure)."""
+        return self._decode_error
 
     @property
     def ctx(self) -> PipelineContext:
         ctx = self._ctx
         if ctx is None:
-            ctx = self._build("_ctx")
-        return cast(PipelineContext, ctx)
+            ctx = self._ctx = self._guard(self._build_ctx)
+        return ctx
 
     @property
     def logger(self) -> Any:
         logger = self._logger
         if logger is None:
-            logger = self._build("_logger")
+            logger = self._logger = self._build_logger()
         return logger
 
     @property
     def record(self) -> dict[str, Any]:
         record = self._record
         if record is None:
-            if self._lazy is not None and self._lazy.call is not None:
-                record = self.records[0]
-                object.__setattr__(self, "_record", record)
-            else:
-                record = self._build("_record")
-        return cast("dict[str, Any]", record)
+            factory = self._factory
+            assert factory is not None
+            first = self._events[0]
+            record = self.records[0] if self._call is not None else self._guard(lambda: factory.record(first))
+            self._record = record
+        return record
 
     @property
     def records(self) -> list[dict[str, Any]]:
         records = self._records
         if records is None:
-            if self._lazy is not None and self._lazy.call is not None:
-                records = self._build("_records")
+            factory = self._factory
+            assert factory is not None
+            if self._call is not None:
+                records = self._guard(lambda: [factory.record(e) for e in self._events])
             else:
                 records = [self.record]
-                object.__setattr__(self, "_records", records)
-        return cast("list[dict[str, Any]]", records)
+            self._records = records
+        return records
 
-    def _build(self, name: str) -> Any:
-        lazy = self._lazy
-        assert lazy is not None
+    def _guard(self, build: Callable[[], _T]) -> _T:
         try:
-            value = lazy.build(name)
+            return build()
         except DecodeError as exc:
-            if self.decode_error is None:
-                object.__setattr__(self, "decode_error", exc)
+            if self._decode_error is None:
+                self._decode_error = exc
             raise
-        object.__setattr__(self, name, value)
-        return value
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+    def _build_ctx(self) -> PipelineContext:
+        factory = self._factory
+        assert factory is not None
+        ctx = build_context(self._events[0], factory.pipeline)
+        if self._call is not None:
+            ctx = replace(ctx, event_id=self._call[0], transaction=self._call[1])
+        return ctx
 
-    def __delattr__(self, name: str) -> None:
-        raise FrozenInstanceError(f"cannot delete field {name!r}")
+    def _build_logger(self) -> Any:
+        factory, spec = self._factory, self._spec
+        assert factory is not None and spec is not None
+        if self._call is None:
+            event = self._events[0]
+            return LazyLogger(factory.log, {"pipeline": factory.pipeline, "table": event.table, "op": event.op,
+                                            "event_id": event.event_id, "hook": spec.name})
+        call_id, tx = self._call
+        return LazyLogger(factory.log, {"pipeline": factory.pipeline, "hook": spec.name, "event_id": call_id,
+                                        "transaction_id": tx.id, "records": len(self._events)})
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CheckpointParam):
@@ -145,39 +181,7 @@ class CheckpointParam:
 
 
 _PARAM_FIELDS = ("ctx", "logger", "record", "source_db", "destination_db", "auxiliary_db", "records", "hook")
-
-
-class _Lazy:
-    """How the dispatcher's params build their parts on first read (one record, or a call's)."""
-
-    __slots__ = ("call", "events", "factory", "spec")
-
-    def __init__(self, factory: ParamFactory, spec: HookSpec, events: Sequence[ChangeEvent],
-                 call: tuple[str, TransactionInfo] | None) -> None:
-        self.factory = factory
-        self.spec = spec
-        self.events = events
-        self.call = call  # transaction/batch calls: (call id, transaction)
-
-    def build(self, name: str) -> Any:
-        factory = self.factory
-        events = self.events
-        if name == "_record":
-            return factory.record(events[0])
-        if name == "_records":
-            return [factory.record(e) for e in events]
-        event = events[0]
-        if name == "_ctx":
-            ctx = build_context(event, factory.pipeline)
-            if self.call is not None:
-                ctx = replace(ctx, event_id=self.call[0], transaction=self.call[1])
-            return ctx
-        if self.call is None:  # _logger
-            return LazyLogger(factory.log, {"pipeline": factory.pipeline, "table": event.table, "op": event.op,
-                                            "event_id": event.event_id, "hook": self.spec.name})
-        call_id, tx = self.call
-        return LazyLogger(factory.log, {"pipeline": factory.pipeline, "hook": self.spec.name, "event_id": call_id,
-                                        "transaction_id": tx.id, "records": len(events)})
+_T = TypeVar("_T")
 
 
 def build_record(
@@ -219,6 +223,9 @@ def build_context(event: ChangeEvent, pipeline: str, deadline: float | None = No
 
 
 
+_new_param = object.__new__
+
+
 class ParamFactory:
     """Builds the CheckpointParam each hook gets for an event (shared by the dispatcher and
     `sidecar.testing`). Each hook gets its own record dict, so one hook cannot change what
@@ -256,19 +263,14 @@ class ParamFactory:
 
     def _deferred(self, hook: HookSpec, events: Sequence[ChangeEvent],
                   call: tuple[str, TransactionInfo] | None) -> CheckpointParam:
-        param = CheckpointParam.__new__(CheckpointParam)
-        _set = object.__setattr__
-        _set(param, "_ctx", None)
-        _set(param, "_logger", None)
-        _set(param, "_record", None)
-        _set(param, "_records", None)
-        dbs = self.databases
-        _set(param, "source_db", dbs.source)
-        _set(param, "destination_db", dbs.destination)
-        _set(param, "auxiliary_db", dbs.auxiliary)
-        _set(param, "hook", hook.name)
-        _set(param, "decode_error", None)
-        _set(param, "_lazy", _Lazy(self, hook, events, call))
+        param = _new_param(CheckpointParam)
+        param._ctx = param._logger = param._record = param._records = param._decode_error = None
+        param._dbs = self.databases
+        param._hook = hook.name
+        param._factory = self
+        param._spec = hook
+        param._events = events
+        param._call = call
         return param
 
     @staticmethod
@@ -279,5 +281,4 @@ class ParamFactory:
             ctx = param.ctx
         except DecodeError:
             return
-        object.__setattr__(param, "_ctx", replace(ctx, cancelled=threading.Event(),
-                                                  deadline=time.time() + timeout_s))
+        param._ctx = replace(ctx, cancelled=threading.Event(), deadline=time.time() + timeout_s)
