@@ -12,9 +12,10 @@ import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import orjson
+import simdjson
 
 from sidecar import logical_types
 from sidecar.events import (
@@ -32,6 +33,7 @@ from sidecar.events import (
 )
 
 _OPS: Final = frozenset({"c", "u", "d", "r", "t"})
+_NOT_CHANGE: Final = frozenset({"status", "ddl", "tableChanges", "databaseName"})  # markers, schema changes
 _SCHEMA_QUALIFIED: Final = frozenset({"postgresql", "sqlserver", "oracle", "db2", "informix", "vitess"})
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _PAYLOAD_SPLIT: Final = b',"payload":'
@@ -88,6 +90,16 @@ class _EnvelopePlan:
         return False
 
 
+def _inexact_doc(doc: Any, decimals: tuple[str, ...]) -> bool:
+    """`_EnvelopePlan.inexact` on a simdjson document: a decimal sent as a JSON number."""
+    for image in (doc.get("before"), doc.get("after")):
+        if type(image) is simdjson.Object:
+            for name in decimals:
+                if type(image.get(name)) is float:
+                    return True
+    return False
+
+
 def _names_decimal(schema: Any) -> bool:
     """Does a Connect schema use the Decimal logical type anywhere inside (iterative: any depth)?"""
     todo = [schema]
@@ -121,6 +133,7 @@ class Decoder:
     def __init__(self) -> None:
         self._plans: dict[bytes, _EnvelopePlan] = {}
         self._by_length: dict[int, bytes] = {}  # where `,"payload":` is → the schema last seen there
+        self._parser = simdjson.Parser()  # one document at a time: no proxy outlives `_route`
         self._key_plans: dict[bytes, logical_types.RowConverter | None] = {}
 
     def decode(self, raw: RawMessage, eager: bool = False) -> Decoded:
@@ -149,6 +162,10 @@ class Decoder:
             return Tombstone(raw)
         if value[:1] == b"\x00" and len(value) >= 5:
             return DecodeFailure(raw, "unsupported_format", AVRO_HINT)
+        if loads is orjson.loads:
+            routed = self._route(raw, value)
+            if routed is not None:
+                return routed
         schema_bytes, payload, envelope_schema = self._split(value, loads)
         if payload is _NOT_JSON:
             return DecodeFailure(raw, "not_json", "the message value is not JSON")
@@ -167,6 +184,61 @@ class Decoder:
                 plan = self._plan(schema_bytes, envelope_schema) if envelope_schema is not None else None
                 return self._change(raw, payload, op, source, plan, table)
         return self._other(raw, payload, schema_bytes, envelope_schema)
+
+    def _route(self, raw: RawMessage, value: bytes) -> ChangeEvent | None:
+        """A plain row change decided without building its rows: simdjson validates the whole
+        payload and reads only the envelope fields routing needs (op, the source block); the
+        rest is parsed when first read. None: anything else, or any doubt — the full path
+        decides (first sight of a schema, NUMERIC decimals, errors, markers, heartbeats…)."""
+        plan: _EnvelopePlan | None = None
+        body: bytes | memoryview = value
+        if value.startswith(b'{"schema":'):
+            cut = value.find(_PAYLOAD_SPLIT)
+            known = self._by_length.get(cut)
+            if known is None or not value.endswith(b"}") or not value.startswith(known, 10):
+                return None
+            plan = self._plans.get(known)
+            if plan is None or plan.nested_decimals:
+                return None
+            body = memoryview(value)[cut + len(_PAYLOAD_SPLIT): -1]
+        elif raw.topic.startswith("__debezium-heartbeat"):
+            return None
+        try:
+            doc = self._parser.parse(body)
+        except (ValueError, RuntimeError):  # not JSON, a number beyond 64 bits…: the full path says what
+            return None
+        try:
+            if type(doc) is not simdjson.Object:
+                return None
+            op = doc.get("op")
+            source = doc.get("source")
+            # (pysimdjson answers `in` and a missing key's `get` slowly: one pass over the keys.)
+            if op not in _OPS or type(source) is not simdjson.Object or not _NOT_CHANGE.isdisjoint(doc.keys()):
+                return None
+            if plan is not None and plan.decimals and _inexact_doc(doc, plan.decimals):
+                return None
+            name = source.get("table") or source.get("collection")
+            connector = source.get("connector")
+            prefix = source.get("schema") if connector in _SCHEMA_QUALIFIED else None
+            if not prefix:
+                prefix = source.get("db")
+            us = source.get("ts_us")
+            if type(us) is not int:
+                ms = source.get("ts_ms")
+                us = ms * 1000 if type(ms) is int else None
+        finally:
+            del doc
+            source = None
+        if not name or type(name) is not str or "\x00" in name or (prefix is not None and type(prefix) is not str):
+            return None
+        if us is not None and not _MIN_US <= us <= _MAX_US:
+            return None
+        table = f"{prefix}.{name}" if prefix else name
+        conn = "" if connector is None else str(connector)
+        change = cast(Op, op)  # one of _OPS
+        pending = _Deferred(self, raw, None, change, None, plan, table, conn)
+        pending.body = body
+        return ChangeEvent.deferred(raw, change, table, conn, op == "r", us, pending)
 
     def _other(self, raw: RawMessage, payload: dict[str, Any], schema_bytes: bytes | None,
                envelope_schema: Mapping[str, Any] | None) -> Decoded:
@@ -308,18 +380,44 @@ class _Deferred:
     """The parts of a change event computed when first read: row images, key, event id,
     transaction, commit time. A value that cannot be converted raises `DecodeError`."""
 
-    __slots__ = ("connector", "decoder", "op", "payload", "plan", "raw", "src", "table")
+    __slots__ = ("_payload", "_src", "body", "connector", "decoder", "op", "plan", "raw", "table")
 
-    def __init__(self, decoder: Decoder, raw: RawMessage, payload: dict[str, Any], op: Op, source: dict[str, Any],
-                 plan: _EnvelopePlan | None, table: str, connector: str) -> None:
+    def __init__(self, decoder: Decoder, raw: RawMessage, payload: dict[str, Any] | None, op: Op,
+                 source: dict[str, Any] | None, plan: _EnvelopePlan | None, table: str, connector: str) -> None:
         self.decoder = decoder
         self.raw = raw
-        self.payload = payload
+        self._payload = payload
         self.op = op
-        self.src = source
+        self._src = source
         self.plan = plan
         self.table = table
         self.connector = connector
+        self.body: bytes | memoryview | None = None  # the payload's JSON when routed without parsing it
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        payload = self._payload
+        if payload is None:
+            assert self.body is not None
+            try:
+                payload = orjson.loads(self.body)
+            except ValueError as exc:
+                raise DecodeError("not_json", f"the message value is not JSON: {exc}") from None
+            if not isinstance(payload, dict) or payload.get("op") != self.op:
+                # simdjson read the first of duplicate keys, orjson keeps the last: refuse to guess.
+                raise DecodeError("not_envelope", "the envelope repeats a key (op, source…) with different values")
+            self._payload = payload
+        return payload
+
+    @property
+    def src(self) -> dict[str, Any]:
+        src = self._src
+        if src is None:
+            src = self.payload.get("source")
+            if not isinstance(src, dict) or data_collection(src) != self.table:
+                raise DecodeError("not_envelope", "the envelope repeats a key (op, source…) with different values")
+            self._src = src
+        return src
 
     def _image(self, name: str) -> dict[str, Any] | None:
         value = self.payload.get(name)

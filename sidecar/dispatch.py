@@ -185,6 +185,11 @@ class Dispatcher:
 
     def _bulk(self, raw: RawMessage, event: ChangeEvent, token: Token) -> None:
         """A record when some hook takes calls: record jobs, batch collection, transaction hold."""
+        try:  # calls read their events on this thread (ids, transaction, commit time): decode them now
+            event.materialize()
+        except DecodeError as exc:
+            self._reject(DecodeFailure(raw, exc.reason, exc.detail), token)
+            return
         record_hooks, batch_hooks, txn_hooks = self._split(event.table, event.op)
         # Every record of a transaction is held while transaction hooks exist, matching or not:
         # committing any of it early would make a redelivered transaction incomplete.
@@ -536,7 +541,7 @@ class Dispatcher:
         spec = lane.hook.spec
         param = job.param
         self.stats.hook_failures += 1
-        self.stats.failure("hook_failed", param.ctx.event_id)
+        self.stats.failure("hook_failed", _event_id(job) or "")
         if self.report:
             self._job_done(job)
             return
@@ -597,7 +602,7 @@ class Dispatcher:
         if job.events is None:
             return [make_entry(pipeline=self.pipeline, kind="hook_failed", raw=job.event.raw,
                                reason="attempts_exhausted", hook=spec.name, error=exc, attempts=job.attempts,
-                               event_id=job.event.event_id, first_failed_at=job.first_failed)]
+                               event_id=_event_id(job), first_failed_at=job.first_failed)]
         ctx = job.param.ctx
         tx = ctx.transaction
         call = {"id": ctx.event_id, "mode": spec.mode, "count": len(job.events),
@@ -709,7 +714,7 @@ class Dispatcher:
                 run.abandoned_at = i
                 run.stop = True
             job = run.jobs[i]
-            job.param.ctx.cancelled.set()
+            job.param.cancel()
             run.lane.hook.abandoned += 1
             self.stats.abandoned += 1
             if spec.is_async:
@@ -802,7 +807,7 @@ class Dispatcher:
         for run in list(self._running):
             i = run.index
             if i >= 0:
-                run.jobs[i].param.ctx.cancelled.set()
+                run.jobs[i].param.cancel()
                 run.jobs[i].param.logger.warning("shutdown grace period over: call abandoned", grace_s=grace_s)
             if run.lane.hook.spec.is_async:
                 self._executor.cancel(run)
@@ -810,6 +815,14 @@ class Dispatcher:
 
     def close(self) -> None:
         self._executor.close()
+
+
+def _event_id(job: Job) -> str | None:
+    """The id a failure report names: the call's, or the record's (None: its message cannot be read)."""
+    try:
+        return job.param.ctx.event_id if job.events is not None else job.event.event_id
+    except DecodeError:
+        return None
 
 
 __all__ = ["RUN_MAX", "DispatchStats", "Dispatcher"]

@@ -162,12 +162,13 @@ class Executor:
                 started = now()
                 run.started = started
                 run.index = i
+                param = job.param
                 try:
-                    result = call(job.param)
-                    if inspect.isawaitable(result):
+                    result = call(param)
+                    if result is not None and inspect.isawaitable(result):
                         self.await_on_loop(result)
-                    if job.param.decode_error is not None:  # the hook caught it: still a decode failure
-                        raise job.param.decode_error
+                    if param.decode_error is not None:  # the hook caught it: still a decode failure
+                        raise param.decode_error
                 except BaseException as exc:  # SystemExit/KeyboardInterrupt in a hook are hook failures
                     run.index = -1
                     if ok:

@@ -49,8 +49,8 @@ class CheckpointParam:
     a value that cannot be decoded raises `sidecar.events.DecodeError` then, and the call is
     handled as a decode failure (dead letter with the reason), even if the hook catches it."""
 
-    __slots__ = ("_call", "_ctx", "_dbs", "_decode_error", "_events", "_factory", "_hook", "_logger", "_record",
-                 "_records", "_spec")
+    __slots__ = ("_call", "_cancel", "_ctx", "_dbs", "_deadline", "_decode_error", "_events", "_factory", "_hook",
+                 "_logger", "_record", "_records", "_spec")
 
     # Built on first read from _factory/_spec/_events/_call (None: given to __init__).
     _ctx: PipelineContext | None
@@ -64,6 +64,8 @@ class CheckpointParam:
     _spec: HookSpec | None
     _events: Sequence[ChangeEvent]
     _call: tuple[str, TransactionInfo] | None  # transaction/batch calls: (call id, transaction)
+    _cancel: threading.Event  # ctx.cancelled (a hook with a timeout has its own)
+    _deadline: float | None  # ctx.deadline
 
     def __init__(self, ctx: PipelineContext, logger: Any, record: dict[str, Any],
                  source_db: Engine | None = None, destination_db: Engine | None = None,
@@ -78,6 +80,8 @@ class CheckpointParam:
         self._decode_error = None
         self._factory = self._spec = self._call = None
         self._events = ()
+        self._cancel = ctx.cancelled
+        self._deadline = ctx.deadline
 
     @property
     def source_db(self) -> Engine | None:
@@ -142,6 +146,10 @@ class CheckpointParam:
             self._records = records
         return records
 
+    def cancel(self) -> None:
+        """Set `ctx.cancelled` (the call was given up on, or shutdown), built or not."""
+        self._cancel.set()
+
     def _guard(self, build: Callable[[], _T]) -> _T:
         try:
             return build()
@@ -153,7 +161,7 @@ class CheckpointParam:
     def _build_ctx(self) -> PipelineContext:
         factory = self._factory
         assert factory is not None
-        ctx = build_context(self._events[0], factory.pipeline)
+        ctx = build_context(self._events[0], factory.pipeline, self._deadline, self._cancel)
         if self._call is not None:
             ctx = replace(ctx, event_id=self._call[0], transaction=self._call[1])
         return ctx
@@ -163,8 +171,12 @@ class CheckpointParam:
         assert factory is not None and spec is not None
         if self._call is None:
             event = self._events[0]
+            try:
+                event_id: str | None = event.event_id
+            except DecodeError:  # the logger works even for a message that cannot be read
+                event_id = None
             return LazyLogger(factory.log, {"pipeline": factory.pipeline, "table": event.table, "op": event.op,
-                                            "event_id": event.event_id, "hook": spec.name})
+                                            "event_id": event_id, "hook": spec.name})
         call_id, tx = self._call
         return LazyLogger(factory.log, {"pipeline": factory.pipeline, "hook": spec.name, "event_id": call_id,
                                         "transaction_id": tx.id, "records": len(self._events)})
@@ -205,7 +217,8 @@ def build_record(
     return record
 
 
-def build_context(event: ChangeEvent, pipeline: str, deadline: float | None = None) -> PipelineContext:
+def build_context(event: ChangeEvent, pipeline: str, deadline: float | None = None,
+                  cancelled: threading.Event = NOT_CANCELLED) -> PipelineContext:
     raw = event.raw
     return PipelineContext(
         name=pipeline,
@@ -219,6 +232,7 @@ def build_context(event: ChangeEvent, pipeline: str, deadline: float | None = No
         partition=raw.partition,
         offset=raw.offset,
         deadline=deadline,
+        cancelled=cancelled,
     )
 
 
@@ -271,14 +285,12 @@ class ParamFactory:
         param._spec = hook
         param._events = events
         param._call = call
+        param._cancel = NOT_CANCELLED
+        param._deadline = None
         return param
 
     @staticmethod
     def _timed(param: CheckpointParam, timeout_s: float) -> None:
-        """A hook with a timeout: the dispatcher sets `ctx.cancelled` when it gives up, so the
-        context exists from the start (a decode failure in it is the call's, when read)."""
-        try:
-            ctx = param.ctx
-        except DecodeError:
-            return
-        param._ctx = replace(ctx, cancelled=threading.Event(), deadline=time.time() + timeout_s)
+        """A hook with a timeout: its own cancel flag (set when the dispatcher gives up) and deadline."""
+        param._cancel = threading.Event()
+        param._deadline = time.time() + timeout_s

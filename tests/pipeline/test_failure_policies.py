@@ -219,3 +219,65 @@ def test_timed_out_sync_call_holds_its_key_until_it_returns(tmp_path: Path) -> N
     assert live["peak"] == 1 and len(entries) == 1
     assert runner.metrics._run_counts[("h", "timeout")] == 3
     assert threading.active_count() <= threads_before + 8 + 2  # the pool, the event loop, nothing per attempt
+
+
+def _bad_date_message(offset: int) -> RawMessage:
+    """A change whose `after.d` is a date no Python date can hold: it fails when read."""
+    row = {"type": "struct", "optional": True, "fields": [{"field": "id", "type": "int64"},
+                                                          {"field": "d", "type": "int32",
+                                                           "name": "io.debezium.time.Date"}]}
+    schema = {"type": "struct", "fields": [dict(row, field="before"), dict(row, field="after"),
+                                           {"type": "struct", "field": "source", "fields": []},
+                                           {"type": "string", "field": "op"}]}
+    payload = {"before": None, "after": {"id": offset, "d": 10**9}, "op": "c",
+               "source": {"connector": "postgresql", "name": "fxpo", "schema": "public", "table": "type_zoo"}}
+    return RawMessage("fxpo.public.type_zoo", 0, offset, None, orjson.dumps({"schema": schema, "payload": payload}))
+
+
+def test_a_value_failing_when_read_is_a_decode_failure_not_a_retried_hook_failure(tmp_path: Path) -> None:
+    """Lazy decoding: the hook that reads the bad value gets DecodeError; the call is dead-lettered
+    as decode_failed with the reason (once, no retries) — also when the hook catches the error —
+    and a hook that never reads the record runs normally."""
+    msgs = [*MSGS[:2], _bad_date_message(2), _bad_date_message(3),
+            *[RawMessage(m.topic, 0, 4 + i, m.key, m.value) for i, m in enumerate(MSGS[2:4])]]
+    reads: list[int] = []
+    caught: list[str] = []
+
+    def reader(p: Any) -> None:
+        reads.append(p.ctx.offset)
+        _ = p.record["id"]
+
+    def swallower(p: Any) -> None:
+        try:
+            _ = p.record
+        except Exception as exc:  # a hook that hides the error still does not count it done
+            caught.append(type(exc).__name__)
+
+    blind: list[int] = []
+    hooks = [HookSpec("reader", reader, "t", max_attempts=5, initial_backoff_s=0.001),
+             HookSpec("swallower", swallower, "t", max_attempts=5, initial_backoff_s=0.001),
+             HookSpec("blind", lambda p: blind.append(p.ctx.offset), "t")]
+    source, runner, entries = run(tmp_path, hooks, msgs)
+    assert source.halted == [] and source.committed[UNIT] == len(msgs)
+    assert reads.count(2) == 1 and reads.count(3) == 1  # never retried
+    assert caught == ["DecodeError", "DecodeError"]
+    assert sorted((e["hook"], e["message"]["offset"]) for e in entries) == [
+        ("reader", 2), ("reader", 3), ("swallower", 2), ("swallower", 3)]
+    assert all(e["kind"] == "decode_failed" and e["reason"] == "out_of_range" for e in entries)
+    assert "outside years" in entries[0]["error"]
+    assert blind == [m.offset for m in msgs if m.value is not None]
+    assert runner.stats.decode_failures == 4 and runner.stats.calls_failed == 0
+    assert runner.metrics.decode_errors.labels(reason="out_of_range")._value.get() == 4
+
+
+def test_each_hook_gets_its_own_record(tmp_path: Path) -> None:
+    """One hook changing its record (decoded when read) changes nothing another hook sees."""
+    seen: list[dict[str, Any]] = []
+
+    def vandal(p: Any) -> None:
+        p.record.clear()
+        p.record["_op"] = "x"
+
+    hooks = [HookSpec("vandal", vandal, "t"), HookSpec("reader", lambda p: seen.append(dict(p.record)), "t")]
+    run(tmp_path, hooks)
+    assert seen and all(r["_op"] in ("c", "u", "d", "r") and "_event_id" in r for r in seen)

@@ -1,0 +1,133 @@
+"""Lazy decoding gives exactly what eager decoding gives: every captured message of every
+fixture (PostgreSQL and MariaDB, with and without embedded schemas), every field, the record
+a hook sees and everything a hook may do with it (json, orjson, copy, pickle, {**record}).
+Event ids are pinned to the values the eager decoder of 7a75de2 produced."""
+
+from __future__ import annotations
+
+import copy
+import json
+import pickle
+from typing import Any
+
+import orjson
+import pytest
+
+from sidecar.decode import Decoder
+from sidecar.events import ChangeEvent, DecodeError, DecodeFailure, RawMessage
+from sidecar.param import build_record
+from tests.fixtures import FIXTURES, raws
+
+NAMES = ["postgres-schemas", "postgres-noschemas", "mariadb-schemas", "mariadb-noschemas"]
+FIELDS = ("event_id", "op", "table", "connector", "key", "before", "after", "source", "transaction", "committed_at",
+          "snapshot")
+PINNED = json.loads((FIXTURES / "event-ids.json").read_text())
+
+
+def _orjson_path(decoder: Decoder) -> Decoder:
+    """The same decoder without the simdjson route (the full orjson path decides everything)."""
+    decoder._route = lambda raw, value: None  # type: ignore[method-assign]
+    return decoder
+
+
+def _dumps(record: dict[str, Any]) -> tuple[bytes | str, str]:
+    """What orjson and json make of a record (or the error they raise: orjson refuses an aware time)."""
+    try:
+        fast: bytes | str = orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
+        fast = repr(exc)
+    return fast, json.dumps(record, default=repr, sort_keys=True)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_lazy_values_equal_eager_values_for_every_fixture_message(name: str) -> None:
+    lazy_decoder, eager_decoder, orjson_decoder = Decoder(), Decoder(), _orjson_path(Decoder())
+    changes = 0
+    for raw, pinned in zip(raws(name), PINNED[name], strict=True):
+        eager = eager_decoder.decode(raw, eager=True)
+        lazy = lazy_decoder.decode(raw)
+        full = orjson_decoder.decode(raw)
+        assert type(lazy) is type(eager) is type(full)
+        if not isinstance(eager, ChangeEvent):
+            assert pinned is None
+            continue
+        assert isinstance(lazy, ChangeEvent) and isinstance(full, ChangeEvent)
+        changes += 1
+        # Read in an order unlike the eager one: the record first, the id last.
+        record = build_record(lazy, "src.t")
+        assert record == build_record(eager, "src.t") == build_record(full, "src.t")
+        for f in reversed(FIELDS):
+            assert getattr(lazy, f) == getattr(eager, f) == getattr(full, f), f
+        assert lazy.event_id == pinned  # the eager decoder's id before lazy decoding existed
+        assert lazy.commit_us == eager.commit_us
+        # What a hook may do with its record behaves as with the eager one.
+        twin = build_record(eager, "src.t")
+        assert _dumps(record) == _dumps(twin)
+        assert {**record} == twin and dict(record) == twin and list(record) == list(twin)
+        assert copy.copy(record) == twin and copy.deepcopy(record) == twin
+        assert pickle.dumps(record) == pickle.dumps(twin)
+        assert _dumps(pickle.loads(pickle.dumps(record))) == _dumps(twin)
+    assert changes >= 14
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_message_is_routed_without_parsing_its_rows(name: str) -> None:
+    """The no-op path: a change event comes out of the simdjson route (rows not built yet)
+    for every change message whose schema was seen once (first sight: the full path)."""
+    decoder = Decoder()
+    msgs = [r for r in raws(name) if isinstance(Decoder().decode(r), ChangeEvent)]
+    for raw in msgs:
+        decoder.decode(raw)  # learn the schemas
+    routed = [decoder._route(raw, raw.value or b"") for raw in msgs]
+    assert all(isinstance(e, ChangeEvent) for e in routed)
+    assert all(e._after is not None and e._deferred is not None and e._deferred._payload is None  # type: ignore[union-attr]
+               for e in routed)
+
+
+def _envelope(after: dict[str, Any], field_schema: dict[str, Any]) -> bytes:
+    row = {"type": "struct", "optional": True, "fields": [{"field": "id", "type": "int64"},
+                                                          {"field": "v", **field_schema}]}
+    schema = {"type": "struct", "fields": [dict(row, field="before"), dict(row, field="after"),
+                                           {"type": "struct", "field": "source", "fields": [],
+                                            "name": "io.debezium.connector.postgresql.Source"},
+                                           {"type": "string", "field": "op"}]}
+    payload = {"before": None, "after": after, "op": "c",
+               "source": {"connector": "postgresql", "name": "shop", "schema": "public", "table": "t", "ts_us": 1}}
+    return orjson.dumps({"schema": schema, "payload": payload})
+
+
+def test_a_value_that_fails_to_convert_fails_when_read_with_its_reason() -> None:
+    value = _envelope({"id": 1, "v": 10**9}, {"type": "int32", "name": "io.debezium.time.Date"})
+    decoder = Decoder()
+    for _ in range(2):  # first sight (full path), then routed
+        event = decoder.decode(RawMessage("shop.public.t", 0, 0, None, value))
+        assert isinstance(event, ChangeEvent)
+        assert event.op == "c" and event.table == "public.t"
+        with pytest.raises(DecodeError) as exc:
+            _ = event.after
+        assert exc.value.reason == "out_of_range"
+        failure = decoder.decode(RawMessage("shop.public.t", 0, 0, None, value), eager=True)
+        assert isinstance(failure, DecodeFailure) and failure.reason == "out_of_range"
+
+
+def test_duplicate_envelope_keys_never_give_a_hook_values_routing_did_not_see() -> None:
+    """simdjson reads the first of duplicate keys, orjson the last: reading is refused."""
+    value = (b'{"before":null,"after":{"id":1},"op":"c","source":{"connector":"postgresql","name":"s",'
+             b'"schema":"public","table":"t"},"op":"d"}')
+    event = Decoder().decode(RawMessage("s.public.t", 0, 0, None, value))
+    assert isinstance(event, ChangeEvent)
+    with pytest.raises(DecodeError) as exc:
+        _ = event.after
+    assert exc.value.reason == "not_envelope"
+
+
+def test_numeric_decimals_are_read_exactly_on_the_routed_path() -> None:
+    """decimal.format=NUMERIC: a float in a decimal field sends the message to the exact path."""
+    schema = {"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "parameters": {"scale": "30"}}
+    text = b"0.123456789012345678901234567890"
+    value = _envelope({"id": 1, "v": 0}, schema).replace(b'"v":0', b'"v":' + text)
+    decoder = Decoder()
+    for _ in range(2):
+        event = decoder.decode(RawMessage("shop.public.t", 0, 0, None, value))
+        assert isinstance(event, ChangeEvent)
+        assert str(event.after["v"]) == text.decode()  # type: ignore[index]
