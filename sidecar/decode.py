@@ -140,6 +140,11 @@ class Decoder:
         """What the message is. A change event's values are converted when first read (a
         failure then raises `DecodeError`); `eager`: convert everything now, a failure is a
         `DecodeFailure` (tools, and the tests that lazy and eager values are the same)."""
+        value = raw.value
+        if value is not None and not eager:
+            routed = self._route(raw, value)
+            if routed is not None:
+                return routed
         try:
             try:
                 decoded = self._decode(raw, orjson.loads)
@@ -162,10 +167,6 @@ class Decoder:
             return Tombstone(raw)
         if value[:1] == b"\x00" and len(value) >= 5:
             return DecodeFailure(raw, "unsupported_format", AVRO_HINT)
-        if loads is orjson.loads:
-            routed = self._route(raw, value)
-            if routed is not None:
-                return routed
         schema_bytes, payload, envelope_schema = self._split(value, loads)
         if payload is _NOT_JSON:
             return DecodeFailure(raw, "not_json", "the message value is not JSON")

@@ -37,6 +37,8 @@ def run_loop(
     health = dispatcher.health
     paused = False
     release = getattr(source, "release", None)
+    begin, decode, dispatch = checkpoint.begin, decoder.decode, dispatcher.dispatch
+    too_large = dispatcher.too_large if dispatcher.max_message_bytes is not None else None
     while not stop.is_set():
         health.beat()
         dispatcher.service()
@@ -62,9 +64,9 @@ def run_loop(
                 due = dispatcher.next_due()
                 stop.wait(min(poll_timeout_s, max(0.0, due - time.monotonic())) if due else poll_timeout_s)
         for raw in batch:
-            token = checkpoint.begin(raw)
+            token = begin(raw)
             if token is not None:  # None: its partition was revoked or halted since it was fetched
-                dispatcher.dispatch(raw, dispatcher.too_large(raw) or decoder.decode(raw), token)
+                dispatch(raw, (too_large(raw) if too_large else None) or decode(raw), token)
         dispatcher.service()
         checkpoint.maybe_commit()
     dispatcher.shutdown(shutdown_grace_s)
