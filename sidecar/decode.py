@@ -193,6 +193,8 @@ class Decoder:
         decides (first sight of a schema, NUMERIC decimals, errors, markers, heartbeats…)."""
         plan: _EnvelopePlan | None = None
         body: bytes | memoryview = value
+        if raw.topic.startswith("__debezium-heartbeat"):
+            return None
         if value.startswith(b'{"schema":'):
             cut = value.find(_PAYLOAD_SPLIT)
             known = self._by_length.get(cut)
@@ -202,8 +204,6 @@ class Decoder:
             if plan is None or plan.nested_decimals:
                 return None
             body = memoryview(value)[cut + len(_PAYLOAD_SPLIT): -1]
-        elif raw.topic.startswith("__debezium-heartbeat"):
-            return None
         try:
             doc = self._parser.parse(body)
         except (ValueError, RuntimeError):  # not JSON, a number beyond 64 bits…: the full path says what
@@ -224,18 +224,22 @@ class Decoder:
             if not prefix:
                 prefix = source.get("db")
             us = source.get("ts_us")
-            if type(us) is not int:
+            if not isinstance(us, int):  # (as `committed_at` reads it)
                 ms = source.get("ts_ms")
-                us = ms * 1000 if type(ms) is int else None
+                us = ms * 1000 if isinstance(ms, int) else None
         finally:
             del doc
             source = None
-        if not name or type(name) is not str or "\x00" in name or (prefix is not None and type(prefix) is not str):
+        if not name or type(name) is not str or (prefix is not None and type(prefix) is not str):
             return None
-        if us is not None and not _MIN_US <= us <= _MAX_US:
-            return None
+        if us is not None:
+            us = int(us)
+            if not _MIN_US <= us <= _MAX_US:
+                return None
         table = f"{prefix}.{name}" if prefix else name
-        conn = "" if connector is None else str(connector)
+        if "\x00" in table:
+            return None
+        conn = str(connector or "")
         change = cast(Op, op)  # one of _OPS
         pending = _Deferred(self, raw, None, change, None, plan, table, conn)
         pending.body = body
@@ -372,6 +376,8 @@ class Decoder:
         if not isinstance(us, int):
             ms = source.get("ts_ms")
             us = ms * 1000 if isinstance(ms, int) else None
+        if us is not None:
+            us = int(us)  # a bool is an int to `committed_at` too
         if us is not None and not _MIN_US <= us <= _MAX_US:
             committed_at(source)  # raises: outside Python's datetime range
         return ChangeEvent.deferred(raw, op, table, connector, op == "r", us, pending)

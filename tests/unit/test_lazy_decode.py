@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sidecar.decode import Decoder
 from sidecar.events import ChangeEvent, DecodeError, DecodeFailure, RawMessage
@@ -131,3 +133,35 @@ def test_numeric_decimals_are_read_exactly_on_the_routed_path() -> None:
         event = decoder.decode(RawMessage("shop.public.t", 0, 0, None, value))
         assert isinstance(event, ChangeEvent)
         assert str(event.after["v"]) == text.decode()  # type: ignore[index]
+
+
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from(["", "t", "a\x00b", "public", "db"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    op=st.sampled_from(["c", "u", "d", "r", "t", "m", "x", None, 1]),
+    table=_SCALARS, schema=_SCALARS, db=_SCALARS, connector=st.sampled_from(["postgresql", "mysql", "", None, 7]),
+    ts_us=st.one_of(st.none(), st.booleans(), st.integers(-(10**20), 10**20)),
+    extra=st.sampled_from([None, "status", "ddl", "tableChanges", "databaseName", "transaction"]),
+    topic=st.sampled_from(["shop.public.t", "__debezium-heartbeat.shop"]),
+)
+def test_routed_and_full_paths_agree_on_any_envelope(op: Any, table: Any, schema: Any, db: Any, connector: Any,
+                                                     ts_us: Any, extra: str | None, topic: str) -> None:
+    """Whatever the envelope holds, the simdjson route and the full orjson path decide the same:
+    same kind of result, same op/table/connector/commit time, same failure reason."""
+    source: dict[str, Any] = {"connector": connector, "name": "shop", "table": table, "schema": schema, "db": db}
+    if ts_us is not None:
+        source["ts_us"] = ts_us
+    payload: dict[str, Any] = {"before": None, "after": {"id": 1}, "op": op, "source": source}
+    if extra is not None:
+        payload[extra] = {"id": "1:2", "total_order": 1} if extra == "transaction" else "x"
+    raw = RawMessage(topic, 0, 0, None, json.dumps(payload).encode())  # json: ints beyond 64 bits too
+    routed, full = Decoder().decode(raw), _orjson_path(Decoder()).decode(raw)
+    assert type(routed) is type(full)
+    if isinstance(full, ChangeEvent):
+        assert isinstance(routed, ChangeEvent)
+        for f in ("op", "table", "connector", "snapshot", "commit_us", "event_id", "after", "transaction"):
+            assert getattr(routed, f) == getattr(full, f), f
+    elif isinstance(full, DecodeFailure):
+        assert isinstance(routed, DecodeFailure) and routed.reason == full.reason
