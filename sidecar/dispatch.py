@@ -118,6 +118,7 @@ class Dispatcher:
         self._queued = 0  # jobs waiting in lanes (not in a run)
         self._releasing: set[Hashable] = set()  # units being revoked: start nothing more for them
         self._modes: dict[tuple[str, str], _Modes] = {}
+        self._targets: dict[tuple[str, str], tuple[HookState, ...]] = {}  # record mode: (table, op) → hooks
         self._txn_hooks = [self._hooks[h.name] for h in hooks if h.mode == "transaction"]
         self._batch_hooks = [self._hooks[h.name] for h in hooks if h.mode != "record"]
         self._subscribed = subscribed
@@ -138,9 +139,20 @@ class Dispatcher:
             if self._batch_hooks:
                 self._bulk(raw, decoded, token)
                 return
-            hooks = self.router.route(decoded.table, decoded.op)
-            if hooks:
-                self._record_jobs(Record(raw, token, len(hooks)), decoded, hooks)
+            key = (decoded.table, decoded.op)
+            targets = self._targets.get(key)
+            if targets is None:
+                targets = self._targets[key] = tuple(self._hooks[h.name] for h in self.router.route(*key))
+            if targets:
+                record = Record(raw, token, len(targets))
+                param = self.params.param
+                for hook in targets:
+                    lane = hook.lane(raw)
+                    lane.jobs.append(Job(record, decoded, param(decoded, hook.spec), lane=lane))
+                    if lane.idle():
+                        lane.queued = True
+                        hook.ready.append(lane)
+                self._queued += len(targets)
                 return
         elif isinstance(decoded, DecodeFailure):
             self._reject(decoded, token)
