@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Collection, Hashable
+from collections.abc import Callable, Collection, Hashable
 
 from sidecar.events import RawMessage
 from sidecar.health import Health
@@ -84,6 +84,9 @@ class Checkpoint:
     ) -> None:
         self._source = source
         self._locate = source.locate
+        # Called before offsets are handed to the source (the dead-letter store's `sync`): what it
+        # raises stops the commit, so nothing is committed past a record whose dead letter is not safe.
+        self.before_commit: Callable[[], None] | None = None
         self._auto = source.auto_units  # units appear with their records (embedded batches, files)
         self._units: dict[Hashable, PartitionTracker] = {}
         self._halted: set[Hashable] = set()
@@ -174,6 +177,8 @@ class Checkpoint:
             self._uncommitted = 0
         if not due:
             return True
+        if self.before_commit is not None:
+            self.before_commit()  # dead letters written since the last commit become durable first
         if not self._source.commit(due):
             return False
         for unit, offset in due.items():

@@ -49,8 +49,15 @@ _ENVELOPE_ROOM = 16 * 1024           # error, traceback and the other fields of 
 
 
 class DeadLetterWriter(Protocol):
+    """Entries are written as they come and made durable together: `sync` runs before every
+    offset commit (one fsync or one producer flush per commit, not one per entry) and raises
+    `DeadLetterError` when they cannot be — then nothing is committed and `run` stops."""
+
     def write(self, entry: dict[str, Any]) -> None:
-        """Store one entry durably (return only once it is safe to commit past the record)."""
+        """Hand one entry to the store (an error now: the record stays unfinished, retried)."""
+
+    def sync(self) -> None:
+        """Everything written so far is durable when this returns."""
 
     def close(self) -> None: ...
 
@@ -182,7 +189,8 @@ def bound_entry(entry: dict[str, Any], max_bytes: int) -> tuple[dict[str, Any], 
 
 
 class FileDeadLetters:
-    """Append-only JSON lines, fsynced per entry; owner-only (0600) since entries hold whole rows."""
+    """Append-only JSON lines, fsynced before each offset commit (`sync`) and at close;
+    owner-only (0600) since entries hold whole rows."""
 
     def __init__(self, path: str | Path, max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES) -> None:
         self.path = Path(path)
@@ -192,18 +200,32 @@ class FileDeadLetters:
         with contextlib.suppress(OSError):  # another owner's file: leave it, appending still works
             os.fchmod(fd, 0o600)  # an existing file made by an older version: tighten it too
         self._fh = os.fdopen(fd, "ab")
+        self._unsynced = False
 
     def write(self, entry: dict[str, Any]) -> None:
         _, data = bound_entry(entry, self.max_entry_bytes)
         try:
             self._fh.write(data + b"\n")
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            self._fh.flush()  # readers see it now; durable at the next sync
         except OSError as exc:
             raise DeadLetterError(f"could not write a dead letter to {self.path}: {exc.strerror}") from None
+        self._unsynced = True
+
+    def sync(self) -> None:
+        if not self._unsynced:
+            return
+        try:
+            os.fsync(self._fh.fileno())
+        except OSError as exc:
+            raise DeadLetterError(f"could not make dead letters durable in {self.path}: {exc.strerror}") from None
+        self._unsynced = False
 
     def close(self) -> None:
-        self._fh.close()
+        if not self._fh.closed:
+            try:
+                self.sync()
+            finally:
+                self._fh.close()
 
 
 def read_file(path: str | Path) -> Iterator[dict[str, Any]]:

@@ -100,6 +100,8 @@ class Dispatcher:
         self.log = log
         self.pipeline = params.pipeline
         self.dead_letters = dead_letters
+        if dead_letters is not None:  # written entries become durable together, before each commit
+            checkpoint.before_commit = dead_letters.sync
         self.metrics = metrics or NoMetrics()
         self.health = health or Health()
         self.max_attempts = max_attempts  # overrides every hook's (replay: fail fast)

@@ -35,7 +35,7 @@ def _producer(conf: dict[str, Any]) -> Any:
 
 
 class KafkaDeadLetterWriter:
-    """Dead letters to a Kafka topic: acks=all, idempotent, flushed before the offset moves on."""
+    """Dead letters to a Kafka topic: acks=all, idempotent, flushed (`sync`) before offsets move on."""
 
     def __init__(
         self,
@@ -54,6 +54,8 @@ class KafkaDeadLetterWriter:
         limit = int(pconf.get("message.max.bytes", _KAFKA_DEFAULT_MESSAGE_MAX_BYTES))
         self.max_entry_bytes = min(max_entry_bytes, limit - _RECORD_OVERHEAD)
         # Its log lines are handed over in flush(), i.e. with the next dead letter or at close.
+        self._errors: list[tuple[str, Any]] = []  # (entry id, delivery error) not yet reported
+        self._unsynced = False
         try:
             self._producer = producer_factory({**pconf, "logger": kafka_logger()})
         except KafkaException as exc:
@@ -61,22 +63,38 @@ class KafkaDeadLetterWriter:
 
     def write(self, entry: dict[str, Any]) -> None:
         entry, data = bound_entry(entry, self.max_entry_bytes)
-        errors: list[Any] = []
-        where = f"could not write dead letter {entry.get('id')} to Kafka topic {self.topic}"
+        entry_id = str(entry["id"])
+        where = f"could not write dead letter {entry_id} to Kafka topic {self.topic}"
+        errors = self._errors
         try:
             self._producer.produce(
-                self.topic, key=str(entry["id"]).encode(), value=data,
-                on_delivery=lambda err, msg: errors.append(err) if err is not None else None,
+                self.topic, key=entry_id.encode(), value=data,
+                on_delivery=lambda err, msg: errors.append((entry_id, err)) if err is not None else None,
             )
-            left = self._producer.flush(self.flush_timeout_s)
+            self._producer.poll(0)  # delivery reports of earlier entries
         except BufferError:
             raise DeadLetterError(f"{where}: the producer queue is full") from None
         except KafkaException as exc:
             raise DeadLetterError(scrub(f"{where}: {_reason(exc.args[0] if exc.args else exc)}")) from None
-        if errors:
-            raise DeadLetterError(scrub(f"{where}: {_reason(errors[0])}"))
+        self._unsynced = True
+
+    def sync(self) -> None:
+        """Wait until every entry produced so far is acknowledged (acks=all)."""
+        if not self._unsynced and not self._errors:
+            return
+        try:
+            left = self._producer.flush(self.flush_timeout_s)
+        except KafkaException as exc:
+            raise DeadLetterError(scrub(f"could not write dead letters to Kafka topic {self.topic}: "
+                                        f"{_reason(exc.args[0] if exc.args else exc)}")) from None
+        if self._errors:
+            entry_id, err = self._errors[0]
+            raise DeadLetterError(scrub(f"could not write dead letter {entry_id} to Kafka topic {self.topic}: "
+                                        f"{_reason(err)}"))
         if left:
-            raise DeadLetterError(f"{where}: not delivered within {self.flush_timeout_s:.0f} s (is Kafka reachable?)")
+            raise DeadLetterError(f"could not write dead letters to Kafka topic {self.topic}: {left} not delivered "
+                                  f"within {self.flush_timeout_s:.0f} s (is Kafka reachable?)")
+        self._unsynced = False
 
     def close(self) -> None:
         # Closing: anything unflushed was never acknowledged, so its record's offset was not committed.

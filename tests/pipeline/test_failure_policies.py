@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from sidecar import Retry, SkipEvent
 from sidecar.dead_letters import FileDeadLetters, decode_message, read_file
 from sidecar.dispatch import DispatchStats
+from sidecar.errors import DeadLetterError
 from sidecar.events import RawMessage
 from sidecar.hooks import HookSpec
 from sidecar.metrics import Metrics
@@ -281,3 +283,44 @@ def test_each_hook_gets_its_own_record(tmp_path: Path) -> None:
     hooks = [HookSpec("vandal", vandal, "t"), HookSpec("reader", lambda p: seen.append(dict(p.record)), "t")]
     run(tmp_path, hooks)
     assert seen and all(r["_op"] in ("c", "u", "d", "r") and "_event_id" in r for r in seen)
+
+
+def test_dead_letters_are_durable_before_the_commit_that_passes_them(tmp_path: Path) -> None:
+    """Entries are fsynced together (`sync`) before each offset commit — not one fsync per entry —
+    and a store that cannot sync stops the commit: nothing is committed past its records."""
+    events: list[str] = []
+
+    class Store(FileDeadLetters):
+        def write(self, entry: dict[str, Any]) -> None:
+            events.append("write")
+            super().write(entry)
+
+        def sync(self) -> None:
+            events.append("sync")
+            super().sync()
+
+    class Source(MemorySource):
+        def commit(self, offsets: dict[Any, int]) -> bool:
+            events.append("commit")
+            return super().commit(offsets)
+
+    poison = [RawMessage("fxpo.public.type_zoo", 0, i, None, b"not json") for i in range(2, 6)]
+    msgs = [*MSGS[:2], *poison, *[RawMessage(m.topic, 0, 6 + i, m.key, m.value) for i, m in enumerate(MSGS[2:4])]]
+    store = Store(tmp_path / "dl.jsonl")
+    source = Source(msgs)
+    run_pipeline([], [HookSpec("h", lambda p: None, "t")], source=source, dead_letters=store)
+    assert events.count("write") == 4 and source.committed[UNIT] == len(msgs)
+    for i, e in enumerate(events):  # every commit after a write is preceded by a sync after it
+        if e == "commit" and "write" in events[:i]:
+            last_write = max(j for j in range(i) if events[j] == "write")
+            assert "sync" in events[last_write:i]
+
+    class Broken(FileDeadLetters):
+        def sync(self) -> None:
+            raise DeadLetterError("disk gone")
+
+    source = MemorySource(msgs)
+    with pytest.raises(DeadLetterError, match="disk gone"):
+        run_pipeline([], [HookSpec("h", lambda p: None, "t")], source=source,
+                     dead_letters=Broken(tmp_path / "dl2.jsonl"))
+    assert source.committed.get(UNIT, 0) <= 2  # never past the first dead-lettered record

@@ -111,6 +111,7 @@ def test_one_failing_hook_holds_only_itself_and_the_commit() -> None:
         a_seen.append(p.ctx.offset)
 
     def b(p: Any) -> None:
+        time.sleep(0.01)  # still going while a retries (a no-op b may finish before a first fails)
         b_seen.append(p.ctx.offset)
 
     run(msgs, [HookSpec("a", a, "t", initial_backoff_s=0.02, max_attempts=None), HookSpec("b", b, "t")],

@@ -330,9 +330,13 @@ def test_no_secret_in_any_output(tmp_path: Path, connect_server: int) -> None:
         def flush(self, timeout: float) -> int:
             return 0
 
+        def poll(self, timeout: float) -> int:
+            return 0
+
     writer = KafkaDeadLetterWriter({"bootstrap.servers": "127.0.0.1:1"}, "dlq", producer_factory=StubProducer)
     for entry in entries:
         writer.write(entry)
+    writer.sync()
     outputs["kafka dead letters"] = b"\n".join(produced).decode()
 
     outputs["file dead-letter store"] = store.read_text()

@@ -79,6 +79,9 @@ class _Producer:
     def flush(self, timeout: float) -> int:
         return 0
 
+    def poll(self, timeout: float) -> int:
+        return 0
+
 
 def _writer(conf: dict[str, str], settings: dict[str, str] | None = None, **producer: Any) -> KafkaDeadLetterWriter:
     return KafkaDeadLetterWriter(conf, "dlq", settings, producer_factory=lambda c: _Producer(c, **producer))
@@ -97,11 +100,14 @@ def test_producer_failure_is_a_dead_letter_error(failure: BaseException) -> None
 
 
 def test_delivery_failure_is_a_dead_letter_error() -> None:
-    """A delivery report with an error is a DeadLetterError naming it."""
+    """A delivery report with an error is a DeadLetterError naming the entry, raised by `sync`
+    (which runs before every offset commit)."""
     entry = make_entry(pipeline="p", kind="hook_failed", raw=_raw(10), reason="attempts_exhausted")
-    with pytest.raises(DeadLetterError, match="MSG_SIZE_TOO_LARGE"):
-        too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
-        _writer({"bootstrap.servers": "127.0.0.1:1"}, deliver_err=too_large).write(entry)
+    too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+    writer = _writer({"bootstrap.servers": "127.0.0.1:1"}, deliver_err=too_large)
+    writer.write(entry)
+    with pytest.raises(DeadLetterError, match=f"{entry['id']}.*MSG_SIZE_TOO_LARGE"):
+        writer.sync()
 
 
 def test_kafka_entries_fit_message_max_bytes() -> None:
