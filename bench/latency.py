@@ -67,7 +67,7 @@ def checkpoint(param):
     ts_us = src.get("ts_us")
     committed = ts_us / 1e6 if ts_us is not None else src["ts_ms"] / 1e3
     row_id = param.record["id"]
-    if not _ready[0]:
+    if not _ready[0] and row_id >= _MIN_ID - 100_000:  # this run's warm-up rows, not an earlier run's
         _ready[0] = True
         open(_OUT + ".ready", "w").close()
     if row_id == _END_ID:
@@ -124,7 +124,8 @@ def connector_up(overrides: dict[str, str]) -> dict[str, str]:
     # The topic exists before the sidecar subscribes (librdkafka would look again only at its
     # next metadata refresh); an existing one is fine.
     topic = f"{PREFIX}.{TABLE}"
-    futures = AdminClient({"bootstrap.servers": KAFKA}).create_topics([NewTopic(topic, 1, 1)])
+    admin = AdminClient({"bootstrap.servers": KAFKA})  # kept referenced until the future resolves
+    futures = admin.create_topics([NewTopic(topic, 1, 1)])
     try:
         futures[topic].result(30)
     except Exception as exc:
