@@ -4,8 +4,9 @@ Needs the local stack's Kafka (`deploy/local/stack up kafka`) and bench/.venv-qu
 (`make bench-fast-path` makes both venvs and runs this). Cells: a wide table (28 columns) and a
 narrow one (orders, 5 columns) × with embedded schemas / without, each a one-partition topic of
 --messages Debezium envelopes in the compact JSON Kafka Connect's JsonConverter writes (bench/
-envelopes.py, modelled on tests/fixtures/debezium/), 1 % poison (not JSON; envelopes cut off).
-A topic is filled once and reused while it holds the expected count.
+envelopes.py, modelled on tests/fixtures/debezium/), 1 % poison (not JSON; envelopes cut off),
+in record batches like Kafka Connect's producer makes (16 KB, linger 5 ms, uncompressed). A topic
+is filled once and reused while it holds the expected count.
 
 Per round and cell, each reader in its own process, a fresh consumer group each time:
 - bare: confluent-kafka `consume(500)` + `orjson.loads(value)` for every message;
@@ -92,7 +93,7 @@ atexit.register(_write, _OUT)
 
 # ---------------------------------------------------------------------------- topics
 def topic_name(cell: str, n: int) -> str:
-    return f"bench.noop.{cell}.{n}.v1"
+    return f"bench.noop.{cell}.{n}.v2"
 
 
 def topic_count(topic: str) -> int | None:
@@ -134,8 +135,10 @@ def ensure_topic(cell: str, n: int) -> str:
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
     table, schemas = CELLS[cell]
     started = time.perf_counter()
-    producer = Producer({"bootstrap.servers": KAFKA, "linger.ms": 50, "batch.size": 1_000_000,
-                         "compression.type": "lz4", "queue.buffering.max.messages": 500_000,
+    # Record batches as Kafka Connect's producer (Kafka 4.x defaults) writes them: batch.size
+    # 16384, linger.ms 5, no compression; a consumer pays per batch, so this is part of realism.
+    producer = Producer({"bootstrap.servers": KAFKA, "linger.ms": 5, "batch.size": 16_384,
+                         "compression.type": "none", "queue.buffering.max.messages": 500_000,
                          "queue.buffering.max.kbytes": 1_048_576, "message.max.bytes": 10_000_000})
     for i, (key, value) in enumerate(envelopes.messages(table, schemas, n)):
         while True:
