@@ -46,7 +46,10 @@ KAFKA = f"127.0.0.1:{os.environ.get('STACK_KAFKA_PORT', '9092')}"
 CONNECT = f"http://127.0.0.1:{os.environ.get('STACK_CONNECT_PORT', '8083')}"
 PG_DSN = f"host=127.0.0.1 port={PG_PORT} user=cdc password=cdc dbname=shop"
 TABLE = "public.bench_latency"
-CONNECTOR = "bench-latency"
+# A new connector (and slot) per invocation: Kafka Connect keeps a deleted connector's offsets,
+# which would point into a slot dropped since.
+CONNECTOR = f"bench-latency-{uuid.uuid4().hex[:8]}"
+CONNECTOR_SLOT = CONNECTOR.replace("-", "_")
 PREFIX = "benchlat"
 GOALS = {"kafka": (50.0, 150.0), "embedded": (20.0, None)}
 
@@ -116,7 +119,7 @@ def connector_up(overrides: dict[str, str]) -> dict[str, str]:
     from sidecar import connectors as cx
 
     _, config = cx.load_connector(REPO / "connectors" / "postgres-shop.json")
-    config.update({"slot.name": "bench_latency", "publication.name": "bench_latency", "topic.prefix": PREFIX,
+    config.update({"slot.name": CONNECTOR_SLOT, "publication.name": CONNECTOR_SLOT, "topic.prefix": PREFIX,
                    "table.include.list": TABLE, "snapshot.mode": "no_data"})
     config.update(overrides)
     from confluent_kafka.admin import AdminClient, NewTopic
@@ -143,7 +146,7 @@ def connector_down() -> None:
 
     cx.delete(CONNECT, CONNECTOR)
     time.sleep(2)
-    drop_slot("bench_latency")
+    drop_slot(CONNECTOR_SLOT)
 
 
 # ---------------------------------------------------------------------------- one run
@@ -178,6 +181,29 @@ def sidecar_config(mode: str, tmp: Path, hook: Path, args: argparse.Namespace) -
     }
 
 
+def write(base: int, n: int, rate: float, connections: int) -> float:
+    """n single-row transactions (autocommit), paced at `rate` in all, from `connections`
+    connections each taking every connections-th row; returns the seconds it took."""
+    import threading
+
+    started = time.perf_counter()
+
+    def writer(k: int) -> None:
+        with pg() as conn:
+            for i in range(k, n, connections):
+                delay = started + i / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                conn.execute(f"INSERT INTO {TABLE} (id, note) VALUES (%s, 'x')", (base + i,))
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started
+
+
 def one_run(mode: str, args: argparse.Namespace, cmd: list[str]) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-lat-{mode}-"))
     hook = tmp / "lat_hook.py"
@@ -204,14 +230,7 @@ def one_run(mode: str, args: argparse.Namespace, cmd: list[str]) -> dict[str, An
                 k += 1
                 time.sleep(0.1)
             time.sleep(2)  # let the warm-up rows drain
-            started = time.perf_counter()
-            for i in range(n):
-                due = started + i / args.rate
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                conn.execute(f"INSERT INTO {TABLE} (id, note) VALUES (%s, 'x')", (base + i,))
-            elapsed = time.perf_counter() - started
+            elapsed = write(base, n, args.rate, args.connections)
             conn.execute(f"INSERT INTO {TABLE} (id, note) VALUES (%s, 'end')", (base + n,))
         deadline = time.monotonic() + 120
         while not out.exists():
@@ -243,6 +262,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--rate", type=float, default=1000.0, help="single-row transactions per second")
+    ap.add_argument("--connections", type=int, default=1,
+                    help="writer connections sharing the pace (one connection commits ~400/s with fsync=on here)")
     ap.add_argument("--connector-set", action="append", default=[], metavar="KEY=VALUE",
                     help="Kafka mode: override a property of connectors/postgres-shop.json (e.g. poll.interval.ms=10, "
                          "producer.override.linger.ms=0)")
@@ -262,7 +283,8 @@ def main() -> None:
     prepare()
     settings = {"connector": kv(args.connector_set), "consumer": kv(args.consumer_set),
                 "poll_timeout_s": args.poll_timeout, "embedded_poll_ms": args.embedded_poll_ms}
-    print(f"latency {args.label}: {args.rate:.0f} tx/s for {args.seconds:.0f} s, {args.runs} runs; "
+    print(f"latency {args.label}: {args.rate:.0f} tx/s from {args.connections} connection(s) for "
+          f"{args.seconds:.0f} s, {args.runs} runs; "
           f"overrides {json.dumps(settings)}", flush=True)
     results: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
     if "kafka" in modes:
