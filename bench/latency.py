@@ -10,7 +10,8 @@ prefix `benchlat`, no snapshot. Embedded mode: the same connector file through
 (`source.embedded.poll_interval_ms`), a fresh slot per run (dropped after).
 
 Per run: the sidecar starts; warm-up rows at 10/s until the hook has seen one (start-up, JVM,
-group join and slot creation are not measured); then `--seconds` of single-row INSERTs, each its
+group join and slot creation are not measured), then `--warmup-seconds` at the full rate (JIT,
+caches; not measured either); then `--seconds` of single-row INSERTs, each its
 own transaction (one psycopg connection, autocommit), paced at `--rate`; then an end row. The hook
 keeps every sample of the measured rows (raw samples, not histogram buckets) and writes them to a
 file when it sees the end row. Reported: p50/p99/max per run from the raw samples, and the median
@@ -70,7 +71,7 @@ def checkpoint(param):
     ts_us = src.get("ts_us")
     committed = ts_us / 1e6 if ts_us is not None else src["ts_ms"] / 1e3
     row_id = param.record["id"]
-    if not _ready[0] and row_id >= _MIN_ID - 100_000:  # this run's warm-up rows, not an earlier run's
+    if not _ready[0] and row_id >= _MIN_ID - 10_000_000:  # this run's warm-up rows, not an earlier run's
         _ready[0] = True
         open(_OUT + ".ready", "w").close()
     if row_id == _END_ID:
@@ -226,9 +227,12 @@ def one_run(mode: str, args: argparse.Namespace, cmd: list[str]) -> dict[str, An
             while not Path(str(out) + ".ready").exists():
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"{mode}: the hook saw no row (sidecar exit {proc.returncode}); log: {tmp}")
-                conn.execute(f"INSERT INTO {TABLE} (id, note) VALUES (%s, 'warm-up')", (base - 100_000 + k,))
+                conn.execute(f"INSERT INTO {TABLE} (id, note) VALUES (%s, 'warm-up')", (base - 10_000_000 + k,))
                 k += 1
                 time.sleep(0.1)
+            # Then the full rate, not measured: the JVMs' JIT and the caches warm up (measured: the
+            # first seconds after start are several times slower than the rest).
+            write(base - 5_000_000, int(args.warmup_seconds * args.rate), args.rate, args.connections)
             time.sleep(2)  # let the warm-up rows drain
             elapsed = write(base, n, args.rate, args.connections)
             conn.execute(f"INSERT INTO {TABLE} (id, note) VALUES (%s, 'end')", (base + n,))
@@ -262,6 +266,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--rate", type=float, default=1000.0, help="single-row transactions per second")
+    ap.add_argument("--warmup-seconds", type=float, default=10.0, help="full-rate rows before the measured ones")
     ap.add_argument("--connections", type=int, default=1,
                     help="writer connections sharing the pace (one connection commits ~400/s with fsync=on here)")
     ap.add_argument("--connector-set", action="append", default=[], metavar="KEY=VALUE",
