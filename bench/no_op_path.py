@@ -51,6 +51,8 @@ import envelopes  # noqa: E402
 KAFKA = f"127.0.0.1:{os.environ.get('STACK_KAFKA_PORT', '9092')}"
 QUIX_PY = REPO / "bench" / ".venv-quix" / "bin" / "python"
 READERS = ("bare", "quix", "sidecar")
+# Diagnostic, not in the default set: the bare loop on the Quix venv's confluent-kafka/librdkafka.
+EXTRA_READERS = ("bare-quixvenv",)
 CELLS = {  # name -> (table, schemas)
     "wide-schemas": ("customer_accounts", True),
     "wide-plain": ("customer_accounts", False),
@@ -278,8 +280,9 @@ def _lines(path: Path) -> int:
 def measure(reader: str, topic: str, n: int, poison: int, sidecar_cmd: list[str]) -> float:
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-noop-{reader}-"))
     out = tmp / "times.json"
-    if reader == "bare":
-        res = run_child([sys.executable, __file__, "--bare-child", topic, "--messages", str(n), "--out", str(out)],
+    if reader in ("bare", "bare-quixvenv"):
+        py = sys.executable if reader == "bare" else str(QUIX_PY)
+        res = run_child([py, __file__, "--bare-child", topic, "--messages", str(n), "--out", str(out)],
                         out, RUN_LIMIT_S)
         calls, bad = res["calls"], res["errors"]
     elif reader == "quix":
@@ -302,7 +305,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--messages", type=int, default=200_000, help="messages per topic (1 %% of them poison)")
-    ap.add_argument("--only", default=",".join(READERS), help="readers, comma-separated: bare,quix,sidecar")
+    ap.add_argument("--only", default=",".join(READERS),
+                    help="readers, comma-separated: bare,quix,sidecar (diagnostic: bare-quixvenv, the bare loop "
+                         "on the Quix venv's confluent-kafka)")
     ap.add_argument("--cells", default=",".join(CELLS), help="cells, comma-separated: " + ",".join(CELLS))
     ap.add_argument("--sidecar-python", help="run the sidecar as PYTHON -m sidecar (e.g. another checkout's venv)")
     ap.add_argument("--sidecar-cmd", help="the sidecar command, e.g. '/other/.venv/bin/checkpoint-sidecar'")
@@ -314,14 +319,14 @@ def main() -> None:
         return
     readers = [r for r in args.only.split(",") if r]
     cells = [c for c in args.cells.split(",") if c]
-    unknown = [r for r in readers if r not in READERS] + [c for c in cells if c not in CELLS]
+    unknown = [r for r in readers if r not in READERS + EXTRA_READERS] + [c for c in cells if c not in CELLS]
     if unknown:
         raise SystemExit(f"unknown reader/cell: {', '.join(unknown)}")
     if args.sidecar_cmd:
         sidecar_cmd = shlex.split(args.sidecar_cmd)
     else:
         sidecar_cmd = [args.sidecar_python or str(REPO / ".venv" / "bin" / "python"), "-m", "sidecar"]
-    if "quix" in readers and not QUIX_PY.exists():
+    if {"quix", "bare-quixvenv"} & set(readers) and not QUIX_PY.exists():
         raise SystemExit(f"{QUIX_PY} is missing: make bench-venv-quix (or make bench-fast-path)")
     n = args.messages
     poison = envelopes.poison_count(n)
