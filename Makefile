@@ -6,7 +6,7 @@ STACK := deploy/local/stack
 
 .DEFAULT_GOAL := help
 .PHONY: help venv lock run run-kafka deploy-sync tools test-rules stack-up stack-down stack-status connectors-apply capture-fixtures \
-        lint test test-unit test-integration test-faults bench clean
+        lint test test-unit test-integration test-faults bench bench-venv-quix bench-fast-path bench-latency clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -68,6 +68,22 @@ test-faults: venv stack-up ## slow fault-injection scenarios on the real stack (
 bench: venv stack-up ## side-by-side benchmarks on the local stack (not part of make test): hook concurrency, example hooks vs a bare pool
 	$(PY) bench/concurrency.py
 	$(PY) bench/example_hooks.py
+
+# Quix Streams for the side-by-side bench, in its own venv: every package pinned in
+# bench/quix-requirements.txt, installed without resolving (--no-deps), never in .venv.
+bench/.venv-quix/.installed: bench/quix-requirements.txt
+	python3 -m venv bench/.venv-quix
+	bench/.venv-quix/bin/pip install -q --no-deps -r bench/quix-requirements.txt
+	touch $@
+
+bench-venv-quix: bench/.venv-quix/.installed ## the pinned Quix Streams venv of bench-fast-path (bench/.venv-quix)
+
+BENCH_ARGS ?=
+bench-fast-path: venv bench-venv-quix stack-up ## no-op path: bare consumer vs Quix Streams vs the sidecar, 4 cells (BENCH_ARGS='--rounds 1 --messages 20000')
+	$(PY) bench/no_op_path.py $(BENCH_ARGS)
+
+bench-latency: venv stack-up ## commit→hook latency at 1,000 tx/s, Kafka and embedded mode, p50/p99 of 3 runs (BENCH_ARGS='--seconds 20')
+	$(PY) bench/latency.py $(BENCH_ARGS)
 
 deploy-sync: venv ## copy hooks/config into the kustomize base and Helm chart; regenerate Strimzi connectors and the dashboard
 	cp hooks/*.py deploy/kubernetes/base/hooks/

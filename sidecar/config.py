@@ -164,7 +164,10 @@ class EmbeddedSourceConfig(_Strict):
     jvm_opts: list[str] = Field(default_factory=lambda: ["-Xmx1g"])
     extra_classpath: list[str] = Field(default_factory=list)
     engine_log_level: Literal["error", "warn", "info", "debug"] = "warn"
-    poll_interval_ms: int = Field(default=50, ge=1, le=60_000, description="Debezium poll.interval.ms")
+    poll_interval_ms: int = Field(
+        default=10, ge=1, le=60_000,
+        description="Debezium poll.interval.ms: how long the engine waits before looking for new changes again",
+    )
     max_batch_size: int = Field(default=2048, ge=1, le=100_000, description="Debezium max.batch.size")
     poll_timeout_s: float = Field(default=0.2, gt=0, le=10)
     preflight: bool = Field(default=True, description="check wal_level and privileges before starting")
