@@ -10,7 +10,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Collection, Hashable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -29,6 +29,7 @@ from sidecar.logs import get_logger
 from sidecar.loop import run_loop
 from sidecar.metrics import Metrics, NoMetrics
 from sidecar.param import ParamFactory
+from sidecar.rebalance import Rebalance
 from sidecar.sources import Source
 from sidecar.watch import Check, Watcher
 
@@ -97,31 +98,6 @@ def subscription(settings: Settings) -> Callable[[str], bool] | None:
     names = set(kafka.topics)
     pattern = re.compile(kafka.topic_pattern) if kafka.topic_pattern else None
     return lambda topic: topic in names or (pattern is not None and pattern.match(topic) is not None)
-
-
-class Rebalance:
-    """Kafka partitions coming and going, as the dispatcher and the checkpoint must see them."""
-
-    def __init__(self, dispatcher: Dispatcher, checkpoint: Checkpoint, revoke_wait_s: float) -> None:
-        self.dispatcher = dispatcher
-        self.checkpoint = checkpoint
-        self.revoke_wait_s = revoke_wait_s
-
-    def assigned(self, units: Collection[Hashable]) -> None:
-        self.checkpoint.assign(units)
-
-    def revoked(self, units: Collection[Hashable]) -> None:
-        # Wait (bounded) for their running calls, commit what finished, drop the rest: the
-        # next owner gets it. A call still running after revoke_wait_s may write late.
-        self.dispatcher.release(units, self.revoke_wait_s)
-        if self.checkpoint.reachable():
-            self.checkpoint.commit(only=units)
-        self.dispatcher.forget(units)
-        self.checkpoint.drop(units)
-
-    def lost(self, units: Collection[Hashable]) -> None:
-        self.dispatcher.forget(units)
-        self.checkpoint.drop(units)
 
 
 @contextlib.contextmanager

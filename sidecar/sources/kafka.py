@@ -185,6 +185,19 @@ class KafkaSource:
             self._consumer.pause([TopicPartition(t, p) for t, p in new])
             self._paused.update(new)
 
+    def seek(self, unit: Hashable, offset: int) -> None:
+        """Fetch this (kept) partition again from `offset` (records the checkpoint gave up on after
+        a partial revoke). librdkafka drops what it prefetched past it; `Checkpoint` skips what
+        was already handed over."""
+        topic, partition = cast(Unit, unit)
+        try:
+            self._consumer.seek(TopicPartition(topic, partition, offset))
+        except KafkaException as exc:
+            raise SourceError(f"cannot fetch {topic}[{partition}] again from offset {offset}: "
+                              f"{exc.args[0]}; restarting redelivers from the last commit") from None
+        self.log.info("partition fetched again from an earlier offset", partition=f"{topic}[{partition}]",
+                      offset=offset)
+
     def commit(self, offsets: dict[Hashable, int]) -> bool:
         """Synchronous: when it returns, a crash redelivers at most what finished since."""
         units = cast(dict[Unit, int], offsets)
