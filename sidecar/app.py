@@ -169,8 +169,11 @@ def open_source(app: App) -> tuple[Source, Checkpoint, dict[str, tuple[Check, fl
 
         kafka = settings.source.kafka
         assert kafka is not None
-        source: Source = build_kafka_source(kafka.librdkafka(), kafka.topics, kafka.topic_pattern, app.log,
-                                            batch_size=kafka.batch_size, metrics=app.metrics, health=app.health)
+        consumer = build_kafka_source(kafka.librdkafka(), kafka.topics, kafka.topic_pattern, app.log,
+                                      batch_size=kafka.batch_size, metrics=app.metrics, health=app.health)
+        if any(h.mode == "transaction" for h in app.hooks):
+            consumer.must_own = subscription(settings)  # checked after every assignment change
+        source: Source = consumer
         checkpoint = Checkpoint(source, kafka.commit_interval_s, kafka.max_uncommitted, app.health, "kafka")
         probe = BrokerProbe(kafka.librdkafka())
         return source, checkpoint, {"kafka": (probe, settings.health.kafka_check_interval_s)}
@@ -247,8 +250,9 @@ def warn_transaction_mode(app: App) -> None:
     txn = [h.name for h in app.hooks if h.mode == "transaction"]
     if not txn or app.settings.source.kind != "kafka" or kafka is None:
         return
-    app.log.warning("transaction hooks need one sidecar member that owns every captured partition and the "
-                    "transaction topic (<topic.prefix>.transaction); run a single replica", hooks=txn)
+    app.log.info("transaction hooks need one sidecar member that owns every captured partition and the "
+                 "transaction topic (<topic.prefix>.transaction): run a single replica; checked after every "
+                 "assignment (warning, gauge checkpoint_transaction_partitions_missing)", hooks=txn)
     if kafka.topics and not any(t.endswith(".transaction") for t in kafka.topics):
         app.log.warning("no transaction topic in source.kafka.topics: transactions cannot be assembled "
                         "(add <topic.prefix>.transaction)", topics=kafka.topics)

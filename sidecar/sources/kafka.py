@@ -9,7 +9,7 @@ while too many records are in flight, so it never leaves the group.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -19,6 +19,7 @@ from sidecar.events import RawMessage
 from sidecar.health import Health
 from sidecar.metrics import Metrics, NoMetrics
 from sidecar.sources import Assignments
+from sidecar.sources.kafka_coverage import check_coverage
 from sidecar.sources.kafka_dead_letters import KafkaDeadLetterWriter, read_dead_letter_topic
 from sidecar.sources.kafka_logs import kafka_logger
 from sidecar.sources.kafka_probe import BrokerProbe, ping
@@ -66,6 +67,8 @@ class KafkaSource:
         self.metrics = metrics or NoMetrics()
         self.health = health or Health()
         self.listener: Assignments = _NoListener()
+        # Transaction hooks: which topics must all be owned here (None: no check). Set by the app.
+        self.must_own: Callable[[str], bool] | None = None
         self._conf: dict[str, Any] = {**conf, "error_cb": self._error_cb, "logger": kafka_logger()}
         try:
             self._consumer = Consumer(self._conf)
@@ -112,6 +115,7 @@ class KafkaSource:
         self.health.started = True
         self._broker_up()
         self.log.info("partitions assigned", partitions=[f"{t}[{p}]" for t, p in units])
+        self._check_coverage()
 
     def _revoke(self, consumer: Any, partitions: list[Any]) -> None:
         units = [(tp.topic, tp.partition) for tp in partitions]
@@ -120,6 +124,11 @@ class KafkaSource:
         for t, p in units:
             self.metrics.forget_lag(t, p)
         self.log.info("partitions revoked", partitions=[f"{t}[{p}]" for t, p in units])
+        self._check_coverage()
+
+    def _check_coverage(self) -> None:
+        if self.must_own is not None:
+            check_coverage(self._consumer, self._owned, self.must_own, self.log, self.metrics.partitions_missing)
 
     def _lost(self, consumer: Any, partitions: list[Any]) -> None:
         units = [(tp.topic, tp.partition) for tp in partitions]
