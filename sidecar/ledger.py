@@ -37,10 +37,11 @@ policy runs again.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.engine import Connection, Engine
 
 TABLE = "checkpoint_ledger"
@@ -98,20 +99,25 @@ def claim_ids(conn: Connection, pipeline: str, hook: str, ids: Iterable[str]) ->
     wanted = sorted(set(ids))  # one lock order for every claim: no wait cycles between claims
     if not wanted:
         return set()
-    if _dialect(conn) == "mysql" and not getattr(conn.dialect, "is_mariadb", False):
+    kind = _dialect(conn)
+    if kind == "mysql" and not getattr(conn.dialect, "is_mariadb", False):
         return _claim_each(conn, pipeline, hook, wanted)
-    insert = ("INSERT INTO {table} (pipeline, hook, id) VALUES {values} ON CONFLICT DO NOTHING RETURNING id"
-              if _dialect(conn) == "postgresql" else
-              "INSERT IGNORE INTO {table} (pipeline, hook, id) VALUES {values} RETURNING id")
     already: set[str] = set()
     for start in range(0, len(wanted), CHUNK):
         chunk = wanted[start : start + CHUNK]
-        names = [f"i{n}" for n in range(len(chunk))]
-        params: dict[str, Any] = {"p": pipeline, "h": hook, **dict(zip(names, chunk, strict=True))}
-        values = ", ".join(f"(:p, :h, :{n})" for n in names)
-        inserted = {r[0] for r in conn.execute(text(insert.format(table=TABLE, values=values)), params)}
+        params: dict[str, Any] = {"p": pipeline, "h": hook, **{f"i{n}": i for n, i in enumerate(chunk)}}
+        inserted = {r[0] for r in conn.execute(_insert(kind, len(chunk)), params)}
         already.update(i for i in chunk if i not in inserted)
     return already
+
+
+@functools.lru_cache(maxsize=64)
+def _insert(kind: str, n: int) -> TextClause:
+    """The claim statement for `n` ids (built once per size: a call's size repeats)."""
+    values = ", ".join(f"(:p, :h, :i{k})" for k in range(n))
+    if kind == "postgresql":
+        return text(f"INSERT INTO {TABLE} (pipeline, hook, id) VALUES {values} ON CONFLICT DO NOTHING RETURNING id")
+    return text(f"INSERT IGNORE INTO {TABLE} (pipeline, hook, id) VALUES {values} RETURNING id")
 
 
 def _claim_each(conn: Connection, pipeline: str, hook: str, wanted: list[str]) -> set[str]:
