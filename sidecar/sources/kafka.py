@@ -115,7 +115,8 @@ class KafkaSource:
         self.health.started = True
         self._broker_up()
         self.log.info("partitions assigned", partitions=[f"{t}[{p}]" for t, p in units])
-        self._check_coverage()
+        if units:  # cooperative rebalancing hands out an empty assignment first: nothing changed
+            self._check_coverage()
 
     def _revoke(self, consumer: Any, partitions: list[Any]) -> None:
         units = [(tp.topic, tp.partition) for tp in partitions]
@@ -124,7 +125,8 @@ class KafkaSource:
         for t, p in units:
             self.metrics.forget_lag(t, p)
         self.log.info("partitions revoked", partitions=[f"{t}[{p}]" for t, p in units])
-        self._check_coverage()
+        if units:
+            self._check_coverage()
 
     def _check_coverage(self) -> None:
         if self.must_own is not None:
@@ -268,5 +270,6 @@ def build_kafka_source(
     logger: Any,
     **kwargs: Any,
 ) -> KafkaSource:
-    subs = list(topics) + ([topic_pattern] if topic_pattern else [])
+    # librdkafka refuses a subscription naming a topic twice (Invalid argument): once each.
+    subs = list(dict.fromkeys([*topics, *([topic_pattern] if topic_pattern else [])]))
     return KafkaSource(conf, subs, logger, **kwargs)

@@ -60,7 +60,7 @@ def test_second_member_comes_and_goes_kept_partitions_go_on_committing(stack: No
     prefix = f"itrb{uuid.uuid4().hex[:8]}"
     ends = fill(prefix)
     group = f"it-{run}"
-    cfg = sidecar_config(tmp_path, group=group, topics=[t for t, _ in ends], hooks={
+    cfg = sidecar_config(tmp_path, group=group, topics=sorted({t for t, _ in ends}), hooks={
         "tx": {"path": TXHOOK, "mode": "transaction"}})
     doc = yaml.safe_load(cfg.read_text())
     doc["dispatch"] = {"transaction_end_timeout_s": 3.0, "revoke_wait_s": 1.0}

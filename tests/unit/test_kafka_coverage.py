@@ -78,7 +78,11 @@ def test_assignment_missing_partitions_warns_with_names_and_sets_the_gauge(monke
     the assignment, naming the missing partitions and the remedy; the gauge says how many. Once it
     owns them all, the gauge goes back to 0 and nothing is warned."""
     metrics = Metrics()
-    source = source_with(StubConsumer(TOPICS), metrics, monkeypatch)
+    consumer = StubConsumer(TOPICS)
+    source = source_with(consumer, metrics, monkeypatch)
+    with capture_logs() as logs:  # cooperative rebalancing's first, empty assignment: nothing to say yet
+        source._assign(None, [])
+    assert not [e for e in logs if e["log_level"] == "warning"] and consumer.timeouts == []
     with capture_logs() as logs:
         source._assign(None, [TopicPartition("shop.public.orders", 0), TopicPartition("shop.transaction", 0)])
     warned = [e for e in logs if e["log_level"] == "warning"]
@@ -106,3 +110,16 @@ def test_no_metadata_is_said_not_guessed_and_no_check_without_transaction_hooks(
     plain.must_own = None  # no transaction hooks: nothing asked of the broker
     plain._assign(None, [TopicPartition("shop.public.orders", 0)])
     assert consumer.timeouts == []
+
+
+def test_a_topic_listed_twice_is_subscribed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """librdkafka refuses a subscription naming a topic twice; the source subscribes to each once."""
+    from sidecar.sources.kafka import build_kafka_source
+
+    got: list[list[str]] = []
+    consumer = StubConsumer(TOPICS)
+    monkeypatch.setattr(consumer, "subscribe", lambda topics, **cb: got.append(topics))
+    monkeypatch.setattr("sidecar.sources.kafka.Consumer", lambda conf: consumer)
+    build_kafka_source({"bootstrap.servers": "127.0.0.1:1", "group.id": "g"}, ["a", "b", "a"], "^c",
+                       structlog.get_logger())
+    assert got == [["a", "b", "^c"]]
