@@ -139,9 +139,10 @@ class Assembler(Generic[Item]):
         """Take a data event; False when it is not held (its transaction was dropped on a revoke)."""
         assert event.transaction is not None
         scope = event_scope(event)
-        if (scope, event.transaction.group_id) in self._dropped:
+        group = event.transaction.group_id
+        if self._dropped and (scope, group) in self._dropped:
             return False
-        txn = self._get(scope, event.transaction.group_id, now)
+        txn = self._get(scope, group, now)
         txn.holds.append(item)
         if event.event_id not in txn.seen:
             txn.seen.add(event.event_id)
