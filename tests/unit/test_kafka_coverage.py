@@ -96,6 +96,10 @@ def test_assignment_missing_partitions_warns_with_names_and_sets_the_gauge(monke
         source._revoke(None, [TopicPartition("shop.public.orders", 2)])
     assert [e["missing"] for e in logs if e["log_level"] == "warning"] == [["shop.public.orders[2]"]]
     assert gauge(metrics) == 1
+    with capture_logs() as logs:  # leaving the group (close) revokes everything: nothing to warn about
+        source.close()
+        source._revoke(None, [TopicPartition("shop.public.orders", 0), TopicPartition("shop.public.orders", 1)])
+    assert not [e for e in logs if e["log_level"] == "warning"]
 
 
 def test_no_metadata_is_said_not_guessed_and_no_check_without_transaction_hooks(
