@@ -69,6 +69,7 @@ class KafkaSource:
         self.listener: Assignments = _NoListener()
         # Transaction hooks: which topics must all be owned here (None: no check). Set by the app.
         self.must_own: Callable[[str], bool] | None = None
+        self._coverage_due = False
         self._conf: dict[str, Any] = {**conf, "error_cb": self._error_cb, "logger": kafka_logger()}
         try:
             self._consumer = Consumer(self._conf)
@@ -129,8 +130,11 @@ class KafkaSource:
             self._check_coverage()
 
     def _check_coverage(self) -> None:
+        # Not here: a rebalance callback runs inside consume()/poll(), and confluent-kafka aborts the
+        # process (CallState_get assertion) when a call like list_topics() is nested in it. The
+        # next poll() checks, before it calls librdkafka.
         if self.must_own is not None:
-            check_coverage(self._consumer, self._owned, self.must_own, self.log, self.metrics.partitions_missing)
+            self._coverage_due = True
 
     def _lost(self, consumer: Any, partitions: list[Any]) -> None:
         units = [(tp.topic, tp.partition) for tp in partitions]
@@ -146,6 +150,10 @@ class KafkaSource:
     # ------------------------------------------------------------------ Source protocol
     def poll(self, timeout_s: float) -> Sequence[RawMessage]:
         consumer = self._consumer
+        if self._coverage_due:
+            self._coverage_due = False
+            if self.must_own is not None:
+                check_coverage(consumer, self._owned, self.must_own, self.log, self.metrics.partitions_missing)
         msgs = consumer.consume(num_messages=self._batch_size, timeout=0)
         if not msgs and timeout_s > 0:
             one = consumer.poll(timeout_s)

@@ -35,6 +35,12 @@ class StubConsumer:
     def subscribe(self, topics: list[str], **callbacks: Any) -> None:
         pass
 
+    def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        return []
+
+    def poll(self, timeout: float) -> None:
+        return None
+
     def resume(self, tps: list[Any]) -> None:
         pass
 
@@ -82,18 +88,25 @@ def test_assignment_missing_partitions_warns_with_names_and_sets_the_gauge(monke
     source = source_with(consumer, metrics, monkeypatch)
     with capture_logs() as logs:  # cooperative rebalancing's first, empty assignment: nothing to say yet
         source._assign(None, [])
+        source.poll(0.0)
     assert not [e for e in logs if e["log_level"] == "warning"] and consumer.timeouts == []
     with capture_logs() as logs:
         source._assign(None, [TopicPartition("shop.public.orders", 0), TopicPartition("shop.transaction", 0)])
+        # Never inside the rebalance callback (it runs inside consume/poll: a nested list_topics call
+        # aborts the process in confluent-kafka): at the next poll, before librdkafka is called.
+        assert consumer.timeouts == []
+        source.poll(0.0)
     warned = [e for e in logs if e["log_level"] == "warning"]
     assert len(warned) == 1 and warned[0]["missing"] == ["shop.public.orders[1]", "shop.public.orders[2]"]
     assert "one replica" in warned[0]["event"] and "group.instance.id" in warned[0]["event"]
     assert gauge(metrics) == 2
     with capture_logs() as logs:
         source._assign(None, [TopicPartition("shop.public.orders", 1), TopicPartition("shop.public.orders", 2)])
+        source.poll(0.0)
     assert not [e for e in logs if e["log_level"] == "warning"] and gauge(metrics) == 0
     with capture_logs() as logs:  # a revoke changes ownership too
         source._revoke(None, [TopicPartition("shop.public.orders", 2)])
+        source.poll(0.0)
     assert [e["missing"] for e in logs if e["log_level"] == "warning"] == [["shop.public.orders[2]"]]
     assert gauge(metrics) == 1
     with capture_logs() as logs:  # leaving the group (close) revokes everything: nothing to warn about
@@ -108,11 +121,13 @@ def test_no_metadata_is_said_not_guessed_and_no_check_without_transaction_hooks(
     source = source_with(StubConsumer(None), metrics, monkeypatch)
     with capture_logs() as logs:
         source._assign(None, [TopicPartition("shop.public.orders", 0)])
+        source.poll(0.0)
     assert any("cannot check" in e["event"] for e in logs) and gauge(metrics) == 0
     consumer = StubConsumer(TOPICS)
     plain = source_with(consumer, Metrics(), monkeypatch)
     plain.must_own = None  # no transaction hooks: nothing asked of the broker
     plain._assign(None, [TopicPartition("shop.public.orders", 0)])
+    plain.poll(0.0)
     assert consumer.timeouts == []
 
 
