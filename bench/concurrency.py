@@ -114,14 +114,14 @@ def bench_settings(topic: str, pipeline: str, **more: Any) -> Any:
     )
 
 
-def run_until(app: Any, stop: threading.Event, limit_s: float) -> None:
-    """The real `run` path until the hooks set `stop` (or `limit_s` passes)."""
+def run_until(app: Any, stop: threading.Event, limit_s: float) -> Any:
+    """The real `run` path until the hooks set `stop` (or `limit_s` passes); its DispatchStats."""
     from sidecar.app import run as run_sidecar
 
     watchdog = threading.Timer(limit_s, stop.set)
     watchdog.start()
     try:
-        run_sidecar(app, stop)
+        return run_sidecar(app, stop)
     finally:
         watchdog.cancel()
 

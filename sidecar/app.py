@@ -11,7 +11,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Collection, Hashable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -30,6 +30,7 @@ from sidecar.logs import get_logger
 from sidecar.loop import run_loop
 from sidecar.metrics import Metrics, NoMetrics
 from sidecar.param import ParamFactory
+from sidecar.rebalance import Rebalance
 from sidecar.sources import Source
 from sidecar.watch import Check, Watcher
 
@@ -98,31 +99,6 @@ def subscription(settings: Settings) -> Callable[[str], bool] | None:
     names = set(kafka.topics)
     pattern = re.compile(kafka.topic_pattern) if kafka.topic_pattern else None
     return lambda topic: topic in names or (pattern is not None and pattern.match(topic) is not None)
-
-
-class Rebalance:
-    """Kafka partitions coming and going, as the dispatcher and the checkpoint must see them."""
-
-    def __init__(self, dispatcher: Dispatcher, checkpoint: Checkpoint, revoke_wait_s: float) -> None:
-        self.dispatcher = dispatcher
-        self.checkpoint = checkpoint
-        self.revoke_wait_s = revoke_wait_s
-
-    def assigned(self, units: Collection[Hashable]) -> None:
-        self.checkpoint.assign(units)
-
-    def revoked(self, units: Collection[Hashable]) -> None:
-        # Wait (bounded) for their running calls, commit what finished, drop the rest: the
-        # next owner gets it. A call still running after revoke_wait_s may write late.
-        self.dispatcher.release(units, self.revoke_wait_s)
-        if self.checkpoint.reachable():
-            self.checkpoint.commit(only=units)
-        self.dispatcher.forget(units)
-        self.checkpoint.drop(units)
-
-    def lost(self, units: Collection[Hashable]) -> None:
-        self.dispatcher.forget(units)
-        self.checkpoint.drop(units)
 
 
 @contextlib.contextmanager
@@ -194,8 +170,11 @@ def open_source(app: App) -> tuple[Source, Checkpoint, dict[str, tuple[Check, fl
 
         kafka = settings.source.kafka
         assert kafka is not None
-        source: Source = build_kafka_source(kafka.librdkafka(), kafka.topics, kafka.topic_pattern, app.log,
-                                            batch_size=kafka.batch_size, metrics=app.metrics, health=app.health)
+        consumer = build_kafka_source(kafka.librdkafka(), kafka.topics, kafka.topic_pattern, app.log,
+                                      batch_size=kafka.batch_size, metrics=app.metrics, health=app.health)
+        if any(h.mode == "transaction" for h in app.hooks):
+            consumer.must_own = subscription(settings)  # checked after every assignment change
+        source: Source = consumer
         checkpoint = Checkpoint(source, kafka.commit_interval_s, kafka.max_uncommitted, app.health, "kafka")
         probe = BrokerProbe(kafka.librdkafka())
         return source, checkpoint, {"kafka": (probe, settings.health.kafka_check_interval_s)}
@@ -278,8 +257,9 @@ def warn_transaction_mode(app: App) -> None:
     txn = [h.name for h in app.hooks if h.mode == "transaction"]
     if not txn or app.settings.source.kind != "kafka" or kafka is None:
         return
-    app.log.warning("transaction hooks need one sidecar member that owns every captured partition and the "
-                    "transaction topic (<topic.prefix>.transaction); run a single replica", hooks=txn)
+    app.log.info("transaction hooks need one sidecar member that owns every captured partition and the "
+                 "transaction topic (<topic.prefix>.transaction): run a single replica; checked after every "
+                 "assignment (warning, gauge checkpoint_transaction_partitions_missing)", hooks=txn)
     if kafka.topics and not any(t.endswith(".transaction") for t in kafka.topics):
         app.log.warning("no transaction topic in source.kafka.topics: transactions cannot be assembled "
                         "(add <topic.prefix>.transaction)", topics=kafka.topics)

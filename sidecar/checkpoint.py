@@ -14,6 +14,11 @@ Source only fetches, pauses, commits what it is told and closes.
    would block the loop for session.timeout.ms and fail anyway).
 4. `commit(only)` — hand each unit's commit point to `Source.commit`; remember what the
    source accepted. Revokes commit only the revoked units; a lost assignment commits nothing.
+5. `rewind(unit, offset)` — records of a unit the dispatcher had to give up on while keeping
+   the unit (part of a transaction dropped on a partial revoke) are fetched again: the source
+   seeks back to `offset`, the unit's tracker forgets everything from there (a token of a record
+   before it still finishes; one at or after it no longer does), and messages of the unit
+   fetched before the seek (past the last record taken) are skipped until the re-fetch starts.
 """
 
 from __future__ import annotations
@@ -30,13 +35,32 @@ from sidecar.sources import Source
 class PartitionTracker:
     """The contiguous-prefix algorithm (the only one in the codebase)."""
 
-    __slots__ = ("_done", "_pending", "committed", "position")
+    __slots__ = ("_done", "_pending", "committed", "cutoff", "position", "successor")
 
     def __init__(self) -> None:
         self._pending: deque[int] = deque()
         self._done: set[int] = set()
         self.position: int | None = None  # next offset to commit (finished prefix + 1)
         self.committed: int | None = None  # what the source last accepted
+        self.successor: PartitionTracker | None = None  # rewound: records before `cutoff` go on there
+        self.cutoff = 0
+
+    @property
+    def last_begun(self) -> int | None:
+        if self._pending:
+            return self._pending[-1]
+        return None if self.position is None else self.position - 1
+
+    def rewound(self, offset: int) -> PartitionTracker:
+        """A tracker for the same unit that forgot every record at or after `offset` (they will be
+        begun again); this one forwards records before `offset` to it."""
+        new = PartitionTracker()
+        new._pending = deque(o for o in self._pending if o < offset)
+        new._done = {o for o in self._done if o < offset}
+        new.position = self.position
+        new.committed = self.committed
+        self.successor, self.cutoff = new, offset
+        return new
 
     def begin(self, offset: int) -> None:
         if self._pending and offset <= self._pending[-1]:
@@ -97,12 +121,20 @@ class Checkpoint:
         self._last = time.monotonic()
         self._uncommitted = 0
         self.in_flight = 0
+        self._seek = getattr(source, "seek", None)
+        self._stale: dict[Hashable, int] = {}  # rewound unit → last offset taken before the seek
+
+    @property
+    def can_rewind(self) -> bool:
+        """The source can fetch a unit again from an earlier offset (Kafka: seek)."""
+        return self._seek is not None
 
     # ------------------------------------------------------------------ units
     def assign(self, units: Collection[Hashable]) -> None:
         for unit in units:
             self._units.setdefault(unit, PartitionTracker())
             self._halted.discard(unit)
+            self._stale.pop(unit, None)
 
     def drop(self, units: Collection[Hashable]) -> None:
         """Forget units (revoked, lost, or an embedded batch acknowledged): their records in
@@ -112,6 +144,20 @@ class Checkpoint:
             if tracker is not None:
                 self.in_flight -= tracker.in_flight
             self._halted.discard(unit)
+            self._stale.pop(unit, None)
+
+    def rewind(self, unit: Hashable, offset: int) -> None:
+        """Fetch `unit` again from `offset`: its records from there on were given up on (see 5.)."""
+        tracker = self._units.get(unit)
+        if tracker is None or self._seek is None:
+            return
+        last = tracker.last_begun
+        new = tracker.rewound(offset)
+        self.in_flight -= tracker.in_flight - new.in_flight
+        self._units[unit] = new
+        if last is not None and last >= offset:
+            self._stale[unit] = max(last, self._stale.get(unit, last))
+        self._seek(unit, offset)
 
     def halt(self, unit: Hashable) -> None:
         """Nothing more of this unit is taken (its unfinished record holds the commit point)."""
@@ -132,14 +178,24 @@ class Checkpoint:
             tracker = self._units[unit] = PartitionTracker()
         elif unit in self._halted:
             return None
+        if self._stale and unit in self._stale:
+            if offset > self._stale[unit]:
+                return None  # fetched before a rewind's seek: it comes again, in order
+            del self._stale[unit]  # the re-fetch has started
         tracker.begin(offset)
         self.in_flight += 1
         return unit, tracker, offset
 
     def finish(self, token: Token) -> None:
         unit, tracker, offset = token
-        if self._units.get(unit) is not tracker:
-            return  # its unit was dropped meanwhile (revoked, lost)
+        current = self._units.get(unit)
+        if current is not tracker:
+            # Its unit was dropped meanwhile (revoked, lost: ignored), or rewound: a record before
+            # the rewind point goes on in the unit's new tracker, one at or after it is ignored.
+            while tracker.successor is not None and offset < tracker.cutoff:
+                tracker = tracker.successor
+            if current is not tracker:
+                return
         tracker.finish(offset)
         self.in_flight -= 1
         self._uncommitted += 1

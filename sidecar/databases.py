@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Engine
 
 from sidecar import secrets
@@ -47,18 +49,48 @@ class Databases:
             engine.dispose()
 
 
+PING_IDLE_S = 1.0
+"""A pooled connection idle longer than this is pinged before a hook gets it (a dead one is replaced)."""
+
+
+def ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before handing it out only when it sat idle (`PING_IDLE_S`),
+    not on every checkout (`pool_pre_ping`): a hook called back to back — a transaction or batch
+    hook on a busy pipeline — saves a round trip per call. A server that went away while its
+    connections were idle is noticed here; one that drops a connection in use fails that call,
+    which is retried (SQLAlchemy replaces the pool's connections), as with pool_pre_ping's own window."""
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_IDLE_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception:
+            alive = False
+        if not alive:
+            raise exc.DisconnectionError("pooled connection did not answer a ping; replaced")
+
+
 def _engine(key: str, url: str | None, pool_size: int = 2) -> Engine | None:
     if not url:
         return None
     try:
         # create_engine does not connect: the first hook that uses it does. The pool holds one
         # connection per hook call that can run at once, so concurrent calls never wait for one.
-        return create_engine(normalize_url(url), pool_pre_ping=True, pool_size=pool_size, max_overflow=4)
+        engine = create_engine(normalize_url(url), pool_size=pool_size, max_overflow=4)
     except Exception as exc:  # the URL itself is wrong (bad scheme, missing driver)
         raise ConfigError(
             f"databases.{key}: cannot use this database URL ({type(exc).__name__}: {secrets.scrub(str(exc))}); "
             "expected e.g. postgresql+psycopg://user:pass@host/db or mysql+pymysql://user:pass@host/db"
         ) from None
+    ping_when_idle(engine)
+    return engine
 
 
 def build_databases(source: str | None, destination: str | None, auxiliary: Mapping[str, str],

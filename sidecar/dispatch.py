@@ -775,28 +775,71 @@ class Dispatcher:
         finally:
             self._releasing = set()
 
-    def forget(self, units: Collection[Hashable]) -> None:
+    def forget(self, units: Collection[Hashable], rewind: bool = False) -> dict[Hashable, int]:
         """Drop every job of these units (revoked or lost: the next owner has them). Their
-        running calls keep their slots until they return; results are ignored."""
+        running calls keep their slots until they return; results are ignored.
+
+        Records of other (kept) units can depend on them: the rest of an open transaction holding
+        one of their records, every record of a call or of a run that cannot finish now. With
+        `rewind` (the source can fetch again) those are given up on as well — and everything of
+        their unit after the first of them, which the source will fetch again — until nothing
+        kept depends on anything dropped; returns {kept unit: offset to fetch again from} for
+        `Checkpoint.rewind`. Without it such records stay unfinished (their unit stops committing)."""
         units = set(units)
-        if self.assembler is not None:
-            for txn in self.assembler.drop(lambda r: r.token[0] in units):
-                self.log.warning("partition revoked during an open transaction: dropped uncommitted "
-                                 "(its next owner gets all of it)", transaction_id=txn.group_id,
-                                 received=txn.received)
+        rewinds: dict[Hashable, int] = {}
+
+        def lost(record: Record) -> bool:
+            unit, _, off = record.token
+            return unit in units or (unit in rewinds and off >= rewinds[unit])
+
+        def job_lost(job: Job) -> bool:
+            return (lost(job.record) or any(lost(r) for r in job.holds)
+                    or (job.txn is not None and any(lost(r) for r in job.txn.holds)))
+
+        dropped: list[Transaction[Record]] = []
+        while True:
+            give_up: list[Record] = []
+            if self.assembler is not None:
+                for txn in self.assembler.drop(lost, remember=not rewind):
+                    dropped.append(txn)
+                    give_up += txn.holds
+            if not rewind:
+                break
+            jobs = [j for run in self._running if not run.orphaned and any(job_lost(x) for x in run.jobs)
+                    for j in run.jobs]  # a run is orphaned whole: all of its calls are given up on
+            jobs += [j for h in self._hooks.values() for lane in h.lanes.values() for j in lane.jobs if job_lost(j)]
+            for job in jobs:
+                give_up += [job.record, *job.holds, *(job.txn.holds if job.txn is not None else ())]
+            changed = False
+            for record in give_up:
+                unit, _, off = record.token
+                if unit not in units and off < rewinds.get(unit, off + 1):
+                    rewinds[unit] = off
+                    changed = True
+            if not changed:
+                break
+        for txn in dropped:
+            self.log.warning("partition revoked during an open transaction: dropped uncommitted "
+                             "(its next owner gets all of it)", transaction_id=txn.group_id,
+                             received=txn.received)
+        if rewinds:
+            self.log.warning("records of kept partitions given up on with a revoked transaction or call: "
+                             "fetched again from these offsets", partitions={
+                                 f"{u[0]}[{u[1]}]" if isinstance(u, tuple) else str(u): o
+                                 for u, o in rewinds.items()})
         for hook in self._batch_hooks:
-            hook.batch = [(r, e) for r, e in hook.batch if r.token[0] not in units]
+            hook.batch = [(r, e) for r, e in hook.batch if not lost(r)]
         for run in self._running:
-            if any(j.units() & units for j in run.jobs):
+            if any(job_lost(j) for j in run.jobs):
                 run.orphaned = True
                 run.stop = True
         for hook in self._hooks.values():
             for key, lane in list(hook.lanes.items()):
-                kept = deque(j for j in lane.jobs if not (j.units() & units))
-                dropped = len(lane.jobs) - len(kept)
-                if dropped:
-                    self._queued -= dropped
-                    self.stats.abandoned += dropped
+                kept = deque(j for j in lane.jobs if not job_lost(j))
+                dropped_jobs = len(lane.jobs) - len(kept)
+                if dropped_jobs:
+                    self._queued -= dropped_jobs
+                    self.stats.abandoned += dropped_jobs
                     lane.jobs = kept
                 if lane.run is not None and lane.run.orphaned:
                     lane.run = None
@@ -807,7 +850,9 @@ class Dispatcher:
             for ln in hook.lanes.values():
                 if ln.jobs and ln.idle():
                     self._ready(ln)
-        self._rejects = deque(r for r in self._rejects if r[2][0] not in units)
+        self._rejects = deque(r for r in self._rejects if not (r[2][0] in units or (
+            r[2][0] in rewinds and r[2][2] >= rewinds[r[2][0]])))
+        return rewinds
 
     def shutdown(self, grace_s: float) -> None:
         """No new call starts; running calls get `grace_s`, then `ctx.cancelled`."""

@@ -23,18 +23,25 @@ a rebalance, within minutes (the uncommitted tail) — or after a replication sl
 connector offsets reset, which re-sends everything since; keep ids as long as that can
 happen (days, not hours).
 
-Concurrency: on PostgreSQL one `INSERT … ON CONFLICT DO NOTHING RETURNING`; on
-MariaDB/MySQL a locking read then a plain INSERT — a concurrent claim of the same id makes
-one of the two transactions fail on the primary key (the hook is retried and then sees the
-id as applied).
+Concurrency: the claim inserts first and reads nothing before — PostgreSQL `INSERT … ON
+CONFLICT DO NOTHING RETURNING id`, MariaDB `INSERT IGNORE … RETURNING id` (both return only
+the rows this claim inserted), MySQL (no RETURNING) one `INSERT IGNORE` per id, applied when
+it inserted a row. Ids are claimed in sorted order, so two claims never wait on each other in
+a cycle; claims of different ids never wait at all; a claim of an id another transaction
+inserted and has not committed waits for it, then sees it applied (committed) or takes it
+(rolled back). (The earlier `SELECT … FOR UPDATE` then INSERT took gap locks on ids not yet
+there, and concurrent claims deadlocked on them: InnoDB error 1213.) A deadlock that still
+happens (e.g. between a claim and the hook's own upserts) fails the call, which its retry
+policy runs again.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.engine import Connection, Engine
 
 TABLE = "checkpoint_ledger"
@@ -89,32 +96,34 @@ def prune(engine: Engine, older_than_days: float) -> int:
 
 def claim_ids(conn: Connection, pipeline: str, hook: str, ids: Iterable[str]) -> set[str]:
     """Record `ids` as applied in this transaction; return those that were recorded before."""
-    wanted = list(dict.fromkeys(ids))
+    wanted = sorted(set(ids))  # one lock order for every claim: no wait cycles between claims
     if not wanted:
         return set()
+    kind = _dialect(conn)
+    if kind == "mysql" and not getattr(conn.dialect, "is_mariadb", False):
+        return _claim_each(conn, pipeline, hook, wanted)
     already: set[str] = set()
-    postgres = _dialect(conn) == "postgresql"
     for start in range(0, len(wanted), CHUNK):
         chunk = wanted[start : start + CHUNK]
-        names = [f"i{n}" for n in range(len(chunk))]
-        params: dict[str, Any] = {"p": pipeline, "h": hook, **dict(zip(names, chunk, strict=True))}
-        if postgres:
-            values = ", ".join(f"(:p, :h, :{n})" for n in names)
-            rows = conn.execute(text(f"INSERT INTO {TABLE} (pipeline, hook, id) VALUES {values} "
-                                     "ON CONFLICT DO NOTHING RETURNING id"), params)
-            inserted = {r[0] for r in rows}
-            already.update(i for i in chunk if i not in inserted)
-        else:
-            placeholders = ", ".join(f":{n}" for n in names)
-            found = {r[0] for r in conn.execute(text(
-                f"SELECT id FROM {TABLE} WHERE pipeline = :p AND hook = :h AND id IN ({placeholders}) "
-                "FOR UPDATE"), params)}
-            already.update(found)
-            fresh = [i for i in chunk if i not in found]
-            if fresh:
-                conn.execute(text(f"INSERT INTO {TABLE} (pipeline, hook, id) VALUES (:p, :h, :i)"),
-                             [{"p": pipeline, "h": hook, "i": i} for i in fresh])
+        params: dict[str, Any] = {"p": pipeline, "h": hook, **{f"i{n}": i for n, i in enumerate(chunk)}}
+        inserted = {r[0] for r in conn.execute(_insert(kind, len(chunk)), params)}
+        already.update(i for i in chunk if i not in inserted)
     return already
+
+
+@functools.lru_cache(maxsize=64)
+def _insert(kind: str, n: int) -> TextClause:
+    """The claim statement for `n` ids (built once per size: a call's size repeats)."""
+    values = ", ".join(f"(:p, :h, :i{k})" for k in range(n))
+    if kind == "postgresql":
+        return text(f"INSERT INTO {TABLE} (pipeline, hook, id) VALUES {values} ON CONFLICT DO NOTHING RETURNING id")
+    return text(f"INSERT IGNORE INTO {TABLE} (pipeline, hook, id) VALUES {values} RETURNING id")
+
+
+def _claim_each(conn: Connection, pipeline: str, hook: str, wanted: list[str]) -> set[str]:
+    """MySQL has no RETURNING: one INSERT IGNORE per id; no row inserted = applied before."""
+    statement = text(f"INSERT IGNORE INTO {TABLE} (pipeline, hook, id) VALUES (:p, :h, :i)")
+    return {i for i in wanted if not conn.execute(statement, {"p": pipeline, "h": hook, "i": i}).rowcount}
 
 
 def claim(conn: Connection, param: Any, records: Sequence[dict[str, Any]] | None = None) -> set[str]:

@@ -126,6 +126,11 @@ class Metrics:
         self.open_transactions_gauge = Gauge(
             "checkpoint_open_transactions", "Source transactions being assembled (not yet handed to hooks).",
             registry=r)
+        self.partitions_missing_gauge = Gauge(
+            "checkpoint_transaction_partitions_missing",
+            "Kafka mode with transaction hooks: partitions of the subscribed topics this member does not own "
+            "(checked after every assignment change; should be 0 — one member must own them all).",
+            registry=r)
         self.transactions_incomplete = Counter(
             "checkpoint_transactions_incomplete",
             "Transactions handed to hooks without their END or some of their events, by reason "
@@ -235,6 +240,9 @@ class Metrics:
 
     def transaction_incomplete(self, reason: str) -> None:
         self.transactions_incomplete.labels(reason=reason).inc()
+
+    def partitions_missing(self, n: int) -> None:
+        self.partitions_missing_gauge.set(n)
 
 
 class NoMetrics(Metrics):

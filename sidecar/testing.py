@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Hashable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +39,8 @@ from sidecar.hooks import HookSpec
 from sidecar.loop import run_loop
 from sidecar.metrics import Metrics
 from sidecar.param import CheckpointParam, ParamFactory
-from sidecar.sources import Source
+from sidecar.rebalance import Rebalance
+from sidecar.sources import Assignments, Source
 from sidecar.transactions import batch_call_id
 
 
@@ -161,26 +162,69 @@ class MemorySource:
     """Messages in memory, one unit per (topic, partition), offsets as given (or numbered).
 
     Finite: `exhausted` once every message was polled. `committed` holds what the
-    checkpoint committed per unit; `halted` the units a hook or a bad message halted."""
+    checkpoint committed per unit; `halted` the units a hook or a bad message halted.
+
+    `rebalances`: [(after, "revoke" | "assign", units)] — Kafka-like rebalances, run inside the
+    first `poll` after `after` messages were polled (after that poll's batch was taken, as
+    librdkafka's callbacks run while a fetched batch waits), told to `listener`. Units are then
+    assigned (all at the first poll), not automatic. A revoked unit is no longer polled; an
+    assigned one is polled again from its committed offset. `seek(unit, offset)` polls a unit
+    again from `offset` (next, before the rest); `seeks` records them."""
 
     auto_units = True
 
-    def __init__(self, messages: Sequence[RawMessage], batch_size: int = 50) -> None:
+    def __init__(self, messages: Sequence[RawMessage], batch_size: int = 50,
+                 rebalances: Sequence[tuple[int, str, Collection[Hashable]]] = ()) -> None:
         self.messages = [
             m if m.offset is not None else RawMessage(m.topic, m.partition if m.partition is not None else 0, i,
                                                       m.key, m.value, m.headers, m.timestamp_ms)
             for i, m in enumerate(messages)
         ]
         self.batch_size = batch_size
-        self.exhausted = not self.messages
         self.committed: dict[Hashable, int] = {}
         self.halted: list[Hashable] = []
         self.paused = 0
+        self.listener: Assignments | None = None
+        self.seeks: list[tuple[Hashable, int]] = []
+        self._history: dict[Hashable, list[RawMessage]] = {}
+        for m in self.messages:
+            self._history.setdefault((m.topic, m.partition), []).append(m)
+        self._rebalances = sorted(rebalances, key=lambda r: r[0])
+        self._polled = 0
+        self._started = not rebalances
+        if rebalances:
+            self.auto_units = False
+        self.exhausted = not self.messages and not self._rebalances
 
     def poll(self, timeout_s: float) -> Sequence[RawMessage]:
+        if not self._started:
+            self._started = True
+            if self.listener is not None:
+                self.listener.assigned(list(self._history))
         batch, self.messages = self.messages[: self.batch_size], self.messages[self.batch_size:]
-        self.exhausted = not self.messages
+        self._polled += len(batch)
+        while self._rebalances and (self._polled >= self._rebalances[0][0] or not self.messages):
+            _, what, units = self._rebalances.pop(0)
+            self._rebalance(what, set(units))
+        self.exhausted = not self.messages and not self._rebalances
         return batch
+
+    def _rebalance(self, what: str, units: set[Hashable]) -> None:
+        if what == "revoke":
+            if self.listener is not None:
+                self.listener.revoked(units)
+            self.messages = [m for m in self.messages if (m.topic, m.partition) not in units]
+            return
+        for unit in units:
+            start = self.committed.get(unit, -1)
+            self.messages += [m for m in self._history.get(unit, []) if m.offset is not None and m.offset >= start]
+        if self.listener is not None:
+            self.listener.assigned(units)
+
+    def seek(self, unit: Hashable, offset: int) -> None:
+        self.seeks.append((unit, offset))
+        again = [m for m in self._history.get(unit, []) if m.offset is not None and m.offset >= offset]
+        self.messages = again + [m for m in self.messages if (m.topic, m.partition) != unit]
 
     def locate(self, raw: RawMessage) -> tuple[Hashable, int]:
         assert raw.offset is not None
@@ -231,6 +275,8 @@ def run_pipeline(
                             dead_letters=dead_letters, metrics=metrics, report=report,
                             max_message_bytes=max_message_bytes, max_transaction_records=max_transaction_records,
                             transaction_end_timeout_s=transaction_end_timeout_s)
+    if isinstance(src, MemorySource):
+        src.listener = Rebalance(dispatcher, checkpoint, revoke_wait_s=5.0)
     try:
         stats = run_loop(src, Decoder(), dispatcher, checkpoint, stop or threading.Event(), until_exhausted=True,
                          max_in_flight=max_in_flight, shutdown_grace_s=5.0)

@@ -139,9 +139,10 @@ class Assembler(Generic[Item]):
         """Take a data event; False when it is not held (its transaction was dropped on a revoke)."""
         assert event.transaction is not None
         scope = event_scope(event)
-        if (scope, event.transaction.group_id) in self._dropped:
+        group = event.transaction.group_id
+        if self._dropped and (scope, group) in self._dropped:
             return False
-        txn = self._get(scope, event.transaction.group_id, now)
+        txn = self._get(scope, group, now)
         txn.holds.append(item)
         if event.event_id not in txn.seen:
             txn.seen.add(event.event_id)
@@ -219,19 +220,22 @@ class Assembler(Generic[Item]):
         for txn in list(self._open.values()):
             self._deliver(txn, last=True, incomplete=reason)
 
-    def drop(self, holds: Callable[[Item], bool]) -> list[Transaction[Item]]:
+    def drop(self, holds: Callable[[Item], bool], remember: bool = True) -> list[Transaction[Item]]:
         """Forget open transactions holding a record for which `holds` is true (their units were
-        revoked: the next owner gets the whole transaction). Returns them."""
+        revoked: the next owner gets the whole transaction). Returns them.
+
+        `remember`: their later messages here are not held (they would wait for records that now
+        go to another member). Without it (the caller has the records it held here fetched
+        again) they are assembled afresh, as a transaction never seen."""
         dropped = [t for t in self._open.values() if any(holds(i) for i in t.holds)]
         for txn in dropped:
             txn.closed = True
             txn.incomplete = "revoked"
             del self._open[(txn.scope, txn.group_id)]
-            # Its later messages here (markers, events of partitions still owned) are not held:
-            # they would wait for records that now go to another member.
-            self._dropped[(txn.scope, txn.group_id)] = None
-            while len(self._dropped) > MAX_DROPPED:
-                del self._dropped[next(iter(self._dropped))]
+            if remember:
+                self._dropped[(txn.scope, txn.group_id)] = None
+                while len(self._dropped) > MAX_DROPPED:
+                    del self._dropped[next(iter(self._dropped))]
             queue = self._order.get(txn.scope)
             if queue is not None and txn in queue:
                 queue.remove(txn)

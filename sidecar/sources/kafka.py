@@ -9,7 +9,7 @@ while too many records are in flight, so it never leaves the group.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -19,6 +19,7 @@ from sidecar.events import RawMessage
 from sidecar.health import Health
 from sidecar.metrics import Metrics, NoMetrics
 from sidecar.sources import Assignments
+from sidecar.sources.kafka_coverage import check_coverage
 from sidecar.sources.kafka_dead_letters import KafkaDeadLetterWriter, read_dead_letter_topic
 from sidecar.sources.kafka_logs import kafka_logger
 from sidecar.sources.kafka_probe import BrokerProbe, ping
@@ -66,6 +67,9 @@ class KafkaSource:
         self.metrics = metrics or NoMetrics()
         self.health = health or Health()
         self.listener: Assignments = _NoListener()
+        # Transaction hooks: which topics must all be owned here (None: no check). Set by the app.
+        self.must_own: Callable[[str], bool] | None = None
+        self._coverage_due = False
         self._conf: dict[str, Any] = {**conf, "error_cb": self._error_cb, "logger": kafka_logger()}
         try:
             self._consumer = Consumer(self._conf)
@@ -112,6 +116,8 @@ class KafkaSource:
         self.health.started = True
         self._broker_up()
         self.log.info("partitions assigned", partitions=[f"{t}[{p}]" for t, p in units])
+        if units:  # cooperative rebalancing hands out an empty assignment first: nothing changed
+            self._check_coverage()
 
     def _revoke(self, consumer: Any, partitions: list[Any]) -> None:
         units = [(tp.topic, tp.partition) for tp in partitions]
@@ -120,6 +126,15 @@ class KafkaSource:
         for t, p in units:
             self.metrics.forget_lag(t, p)
         self.log.info("partitions revoked", partitions=[f"{t}[{p}]" for t, p in units])
+        if units:
+            self._check_coverage()
+
+    def _check_coverage(self) -> None:
+        # Not here: a rebalance callback runs inside consume()/poll(), and confluent-kafka aborts the
+        # process (CallState_get assertion) when a call like list_topics() is nested in it. The
+        # next poll() checks, before it calls librdkafka.
+        if self.must_own is not None:
+            self._coverage_due = True
 
     def _lost(self, consumer: Any, partitions: list[Any]) -> None:
         units = [(tp.topic, tp.partition) for tp in partitions]
@@ -135,6 +150,10 @@ class KafkaSource:
     # ------------------------------------------------------------------ Source protocol
     def poll(self, timeout_s: float) -> Sequence[RawMessage]:
         consumer = self._consumer
+        if self._coverage_due:
+            self._coverage_due = False
+            if self.must_own is not None:
+                check_coverage(consumer, self._owned, self.must_own, self.log, self.metrics.partitions_missing)
         msgs = consumer.consume(num_messages=self._batch_size, timeout=0)
         if not msgs and timeout_s > 0:
             one = consumer.poll(timeout_s)
@@ -185,6 +204,19 @@ class KafkaSource:
             self._consumer.pause([TopicPartition(t, p) for t, p in new])
             self._paused.update(new)
 
+    def seek(self, unit: Hashable, offset: int) -> None:
+        """Fetch this (kept) partition again from `offset` (records the checkpoint gave up on after
+        a partial revoke). librdkafka drops what it prefetched past it; `Checkpoint` skips what
+        was already handed over."""
+        topic, partition = cast(Unit, unit)
+        try:
+            self._consumer.seek(TopicPartition(topic, partition, offset))
+        except KafkaException as exc:
+            raise SourceError(f"cannot fetch {topic}[{partition}] again from offset {offset}: "
+                              f"{exc.args[0]}; restarting redelivers from the last commit") from None
+        self.log.info("partition fetched again from an earlier offset", partition=f"{topic}[{partition}]",
+                      offset=offset)
+
     def commit(self, offsets: dict[Hashable, int]) -> bool:
         """Synchronous: when it returns, a crash redelivers at most what finished since."""
         units = cast(dict[Unit, int], offsets)
@@ -217,6 +249,7 @@ class KafkaSource:
                 self.metrics.lag(topic, partition, max(0, high - committed))
 
     def close(self) -> None:
+        self.must_own = None  # leaving the group revokes everything: not a coverage problem
         self._consumer.close()
 
 
@@ -240,5 +273,6 @@ def build_kafka_source(
     logger: Any,
     **kwargs: Any,
 ) -> KafkaSource:
-    subs = list(topics) + ([topic_pattern] if topic_pattern else [])
+    # librdkafka refuses a subscription naming a topic twice (Invalid argument): once each.
+    subs = list(dict.fromkeys([*topics, *([topic_pattern] if topic_pattern else [])]))
     return KafkaSource(conf, subs, logger, **kwargs)

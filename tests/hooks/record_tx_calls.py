@@ -3,12 +3,13 @@
 record_id = the first record's id, event_id = the call id, tbl = the transaction id ("-" for
 a batch), op = "T" (transaction) or "B" (batch), record_json = the call: its records
 (table, id, op, _event_id) in order, event_count, per-table counts, part, last.
-TEST_RUN (env) tags the rows of one test.
+TEST_RUN (env) tags the rows of one test; TX_HOOK_SLEEP_S (env) makes each call that much slower.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 import orjson
 from sqlalchemy import text
@@ -22,6 +23,7 @@ INSERT = text(
 
 
 def checkpoint(param: CheckpointParam) -> None:
+    time.sleep(float(os.environ.get("TX_HOOK_SLEEP_S", "0")))
     tx = param.ctx.transaction
     rid = param.record.get("id")
     call = {
