@@ -220,6 +220,8 @@ class Decoder:
                 return None
             name = source.get("table") or source.get("collection")
             connector = source.get("connector")
+            if connector is not None and type(connector) is not str:
+                return None  # the full path says what is wrong with it
             prefix = source.get("schema") if connector in _SCHEMA_QUALIFIED else None
             if not prefix:
                 prefix = source.get("db")
