@@ -142,7 +142,8 @@ _SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_fr
 @settings(max_examples=400, deadline=None)
 @given(
     op=st.sampled_from(["c", "u", "d", "r", "t", "m", "x", None, 1]),
-    table=_SCALARS, schema=_SCALARS, db=_SCALARS, connector=st.sampled_from(["postgresql", "mysql", "", None, 7, [], {}]),
+    table=_SCALARS, schema=_SCALARS, db=_SCALARS,
+    connector=st.sampled_from(["postgresql", "mysql", "", None, 7, [], {}]),
     ts_us=st.one_of(st.none(), st.booleans(), st.integers(-(10**20), 10**20)),
     extra=st.sampled_from([None, "status", "ddl", "tableChanges", "databaseName", "transaction"]),
     topic=st.sampled_from(["shop.public.t", "__debezium-heartbeat.shop"]),
