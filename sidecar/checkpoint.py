@@ -111,6 +111,7 @@ class Checkpoint:
         # Called before offsets are handed to the source (the dead-letter store's `sync`): what it
         # raises stops the commit, so nothing is committed past a record whose dead letter is not safe.
         self.before_commit: Callable[[], None] | None = None
+        self._commit_async: Callable[[dict[Hashable, int]], bool] | None = getattr(source, "commit_async", None)
         self._auto = source.auto_units  # units appear with their records (embedded batches, files)
         self._units: dict[Hashable, PartitionTracker] = {}
         self._halted: set[Hashable] = set()
@@ -213,7 +214,7 @@ class Checkpoint:
 
     def maybe_commit(self) -> None:
         if self.due():
-            self.commit()
+            self.commit(wait=False)
 
     def positions(self, only: Collection[Hashable] | None = None) -> dict[Hashable, int]:
         out: dict[Hashable, int] = {}
@@ -225,8 +226,10 @@ class Checkpoint:
                 out[unit] = offset
         return out
 
-    def commit(self, only: Collection[Hashable] | None = None) -> bool:
-        """Commit every unit's finished prefix (or `only` those); True when the source took it."""
+    def commit(self, only: Collection[Hashable] | None = None, wait: bool = True) -> bool:
+        """Commit every unit's finished prefix (or `only` those); True when the source took it.
+        `wait=False` (the periodic commit): a source that can commits without waiting for the
+        result (Kafka: a failure is retried with the next commit; revokes and shutdown wait)."""
         self._last = time.monotonic()
         due = self.positions(only)
         if only is None:
@@ -235,7 +238,8 @@ class Checkpoint:
             return True
         if self.before_commit is not None:
             self.before_commit()  # dead letters written since the last commit become durable first
-        if not self._source.commit(due):
+        send = self._source.commit if wait or self._commit_async is None else self._commit_async
+        if not send(due):
             return False
         for unit, offset in due.items():
             tracker = self._units.get(unit)
