@@ -1,10 +1,12 @@
-"""A synchronous offset commit issued just as the broker disappears.
+"""Offset commits issued just as the broker disappears.
 
-librdkafka blocks such a commit until session.timeout.ms ("Waiting for coordinator"); the
-main loop cannot tick meanwhile. Liveness must count it as a bounded wait for a dependency
-(true up to session.timeout.ms + 15 s), not as a stuck loop — otherwise a broker outage
-would restart every pod. The fault scenario 3 cannot force this path (librdkafka usually
-reports the outage first and the commit is skipped), so this test calls the commit directly.
+The periodic commit (`maybe_commit`) is asynchronous: it returns at once even then. A
+synchronous commit (a revoke's, the final one) blocks in librdkafka until session.timeout.ms
+("Waiting for coordinator"); the main loop cannot tick meanwhile. Liveness must count it as a
+bounded wait for a dependency (true up to session.timeout.ms + 15 s), not as a stuck loop —
+otherwise a broker outage would restart every pod. The fault scenario 3 cannot force this path
+(librdkafka usually reports the outage first and the commit is skipped), so this test calls the
+commits directly.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def test_commit_blocked_by_a_vanished_broker_stays_live_within_its_bound() -> No
     subprocess.run([str(STACK), "down", "kafka"], check=True, capture_output=True, timeout=120)
     try:
         assert "kafka" not in health.down  # nothing served poll() since: the commit is attempted
-        commit = threading.Thread(target=checkpoint.maybe_commit)
+        commit = threading.Thread(target=checkpoint.commit)  # synchronous (a revoke's, the final one)
         health.beat()  # as the loop does before it commits
         started = time.monotonic()
         commit.start()
@@ -56,6 +58,9 @@ def test_commit_blocked_by_a_vanished_broker_stays_live_within_its_bound() -> No
         commit.join(30)
         took = time.monotonic() - started
         after = health.live()  # the loop would tick again right after the commit returns
+        periodic = time.monotonic()
+        checkpoint.commit(wait=False)  # the periodic commit is asynchronous: it never blocks the loop
+        periodic_took = time.monotonic() - periodic
     finally:
         subprocess.run([str(STACK), "up", "kafka"], check=True, capture_output=True, timeout=240)
         source.close()
@@ -66,4 +71,5 @@ def test_commit_blocked_by_a_vanished_broker_stays_live_within_its_bound() -> No
     assert all(live for _, live, _ in samples), [s for s in samples if not s[1]][:3]
     assert any(why == "kafka offset commit running" for _, _, why in samples)
     assert after[0] and health.busy is None, after
+    assert periodic_took < 1.0, periodic_took
     print(f"FIGURES commit-during-outage blocked={took:.1f}s samples={len(samples)} all live")
