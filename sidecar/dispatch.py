@@ -146,15 +146,7 @@ class Dispatcher:
             if targets is None:
                 targets = self._targets[key] = tuple(self._hooks[h.name] for h in self.router.route(*key))
             if targets:
-                record = Record(raw, token, len(targets))
-                param = self.params.param
-                for hook in targets:
-                    lane = hook.lane(raw)
-                    lane.jobs.append(Job(record, decoded, param(decoded, hook.spec), lane=lane))
-                    if lane.idle():
-                        lane.queued = True
-                        hook.ready.append(lane)
-                self._queued += len(targets)
+                self._record_jobs(Record(raw, token, len(targets)), decoded, targets)
                 return
         elif isinstance(decoded, DecodeFailure):
             self._reject(decoded, token)
@@ -172,18 +164,16 @@ class Dispatcher:
         assert self._subscribed is not None
         return self._subscribed(f"{scope}.{table}")
 
-    def _record_jobs(self, record: Record, event: ChangeEvent, hooks: Sequence[HookSpec]) -> None:
+    def _record_jobs(self, record: Record, event: ChangeEvent, hooks: Sequence[HookState]) -> None:
         raw = record.raw
         param = self.params.param
-        states = self._hooks
-        for spec in hooks:
-            hook = states[spec.name]
+        for hook in hooks:
             lane = hook.lane(raw)
-            lane.jobs.append(Job(record, event, param(event, spec), lane=lane))
-            self._queued += 1
+            lane.jobs.append(Job(record, event, param(event, hook.spec), lane=lane))
             if lane.idle():
                 lane.queued = True
                 hook.ready.append(lane)
+        self._queued += len(hooks)
 
     # ------------------------------------------------------------------ bulk calls
     def _split(self, table: str, op: str) -> _Modes:
@@ -215,7 +205,7 @@ class Dispatcher:
             return
         record = Record(raw, token, remaining)
         if record_hooks:
-            self._record_jobs(record, event, record_hooks)
+            self._record_jobs(record, event, [self._hooks[h.name] for h in record_hooks])
         for hook in batched:
             if not hook.batch:
                 hook.batch_started = time.monotonic()
