@@ -24,6 +24,7 @@ from sidecar.dead_letters import DeadLetterWriter, FileDeadLetters
 from sidecar.decode import Decoder
 from sidecar.dispatch import Dispatcher, DispatchStats
 from sidecar.errors import ConfigError, SourceError
+from sidecar.execute import ExitNow
 from sidecar.health import Health
 from sidecar.hooks import HookSpec, load_hook
 from sidecar.logs import get_logger
@@ -88,6 +89,7 @@ def build_dispatcher(app: App, checkpoint: Checkpoint, dead_letters: DeadLetterW
         max_message_bytes=app.settings.dead_letters.max_message_bytes,
         max_transaction_records=cfg.max_transaction_records, transaction_end_timeout_s=cfg.transaction_end_timeout_s,
         subscribed=subscription(app.settings) if not report else None,
+        inline_below_s=cfg.inline_below_us / 1e6,
     )
 
 
@@ -151,7 +153,7 @@ def install_signal_handlers(stop: threading.Event, log: Any, health: Health | No
     def handler(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
             log.warning("second signal: exiting now")
-            raise SystemExit(1)
+            raise ExitNow(1)
         log.info("signal received: finishing in-flight work, committing, exiting", signal=signum)
         stop.set()
         if health is not None:

@@ -71,6 +71,9 @@ _Modes = tuple[tuple[HookSpec, ...], tuple[HookState, ...], tuple[HookState, ...
 RUN_MAX = 256
 """Jobs one worker takes from a lane at a time (one hand-off per run, not per record)."""
 
+INLINE_TURN_S = 0.01
+"""How long calls made on the loop's thread may take per turn before the loop polls again."""
+
 EXPIRY_CHECK_S = 0.5
 """How often open transactions are checked against `transaction_end_timeout_s`."""
 
@@ -93,6 +96,8 @@ class Dispatcher:
         max_transaction_records: int = 10_000,
         transaction_end_timeout_s: float = 60.0,
         subscribed: Callable[[str], bool] | None = None,
+        inline_below_s: float = 100e-6,
+        inline_probe_calls: int = 1000,
     ) -> None:
         self.router = Router(hooks)
         self.params = params
@@ -129,6 +134,10 @@ class Dispatcher:
                       None if subscribed is None else self._consumed) if self._txn_hooks else None)
         self._next_expiry_check = 0.0
         self._open_reported = -1
+        self.inline_below_s = inline_below_s  # 0: every call on a worker
+        self.inline_probe_calls = inline_probe_calls
+        self._inline_until = 0.0  # this turn's calls on the loop's thread stop here
+        self._deferred = False    # a fast hook's ready lanes wait for the next turn
 
     # ------------------------------------------------------------------ intake
     def dispatch(self, raw: RawMessage, decoded: Decoded, token: Token) -> None:
@@ -317,6 +326,8 @@ class Dispatcher:
         except queue.Empty:
             pass
         now = time.monotonic()
+        self._inline_until = now + INLINE_TURN_S
+        self._deferred = False
         timers = self._timers
         while timers and timers[0][0] <= now:
             _, _, lane = heapq.heappop(timers)
@@ -341,8 +352,8 @@ class Dispatcher:
 
     @property
     def busy(self) -> bool:
-        """Calls are running (the loop should not block long on the source)."""
-        return bool(self._running)
+        """Calls are running or ready to run (the loop should not block long on the source)."""
+        return bool(self._running) or self._deferred
 
     def pending(self) -> bool:
         """Anything not yet finished that can still progress (halted lanes cannot)."""
@@ -375,6 +386,9 @@ class Dispatcher:
     def _start(self, hook: HookState) -> None:
         spec = hook.spec
         while hook.ready and hook.active < spec.concurrency:
+            if hook.inline and time.monotonic() > self._inline_until:
+                self._deferred = True  # this turn's share of the loop's thread is used up
+                return
             lane = hook.ready.popleft()
             lane.queued = False
             if not self._startable(lane):
@@ -386,7 +400,42 @@ class Dispatcher:
                 self._pack(hook, run)
             hook.active += 1
             self._running.add(run)
-            self._executor.submit(run, spec.fn, spec.is_async)
+            if hook.inline:
+                self._inline(hook, run)
+            else:
+                self._executor.submit(run, spec.fn, spec.is_async)
+
+    def _inline(self, hook: HookState, run: Run) -> None:
+        """A fast hook's run on this thread, its results applied at once (so its lanes can go on)."""
+        slow = self._executor.run_inline(run, hook.spec.fn, self._inline_until, 10 * self.inline_below_s)
+        results = self._results
+        try:
+            while True:
+                self._apply(results.get_nowait())
+        except queue.Empty:
+            pass
+        if slow:  # back to the workers until a whole probe window of its calls is fast again
+            hook.inline = False
+            hook.probe_calls, hook.probe_s = 0, 0.0
+            self.log.info("hook calls are no longer fast: running them on worker threads", hook=hook.spec.name,
+                          slower_than_us=round(10 * self.inline_below_s * 1e6))
+
+    def _probe(self, hook: HookState, durations: list[float]) -> None:
+        """Decide where a hook's calls run from their mean duration over the last probe window:
+        fast sync calls (a no-op, a counter, a log line) run on the loop's thread."""
+        hook.probe_calls += len(durations)
+        hook.probe_s += sum(durations)
+        if hook.probe_calls < self.inline_probe_calls:
+            return
+        spec = hook.spec
+        fast = (hook.probe_s / hook.probe_calls < self.inline_below_s and not spec.is_async
+                and spec.timeout_s is None and spec.mode == "record")
+        if fast != hook.inline:
+            hook.inline = fast
+            self.log.info("hook calls are fast: running them on the loop's thread" if fast else
+                          "hook calls are no longer fast: running them on worker threads", hook=spec.name,
+                          mean_us=round(hook.probe_s / hook.probe_calls * 1e6, 1))
+        hook.probe_calls, hook.probe_s = 0, 0.0
 
     def _pack(self, hook: HookState, run: Run) -> None:
         """More ready lanes than slots: put the next lanes of the same partition into this
@@ -439,6 +488,8 @@ class Dispatcher:
             durations = seconds if error is DONE else [seconds]
             jobs = run.jobs[index:index + len(durations)]
             self.metrics.hook_successes(hook.spec.name, durations, [j.event.commit_us for j in jobs])
+            if self.inline_below_s:
+                self._probe(hook, durations)
             finish = self.checkpoint.finish
             for job in jobs:
                 job.attempts += 1

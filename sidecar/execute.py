@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import queue
 import threading
 import time
@@ -31,6 +32,11 @@ ABANDONED = object()
 
 DONE = object()
 """Marker in a result: calls `index`, `index + 1`, … succeeded; `seconds` is the list of their durations."""
+
+
+class ExitNow(SystemExit):
+    """Raised by the second SIGTERM/SIGINT's handler: never taken for a hook's failure, even
+    when the signal arrives during a call made on the loop's thread."""
 
 
 class Run:
@@ -144,10 +150,17 @@ class Executor:
         self._results.put((run, i, ABANDONED if abandoned else error, seconds))
         return not abandoned and error is None and not run.stop
 
-    def _run_sync(self, run: Run, call: Call) -> None:
+    def run_inline(self, run: Run, call: Call, until: float, slow_s: float) -> bool:
+        """Run a fast hook's run on the calling (loop) thread: no hand-off between threads,
+        which on a busy machine costs more than a fast call itself. Stops taking jobs at
+        `until` (the rest go back to their lanes) or after a call longer than `slow_s` —
+        then returns True: the hook is not fast (any more)."""
+        return self._run_sync(run, call, until, slow_s)
+
+    def _run_sync(self, run: Run, call: Call, until: float = math.inf, slow_s: float = math.inf) -> bool:
         if run.timed:
             self._run_sync_timed(run, call)
-            return
+            return False
         # No timeout: nobody gives up on these calls, so no lock; successes are reported in
         # bundles (at most ~1 ms old) — a fast hook costs one hand-off per bundle, not per call.
         put = self._results.put
@@ -155,9 +168,10 @@ class Executor:
         ok: list[float] = []
         first = 0
         flushed = now()
+        slow = False
         try:
             for i, job in enumerate(run.jobs):
-                if run.stop:
+                if run.stop or flushed > until or slow:
                     break
                 started = now()
                 run.started = started
@@ -169,18 +183,22 @@ class Executor:
                         self.await_on_loop(result)
                     if param.decode_error is not None:  # the hook caught it: still a decode failure
                         raise param.decode_error
+                except ExitNow:
+                    raise
                 except BaseException as exc:  # SystemExit/KeyboardInterrupt in a hook are hook failures
                     run.index = -1
                     if ok:
                         put((run, first, DONE, ok))
                         ok = []
-                    put((run, i, exc, now() - started))
-                    return
+                    seconds = now() - started
+                    put((run, i, exc, seconds))
+                    return seconds > slow_s
                 ended = now()
                 run.index = -1
                 if not ok:
                     first = i
                 ok.append(ended - started)
+                slow = ended - started > slow_s
                 if ended - flushed > 0.001:
                     put((run, first, DONE, ok))
                     ok = []
@@ -189,6 +207,7 @@ class Executor:
             if ok:
                 put((run, first, DONE, ok))
             put((run, None, None, 0.0))
+        return slow
 
     @staticmethod
     def _begin(run: Run, i: int) -> float:

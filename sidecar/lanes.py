@@ -94,7 +94,8 @@ class Lane:
 
 
 class HookState:
-    __slots__ = ("abandoned", "active", "batch", "batch_started", "lanes", "ready", "reported_active", "spec")
+    __slots__ = ("abandoned", "active", "batch", "batch_started", "inline", "lanes", "probe_calls", "probe_s", "ready",
+                 "reported_active", "spec")
 
     def __init__(self, spec: HookSpec) -> None:
         self.spec = spec
@@ -105,6 +106,9 @@ class HookState:
         self.reported_active = -1
         self.batch: list[tuple[Record, ChangeEvent]] = []  # batch calls: records collected
         self.batch_started = 0.0
+        self.inline = False     # its calls are fast: runs execute on the loop's thread
+        self.probe_calls = 0    # calls (and their seconds) since inline was last decided
+        self.probe_s = 0.0
 
     def call_lane(self) -> Lane:
         """Transaction and batch calls: one lane (partition: in commit order), or one per call (none)."""
