@@ -29,6 +29,11 @@ partition` (one call at a time, in commit order), one per call with `none`. Retr
 timeouts and the failure policy apply to the whole call; its dead letter is one entry per
 record, linked by the call id (`call` block), so each stays under the store's size limit.
 
+Where calls run: a plain record-mode hook without timeout starts on the workers; once its
+calls average under `inline_below_s` over `inline_probe_calls` calls, its runs execute on the
+loop's thread (at most `INLINE_TURN_S` per turn) — handing fast calls to a thread costs more
+than the calls; one call over ten times the bound sends it back to the workers.
+
 All bookkeeping happens on the loop's thread: workers only call hooks and report.
 """
 

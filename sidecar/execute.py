@@ -9,6 +9,10 @@ consecutive successes (bundled for at most ~1 ms), `(run, None, None, 0)` ends t
 a failed call (the lane must retry before going on) or when the dispatcher asks it to
 (`run.stop`: shutting down, partition revoked).
 
+A fast hook's run may instead be executed on the loop's thread (`Executor.run_inline`, chosen
+by the dispatcher from the hook's measured call times): same results on the same queue, no
+hand-off between threads.
+
 Timeouts are decided by the dispatcher (it sees `run.index`/`run.started`): it marks the
 call abandoned under `run.lock`; the worker, when the call finally returns, reports
 `(run, index, ABANDONED, seconds)` instead of a result and ends the run. An async call is
