@@ -40,6 +40,7 @@ All bookkeeping happens on the loop's thread: workers only call hooks and report
 from __future__ import annotations
 
 import heapq
+import inspect
 import itertools
 import queue
 import random
@@ -61,7 +62,7 @@ from sidecar.events import (
     TransactionInfo,
     TransactionMarker,
 )
-from sidecar.execute import ABANDONED, DONE, Executor, Result, Run
+from sidecar.execute import ABANDONED, DONE, Executor, ExitNow, Result, Run
 from sidecar.health import Health
 from sidecar.hooks import HookSpec
 from sidecar.lanes import DispatchStats, HookState, Job, Lane, Record, offset
@@ -160,6 +161,8 @@ class Dispatcher:
             if targets is None:
                 targets = self._targets[key] = tuple(self._hooks[h.name] for h in self.router.route(*key))
             if targets:
+                if len(targets) == 1 and targets[0].inline and self._direct(targets[0], raw, decoded, token):
+                    return
                 self._record_jobs(Record(raw, token, len(targets)), decoded, targets)
                 return
         elif isinstance(decoded, DecodeFailure):
@@ -349,10 +352,11 @@ class Dispatcher:
             self._deliveries()
         if self._running:
             self._check_timeouts(now)
-        if not self.closing:
-            for hook in self._hooks.values():
-                if hook.ready and hook.active < hook.spec.concurrency:
-                    self._start(hook)
+        for hook in self._hooks.values():
+            if hook.direct_s:
+                self._direct_report(hook)
+            if hook.ready and hook.active < hook.spec.concurrency and not self.closing:
+                self._start(hook)
         self._report_health(now)
 
     @property
@@ -410,6 +414,67 @@ class Dispatcher:
             else:
                 self._executor.submit(run, spec.fn, spec.is_async)
 
+    def _direct(self, hook: HookState, raw: RawMessage, event: ChangeEvent, token: Token) -> bool:
+        """A fast hook's call made right here, at intake, when it is the record's only hook and
+        the record would start its lane at once anyway (nothing queued or running before it, a
+        free slot): no job, run or result for a success. False: take the usual way."""
+        spec = hook.spec
+        if hook.active >= spec.concurrency or self.closing:
+            return False
+        if spec.ordering != "none":
+            lane = hook.lanes.get(hook.lane_key(raw))
+            if lane is not None and (lane.jobs or not lane.idle()):
+                return False
+        if self._releasing and token[0] in self._releasing:
+            return False
+        param = self.params.param(event, spec)
+        now = time.monotonic
+        started = now()
+        try:
+            result = spec.fn(param)
+            if result is not None and inspect.isawaitable(result):
+                self._executor.await_on_loop(result)
+            if param.decode_error is not None:  # the hook caught it: still a decode failure
+                raise param.decode_error
+        except ExitNow:
+            raise
+        except BaseException as exc:  # handled exactly like a run whose first call failed
+            seconds = now() - started
+            lane = hook.lane(raw)
+            run = Run(lane, [Job(Record(raw, token, 1), event, param, lane=lane)])
+            lane.run = run
+            hook.active += 1
+            self._running.add(run)
+            self._apply((run, 0, exc, seconds))
+            self._apply((run, None, None, 0.0))
+            if seconds > 10 * self.inline_below_s:
+                self._demote(hook)
+            return True
+        seconds = now() - started
+        hook.direct_s.append(seconds)
+        hook.direct_us.append(event.commit_us)
+        self.stats.calls_ok += 1
+        self.checkpoint.finish(token)
+        if seconds > 10 * self.inline_below_s:
+            self._demote(hook)
+        return True
+
+    def _direct_report(self, hook: HookState) -> None:
+        """Calls made at intake reach the metrics and the probe in bundles."""
+        durations, hook.direct_s = hook.direct_s, []
+        commits, hook.direct_us = hook.direct_us, []
+        self.metrics.hook_successes(hook.spec.name, durations, commits)
+        self._probe(hook, durations)
+
+    def _demote(self, hook: HookState) -> None:
+        """A slow call: back to the workers until a whole probe window of its calls is fast again."""
+        if hook.direct_s:
+            self._direct_report(hook)
+        hook.inline = False
+        hook.probe_calls, hook.probe_s = 0, 0.0
+        self.log.info("hook calls are no longer fast: running them on worker threads", hook=hook.spec.name,
+                      slower_than_us=round(10 * self.inline_below_s * 1e6))
+
     def _inline(self, hook: HookState, run: Run) -> None:
         """A fast hook's run on this thread, its results applied at once (so its lanes can go on)."""
         slow = self._executor.run_inline(run, hook.spec.fn, self._inline_until, 10 * self.inline_below_s)
@@ -419,11 +484,8 @@ class Dispatcher:
                 self._apply(results.get_nowait())
         except queue.Empty:
             pass
-        if slow:  # back to the workers until a whole probe window of its calls is fast again
-            hook.inline = False
-            hook.probe_calls, hook.probe_s = 0, 0.0
-            self.log.info("hook calls are no longer fast: running them on worker threads", hook=hook.spec.name,
-                          slower_than_us=round(10 * self.inline_below_s * 1e6))
+        if slow:
+            self._demote(hook)
 
     def _probe(self, hook: HookState, durations: list[float]) -> None:
         """Decide where a hook's calls run from their mean duration over the last probe window:

@@ -94,8 +94,8 @@ class Lane:
 
 
 class HookState:
-    __slots__ = ("abandoned", "active", "batch", "batch_started", "inline", "lanes", "probe_calls", "probe_s", "ready",
-                 "reported_active", "spec")
+    __slots__ = ("abandoned", "active", "batch", "batch_started", "direct_s", "direct_us", "inline", "lanes",
+                 "probe_calls", "probe_s", "ready", "reported_active", "spec")
 
     def __init__(self, spec: HookSpec) -> None:
         self.spec = spec
@@ -109,6 +109,8 @@ class HookState:
         self.inline = False     # its calls are fast: runs execute on the loop's thread
         self.probe_calls = 0    # calls (and their seconds) since inline was last decided
         self.probe_s = 0.0
+        self.direct_s: list[float] = []        # calls made at intake (durations, commit times) not yet in metrics
+        self.direct_us: list[int | None] = []
 
     def call_lane(self) -> Lane:
         """Transaction and batch calls: one lane (partition: in commit order), or one per call (none)."""
@@ -118,14 +120,16 @@ class HookState:
             lane = self.lanes[key] = Lane(self, key)
         return lane
 
-    def lane(self, raw: RawMessage) -> Lane:
+    def lane_key(self, raw: RawMessage) -> Hashable:
         ordering = self.spec.ordering
         if ordering == "partition" or (ordering == "key" and raw.key is None):
-            key: Hashable = (raw.topic, raw.partition)
-        elif ordering == "key":
-            key = (raw.topic, raw.partition, raw.key)
-        else:
-            key = object()  # none: every record its own lane
+            return (raw.topic, raw.partition)
+        if ordering == "key":
+            return (raw.topic, raw.partition, raw.key)
+        return object()  # none: every record its own lane
+
+    def lane(self, raw: RawMessage) -> Lane:
+        key = self.lane_key(raw)
         lane = self.lanes.get(key)
         if lane is None:
             lane = self.lanes[key] = Lane(self, key)

@@ -37,7 +37,7 @@ def messages(n: int, partitions: int = 1) -> list[Any]:
     return out
 
 
-def run(specs: list[HookSpec], msgs: list[Any], probe: int = 20, below_s: float = 0.001,
+def run(specs: list[HookSpec], msgs: list[Any], probe: int = 20, below_s: float = 0.001, max_in_flight: int = 10_000,
         **kw: Any) -> tuple[MemorySource, Dispatcher]:
     source = MemorySource(msgs, batch_size=50)
     log = structlog.get_logger()
@@ -45,20 +45,32 @@ def run(specs: list[HookSpec], msgs: list[Any], probe: int = 20, below_s: float 
     d = Dispatcher(specs, ParamFactory("p", Databases(), log), cp, log, inline_below_s=below_s,
                    inline_probe_calls=probe, **kw)
     try:
-        run_loop(source, Decoder(), d, cp, threading.Event(), until_exhausted=True, shutdown_grace_s=1)
+        run_loop(source, Decoder(), d, cp, threading.Event(), until_exhausted=True, shutdown_grace_s=1,
+                 max_in_flight=max_in_flight)
     finally:
         d.close()
     return source, d
 
 
-def test_a_fast_hook_moves_to_the_loop_thread_after_its_probe_and_keeps_order() -> None:
+def test_a_fast_hook_moves_to_the_loop_thread_after_its_probe_and_keeps_order(monkeypatch: Any) -> None:
     loop_thread = threading.get_ident()
     seen: list[tuple[int, int]] = []  # (id, thread)
+    direct = 0
+    plain = Dispatcher._direct
+
+    def counted(self: Dispatcher, *args: Any) -> bool:
+        nonlocal direct
+        made = plain(self, *args)
+        direct += made
+        return made
+
+    monkeypatch.setattr(Dispatcher, "_direct", counted)
 
     def hook(p: Any) -> None:
         seen.append((p.record["id"], threading.get_ident()))
 
-    source, d = run([HookSpec("fast", hook, "events_default_identity")], messages(600))
+    source, d = run([HookSpec("fast", hook, "events_default_identity")], messages(600), max_in_flight=60)
+    assert direct > 400                                              # most calls made as records arrived
     assert [i for i, _ in seen] == list(range(600))                 # every record once, in order
     threads = [t for _, t in seen]
     assert threads[0] != loop_thread                                 # probed on a worker first
@@ -145,3 +157,30 @@ def test_the_second_signal_is_not_taken_for_a_hook_failure() -> None:
 
     with pytest.raises(ExitNow):
         run([HookSpec("h", hook, "events_default_identity")], messages(200))
+
+
+def test_calls_made_at_intake_are_counted_in_metrics_and_respect_concurrency() -> None:
+    """A single fast hook is called as records arrive; its successes still reach the metrics, and
+    it is never called at intake while a worker run of the same (concurrency 1) hook is going."""
+    from sidecar.metrics import Metrics
+
+    active = 0
+    overlaps = 0
+    lock = threading.Lock()
+
+    def hook(p: Any) -> None:
+        nonlocal active, overlaps
+        with lock:
+            active += 1
+            overlaps += active > 1
+        if p.record["id"] % 97 == 0:
+            time.sleep(0.002)  # a slow call now and then: back to the workers, then inline again
+        with lock:
+            active -= 1
+
+    metrics = Metrics()
+    metrics.declare_hooks(["h"])
+    source, d = run([HookSpec("h", hook, "events_default_identity")], messages(3000), metrics=metrics)
+    assert overlaps == 0
+    assert metrics._run_counts[("h", "success")] == 3000 == d.stats.calls_ok
+    assert source.committed[(TOPIC, 0)] == 3000
