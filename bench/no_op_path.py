@@ -315,8 +315,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--messages", type=int, default=200_000, help="messages per topic (1 %% of them poison)")
     ap.add_argument("--only", default=",".join(READERS),
-                    help="readers, comma-separated: bare,bare-tuned,quix,sidecar (diagnostic: bare-quixvenv, the bare loop "
-                         "on the Quix venv's confluent-kafka)")
+                    help="readers, comma-separated: bare,bare-tuned,quix,sidecar (diagnostic: bare-quixvenv, "
+                         "the bare loop on the Quix venv's confluent-kafka)")
     ap.add_argument("--cells", default=",".join(CELLS), help="cells, comma-separated: " + ",".join(CELLS))
     ap.add_argument("--sidecar-python", help="run the sidecar as PYTHON -m sidecar (e.g. another checkout's venv)")
     ap.add_argument("--sidecar-cmd", help="the sidecar command, e.g. '/other/.venv/bin/checkpoint-sidecar'")
