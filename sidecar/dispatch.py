@@ -421,7 +421,7 @@ class Dispatcher:
         spec = hook.spec
         if hook.active >= spec.concurrency or self.closing:
             return False
-        if spec.ordering != "none":
+        if self._queued or hook.active:  # (else no lane of the hook holds a job or a run: all idle)
             lane = hook.lanes.get(hook.lane_key(raw))
             if lane is not None and (lane.jobs or not lane.idle()):
                 return False
