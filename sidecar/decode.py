@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import orjson
 import simdjson
@@ -33,6 +33,7 @@ from sidecar.events import (
 )
 
 _OPS: Final = frozenset({"c", "u", "d", "r", "t"})
+_OBJECT: Final = simdjson.Object
 _NOT_CHANGE: Final = frozenset({"status", "ddl", "tableChanges", "databaseName"})  # markers, schema changes
 _SCHEMA_QUALIFIED: Final = frozenset({"postgresql", "sqlserver", "oracle", "db2", "informix", "vitess"})
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -209,12 +210,12 @@ class Decoder:
         except (ValueError, RuntimeError):  # not JSON, a number beyond 64 bits…: the full path says what
             return None
         try:
-            if type(doc) is not simdjson.Object:
+            if type(doc) is not _OBJECT:
                 return None
             op = doc.get("op")
             source = doc.get("source")
             # (pysimdjson answers `in` and a missing key's `get` slowly: one pass over the keys.)
-            if op not in _OPS or type(source) is not simdjson.Object or not _NOT_CHANGE.isdisjoint(doc.keys()):
+            if op not in _OPS or type(source) is not _OBJECT or not _NOT_CHANGE.isdisjoint(doc.keys()):
                 return None
             if plan is not None and plan.decimals and _inexact_doc(doc, plan.decimals):
                 return None
@@ -242,7 +243,7 @@ class Decoder:
         if "\x00" in table:
             return None
         conn = str(connector or "")
-        change = cast(Op, op)  # one of _OPS
+        change: Op = op  # type: ignore[assignment]  # one of _OPS (checked above)
         pending = _Deferred(self, raw, None, change, None, plan, table, conn)
         pending.body = body
         return ChangeEvent.deferred(raw, change, table, conn, op == "r", us, pending)

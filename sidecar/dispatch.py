@@ -144,6 +144,8 @@ class Dispatcher:
         self.inline_probe_calls = inline_probe_calls
         self._inline_until = 0.0  # this turn's calls on the loop's thread stop here
         self._deferred = False    # a fast hook's ready lanes wait for the next turn
+        self._seen: dict[tuple[str, str], int] = {}  # change events per (table, op) this turn
+        self._newest_us: int | None = None
 
     # ------------------------------------------------------------------ intake
     def dispatch(self, raw: RawMessage, decoded: Decoded, token: Token) -> None:
@@ -152,11 +154,15 @@ class Dispatcher:
         stats.messages += 1
         if type(decoded) is ChangeEvent:
             stats.events += 1
-            self.metrics.event(decoded.table, decoded.op, decoded.commit_us)
+            key = (decoded.table, decoded.op)
+            seen = self._seen  # counted per turn, reported to the metrics by `service`
+            seen[key] = seen.get(key, 0) + 1
+            us = decoded.commit_us
+            if us is not None and (self._newest_us is None or us > self._newest_us):
+                self._newest_us = us
             if self._batch_hooks:
                 self._bulk(raw, decoded, token)
                 return
-            key = (decoded.table, decoded.op)
             targets = self._targets.get(key)
             if targets is None:
                 targets = self._targets[key] = tuple(self._hooks[h.name] for h in self.router.route(*key))
@@ -333,6 +339,8 @@ class Dispatcher:
                 item = results.get_nowait()
         except queue.Empty:
             pass
+        if self._seen:
+            self._count_events()
         now = time.monotonic()
         self._inline_until = now + INLINE_TURN_S
         self._deferred = False
@@ -358,6 +366,12 @@ class Dispatcher:
             if hook.ready and hook.active < hook.spec.concurrency and not self.closing:
                 self._start(hook)
         self._report_health(now)
+
+    def _count_events(self) -> None:
+        seen, self._seen = self._seen, {}
+        events = self.metrics.events
+        for (table, op), n in seen.items():
+            events(table, op, n, self._newest_us)
 
     @property
     def busy(self) -> bool:

@@ -156,6 +156,11 @@ class Metrics:
 
     def event(self, table: str, op: str, commit_us: int | None) -> None:
         """One change event; `commit_us`: its source commit time, µs since the epoch."""
+        self.events(table, op, 1, commit_us)
+
+    def events(self, table: str, op: str, count: int, newest_us: int | None) -> None:
+        """`count` change events of a (table, op) (the dispatcher counts them per turn);
+        `newest_us`: the latest source commit time among them (or any later), µs since the epoch."""
         tables = self._tables
         if table not in tables:
             if len(tables) >= MAX_TABLE_LABELS:
@@ -164,9 +169,9 @@ class Metrics:
                 tables.add(table)
         counts = self._event_counts
         key = (table, op)
-        counts[key] = counts.get(key, 0) + 1
-        if commit_us is not None and (self._newest_source is None or commit_us > self._newest_source):
-            self._newest_source = commit_us  # exported when scraped
+        counts[key] = counts.get(key, 0) + count
+        if newest_us is not None and (self._newest_source is None or newest_us > self._newest_source):
+            self._newest_source = newest_us  # exported when scraped
 
     def hook_attempt(self, hook: str, outcome: str, seconds: float, commit_us: int | None) -> None:
         self.hook_run(hook, outcome)
@@ -251,7 +256,7 @@ class NoMetrics(Metrics):
     def __init__(self) -> None:
         super().__init__(CollectorRegistry())
 
-    def event(self, table: str, op: str, commit_us: int | None) -> None:
+    def events(self, table: str, op: str, count: int, newest_us: int | None) -> None:
         pass
 
     def hook_attempt(self, hook: str, outcome: str, seconds: float, commit_us: int | None) -> None:

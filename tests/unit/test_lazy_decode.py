@@ -32,13 +32,21 @@ def _orjson_path(decoder: Decoder) -> Decoder:
     return decoder
 
 
+def _text(value: Any, render: Any = str) -> str:
+    """`default=` for the dumps below; a set (MySQL SET) in sorted order: its iteration order is
+    Python's, and may differ between two equal sets (one rebuilt by pickle)."""
+    if isinstance(value, set | frozenset):
+        return repr(sorted(value, key=repr))
+    return str(render(value))
+
+
 def _dumps(record: dict[str, Any]) -> tuple[bytes | str, str]:
     """What orjson and json make of a record (or the error they raise: orjson refuses an aware time)."""
     try:
-        fast: bytes | str = orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS)
+        fast: bytes | str = orjson.dumps(record, default=_text, option=orjson.OPT_NON_STR_KEYS)
     except TypeError as exc:
         fast = repr(exc)
-    return fast, json.dumps(record, default=repr, sort_keys=True)
+    return fast, json.dumps(record, default=lambda v: _text(v, repr), sort_keys=True)
 
 
 @pytest.mark.parametrize("name", NAMES)
