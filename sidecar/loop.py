@@ -1,8 +1,9 @@
 """The run loop: poll → decode → dispatch → checkpoint, until stopped or exhausted.
 
 Hooks run on workers (`dispatch.py`; fast ones on this thread, bounded per turn); this thread
-feeds them, applies what finished and commits. Past `max_in_flight` unfinished records the source is paused (Kafka: still
-polled, so the member stays in the group; embedded: the engine waits) and resumed at half.
+feeds them, applies what finished and commits. Past `max_in_flight` unfinished records the
+source is paused (Kafka: still polled, so the member stays in the group; embedded: the engine
+waits) and resumed at half.
 A finite source (replay) that ends calls what open batches and transactions hold. On stop:
 no new call starts, running calls get `shutdown_grace_s`, the finished prefix is committed;
 the rest is redelivered.
@@ -42,6 +43,10 @@ def run_loop(
     while not stop.is_set():
         health.beat()
         dispatcher.service()
+        # Commit what that just finished before the poll below may block: the embedded engine
+        # hands over its next batch only once this one is committed, so a finished batch left
+        # uncommitted here stalled the pipeline for a whole poll_timeout_s.
+        checkpoint.maybe_commit()
         # Records held for incomplete transactions (nothing else runnable) never keep the source
         # paused: the messages that complete them are still to come.
         starved = dispatcher.starved
