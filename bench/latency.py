@@ -19,7 +19,8 @@ of each over `--runs` runs, per mode; goals Kafka p50 ≤ 50 ms, p99 ≤ 150 ms;
 
     .venv/bin/python bench/latency.py [--modes kafka,embedded] [--runs 3] [--seconds 60] [--rate 1000]
         [--connector-set poll.interval.ms=500 ...] [--consumer-set fetch.wait.max.ms=500 ...]
-        [--poll-timeout 0.2] [--embedded-poll-ms 500] [--sidecar-python PY | --sidecar-cmd CMD]
+        [--poll-timeout 0.2] [--embedded-poll-ms 500] [--hook-work-us 300]
+        [--sidecar-python PY | --sidecar-cmd CMD]
 """
 
 from __future__ import annotations
@@ -61,12 +62,17 @@ import time
 _OUT = os.environ["BENCH_LAT_OUT"]
 _MIN_ID = int(os.environ["BENCH_LAT_MIN_ID"])
 _END_ID = int(os.environ["BENCH_LAT_END_ID"])
+_WORK_S = float(os.environ.get("BENCH_LAT_WORK_US", "0")) / 1e6
 _samples = []
 _ready = [False]
 
 
 def checkpoint(param):
     now = time.time()
+    if _WORK_S:  # CPU work holding the GIL, like a hook building a payload (and so never inline)
+        end = time.perf_counter() + _WORK_S
+        while time.perf_counter() < end:
+            pass
     src = param.ctx.source
     ts_us = src.get("ts_us")
     committed = ts_us / 1e6 if ts_us is not None else src["ts_ms"] / 1e3
@@ -215,7 +221,8 @@ def one_run(mode: str, args: argparse.Namespace, cmd: list[str]) -> dict[str, An
     cfg = sidecar_config(mode, tmp, hook, args)
     (tmp / "config.yaml").write_text(json.dumps(cfg))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIDECAR_")}
-    env.update({"BENCH_LAT_OUT": str(out), "BENCH_LAT_MIN_ID": str(base), "BENCH_LAT_END_ID": str(base + n)})
+    env.update({"BENCH_LAT_OUT": str(out), "BENCH_LAT_MIN_ID": str(base), "BENCH_LAT_END_ID": str(base + n),
+                "BENCH_LAT_WORK_US": str(args.hook_work_us)})
     log = (tmp / "sidecar.log").open("w")
     proc = subprocess.Popen([*cmd, "run", "--config", str(tmp / "config.yaml")], stdout=log, stderr=subprocess.STDOUT,
                             cwd=REPO, env=env)
@@ -278,6 +285,9 @@ def main() -> None:
                     help="Kafka mode: a librdkafka consumer setting (source.kafka.settings)")
     ap.add_argument("--poll-timeout", type=float, help="source.*.poll_timeout_s (default: the sidecar's)")
     ap.add_argument("--embedded-poll-ms", type=int, help="source.embedded.poll_interval_ms (default: the sidecar's)")
+    ap.add_argument("--hook-work-us", type=float, default=0.0,
+                    help="CPU work per hook call (busy loop, holds the GIL), after the sample is taken; a hook over "
+                         "dispatch.inline_below_us runs on workers")
     ap.add_argument("--sidecar-python", help="run the sidecar as PYTHON -m sidecar")
     ap.add_argument("--sidecar-cmd", help="the sidecar command")
     ap.add_argument("--label", default="", help="printed with the results")
@@ -287,7 +297,8 @@ def main() -> None:
         [args.sidecar_python or str(REPO / ".venv" / "bin" / "python"), "-m", "sidecar"]
     prepare()
     settings = {"connector": kv(args.connector_set), "consumer": kv(args.consumer_set),
-                "poll_timeout_s": args.poll_timeout, "embedded_poll_ms": args.embedded_poll_ms}
+                "poll_timeout_s": args.poll_timeout, "embedded_poll_ms": args.embedded_poll_ms,
+                "hook_work_us": args.hook_work_us}
     print(f"latency {args.label}: {args.rate:.0f} tx/s from {args.connections} connection(s) for "
           f"{args.seconds:.0f} s, {args.runs} runs; "
           f"overrides {json.dumps(settings)}", flush=True)

@@ -43,6 +43,10 @@ def run_loop(
     while not stop.is_set():
         health.beat()
         dispatcher.service()
+        # Commit what that just finished before the poll below may block: the embedded engine
+        # hands over its next batch only once this one is committed, so a finished batch left
+        # uncommitted here stalled the pipeline for a whole poll_timeout_s.
+        checkpoint.maybe_commit()
         # Records held for incomplete transactions (nothing else runnable) never keep the source
         # paused: the messages that complete them are still to come.
         starved = dispatcher.starved
