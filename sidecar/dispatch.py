@@ -461,6 +461,8 @@ class Dispatcher:
             self._running.add(run)
             self._apply((run, 0, exc, seconds))
             self._apply((run, None, None, 0.0))
+            if spec.ordering == "none" and not lane.jobs:  # done (skipped, dead-lettered): as `_take` does
+                hook.lanes.pop(lane.key, None)
             if seconds > 10 * self.inline_below_s:
                 self._demote(hook)
             return True
