@@ -143,7 +143,7 @@ class Dispatcher:
         self.inline_below_s = inline_below_s  # 0: every call on a worker
         self.inline_probe_calls = inline_probe_calls
         self._inline_until = 0.0  # this turn's calls on the loop's thread stop here
-        self._deferred = False    # a fast hook's ready lanes wait for the next turn
+        self._deferred = False    # ready lanes wait for the next turn (a fast hook's, or readied by its runs)
         self._seen: dict[tuple[str, str], int] = {}  # change events per (table, op) this turn
         self._newest_us: int | None = None
 
@@ -497,7 +497,12 @@ class Dispatcher:
         results = self._results
         try:
             while True:
-                self._apply(results.get_nowait())
+                result = results.get_nowait()
+                self._apply(result)
+                if result[0].lane.hook is not hook:
+                    # Another hook's run may have ended here and readied its lanes after its turn
+                    # in `service`: the loop must come back at once, not block in the next poll.
+                    self._deferred = True
         except queue.Empty:
             pass
         if slow:

@@ -201,3 +201,49 @@ def _random_run(seed: int) -> None:
     assert all(source.committed[(TOPIC, p)] == offsets[p] for p in (0, 1))
     assert len(d._hooks["h"].lanes) <= 12
 
+
+def test_worker_results_applied_by_an_inline_run_do_not_leave_ready_lanes_unnoticed() -> None:
+    """An inline run applies every result waiting in the queue, other hooks' too. A worker hook
+    whose run ended there (its next job now ready) must start at the next turn without the loop
+    blocking a whole poll_timeout_s in the source's poll: `busy` must say so."""
+    import time
+
+    go = threading.Event()
+    y_calls: list[int] = []
+
+    def worker_hook(p: Any) -> None:
+        if p.ctx.offset == 0:
+            go.wait(5)
+        y_calls.append(p.ctx.offset)
+
+    d: Dispatcher | None = None
+
+    def fast_hook(p: Any) -> None:
+        if p.ctx.offset == 1:
+            go.set()
+            deadline = time.monotonic() + 5
+            assert d is not None
+            while d._results.qsize() < 2 and time.monotonic() < deadline:  # worker's success + end of run
+                time.sleep(0.0005)
+
+    source = MemorySource([])
+    source.auto_units = False
+    log = structlog.get_logger()
+    cp = Checkpoint(source, 0.0, 1)
+    cp.assign([(TOPIC, 0)])
+    d = Dispatcher([HookSpec("y", worker_hook, "t"), HookSpec("x", fast_hook, "t")],
+                   ParamFactory("p", Databases(), log), cp, log, inline_below_s=0.1, inline_probe_calls=10**9)
+    d._hooks["x"].inline = True
+    dec = Decoder()
+    try:
+        for raw in messages(2):
+            token = cp.begin(raw)
+            assert token is not None
+            d.dispatch(raw, dec.decode(raw), token)
+            d.service()
+        # y: offset 0 ended (applied by x's inline run), offset 1 ready; nothing running
+        assert not d._running and d._hooks["y"].ready
+        assert d.busy  # else the loop's next poll blocks for poll_timeout_s
+    finally:
+        go.set()
+        d.close()
