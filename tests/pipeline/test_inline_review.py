@@ -4,6 +4,7 @@ behave exactly as on the workers."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -138,7 +139,6 @@ def test_random_failures_at_intake_keep_key_order_commit_prefix_and_concurrency(
 
 def _random_run(seed: int) -> None:
     import random
-    import time
 
     from tests.pipeline.test_dispatch_properties import Checked, message
 
@@ -206,7 +206,6 @@ def test_worker_results_applied_by_an_inline_run_do_not_leave_ready_lanes_unnoti
     """An inline run applies every result waiting in the queue, other hooks' too. A worker hook
     whose run ended there (its next job now ready) must start at the next turn without the loop
     blocking a whole poll_timeout_s in the source's poll: `busy` must say so."""
-    import time
 
     go = threading.Event()
     y_calls: list[int] = []
@@ -247,3 +246,48 @@ def test_worker_results_applied_by_an_inline_run_do_not_leave_ready_lanes_unnoti
     finally:
         go.set()
         d.close()
+
+
+def test_revoke_while_calls_are_made_inline() -> None:
+    """Revoking a partition whose records wait (a retry timer, records behind it) while the hook
+    runs inline: nothing more is called for it, the finished prefix is committed, the other
+    partition goes on in order, and nothing is counted twice."""
+    from sidecar.app import Rebalance
+
+    source = MemorySource([])
+    source.auto_units = False
+    cp = Checkpoint(source, 0.0, 1)
+    calls: list[tuple[int, int]] = []
+    failed: set[tuple[int, int]] = set()
+
+    def hook(p: Any) -> None:
+        where = (p.ctx.partition, p.ctx.offset)
+        if where[1] == 5 and where not in failed:
+            failed.add(where)
+            raise Retry(delay=0.05)
+        calls.append(where)
+
+    log = structlog.get_logger()
+    d = Dispatcher([HookSpec("h", hook, "t")], ParamFactory("p", Databases(), log), cp, log,
+                   inline_below_s=0.05, inline_probe_calls=10**9)
+    d._hooks["h"].inline = True
+    rb = Rebalance(d, cp, revoke_wait_s=1.0)
+    rb.assigned([(TOPIC, 0), (TOPIC, 1)])
+    dec = Decoder()
+    for raw in messages(40, partitions=2):
+        token = cp.begin(raw)
+        assert token is not None
+        d.dispatch(raw, dec.decode(raw), token)
+    d.service()
+    assert calls == [(i % 2, i // 2) for i in range(10)]  # offset 5 of both partitions waits for its retry
+    rb.revoked([(TOPIC, 0)])
+    assert source.committed.get((TOPIC, 0)) == 5 and not cp.owns((TOPIC, 0))
+    deadline = time.monotonic() + 5
+    while d.pending() and time.monotonic() < deadline:
+        d.service(0.01)
+    cp.commit()
+    d.close()
+    assert [o for p, o in calls if p == 0] == list(range(5))
+    assert [o for p, o in calls if p == 1] == list(range(20))
+    assert source.committed[(TOPIC, 1)] == 20 and cp.in_flight == 0
+    assert d.stats.calls_ok == 25
