@@ -170,7 +170,9 @@ class EmbeddedSourceConfig(_Strict):
     engine_log_level: Literal["error", "warn", "info", "debug"] = "warn"
     poll_interval_ms: int = Field(
         default=10, ge=1, le=60_000,
-        description="Debezium poll.interval.ms: how long the engine waits before looking for new changes again",
+        description="Debezium poll.interval.ms: the engine hands over a batch when this window (+ ~1 ms) ends "
+        "(or max_batch_size is reached), so it sets the median commit→hook latency; Debezium spins through the "
+        "last millisecond of every window, so an idle sidecar uses ~11 % of a core at 10, ~20 % at 5, ~50 % at 1",
     )
     max_batch_size: int = Field(default=2048, ge=1, le=100_000, description="Debezium max.batch.size")
     poll_timeout_s: float = Field(default=0.2, gt=0, le=10)
