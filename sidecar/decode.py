@@ -309,7 +309,7 @@ class Decoder:
                 return None, _NOT_JSON, None
         if isinstance(doc, dict) and doc.keys() == {"schema", "payload"}:
             schema = doc["schema"]
-            schema_bytes = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS, default=str)
+            schema_bytes = _canonical(schema)
             return schema_bytes, doc["payload"], schema if isinstance(schema, dict) else {}
         return None, doc, None
 
@@ -527,7 +527,19 @@ def _position(source: Mapping[str, Any], op: str) -> str:
     if connector in ("mysql", "mariadb"):
         return f"file={source.get('file')};pos={source.get('pos')};row={source.get('row')}"
     rest = {k: v for k, v in source.items() if k not in ("ts_ms", "ts_us", "ts_ns", "snapshot", "version")}
-    return orjson.dumps(rest, option=orjson.OPT_SORT_KEYS).decode()
+    return _canonical(rest).decode()
+
+
+def _canonical(value: Any) -> bytes:
+    """Sorted-key compact JSON of a decoded value (str() for what JSON has no type for).
+
+    orjson refuses integers beyond 64 bits (an exact NUMERIC decimal, a source field of a
+    foreign connector); the standard library writes the same text for those.
+    """
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
+    except TypeError:
+        return json.dumps(value, sort_keys=True, default=str, separators=(",", ":")).encode()
 
 
 def event_id(source: Mapping[str, Any], table: str, op: str, before: Any, after: Any) -> str:
@@ -541,11 +553,7 @@ def event_id(source: Mapping[str, Any], table: str, op: str, before: Any, after:
     """
     h = hashlib.sha256()
     h.update(f"{source.get('name')}|{table}|{_position(source, op)}|{op}|".encode())
-    try:
-        images = orjson.dumps([before, after], option=orjson.OPT_SORT_KEYS, default=str)
-    except TypeError:  # an integer beyond 64 bits (an exact NUMERIC decimal): orjson refuses it
-        images = json.dumps([before, after], sort_keys=True, default=str, separators=(",", ":")).encode()
-    h.update(images)
+    h.update(_canonical([before, after]))
     return h.hexdigest()[:32]
 
 

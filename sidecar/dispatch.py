@@ -141,6 +141,7 @@ class Dispatcher:
         self._next_expiry_check = 0.0
         self._open_reported = -1
         self.inline_below_s = inline_below_s  # 0: every call on a worker
+        self._slow_s = 10 * inline_below_s  # one inline call longer than this sends its hook back to the workers
         self.inline_probe_calls = inline_probe_calls
         self._inline_until = 0.0  # this turn's calls on the loop's thread stop here
         self._deferred = False    # ready lanes wait for the next turn (a fast hook's, or readied by its runs)
@@ -463,7 +464,7 @@ class Dispatcher:
             self._apply((run, None, None, 0.0))
             if spec.ordering == "none" and not lane.jobs:  # done (skipped, dead-lettered): as `_take` does
                 hook.lanes.pop(lane.key, None)
-            if seconds > 10 * self.inline_below_s:
+            if seconds > self._slow_s:
                 self._demote(hook)
             return True
         seconds = now() - started
@@ -471,7 +472,7 @@ class Dispatcher:
         hook.direct_us.append(event.commit_us)
         self.stats.calls_ok += 1
         self.checkpoint.finish(token)
-        if seconds > 10 * self.inline_below_s:
+        if seconds > self._slow_s:
             self._demote(hook)
         return True
 
@@ -489,11 +490,11 @@ class Dispatcher:
         hook.inline = False
         hook.probe_calls, hook.probe_s = 0, 0.0
         self.log.info("hook calls are no longer fast: running them on worker threads", hook=hook.spec.name,
-                      slower_than_us=round(10 * self.inline_below_s * 1e6))
+                      slower_than_us=round(self._slow_s * 1e6))
 
     def _inline(self, hook: HookState, run: Run) -> None:
         """A fast hook's run on this thread, its results applied at once (so its lanes can go on)."""
-        slow = self._executor.run_inline(run, hook.spec.fn, self._inline_until, 10 * self.inline_below_s)
+        slow = self._executor.run_inline(run, hook.spec.fn, self._inline_until, self._slow_s)
         results = self._results
         try:
             while True:

@@ -162,3 +162,20 @@ def test_decoder_survives_any_nesting_depth(depth: int, shape: str) -> None:
     else:
         value = b'{"a":' * depth + b"1" + b"}" * depth
     _check(DECODER, value, None, "shop.public.orders")
+
+
+def test_integers_beyond_64_bits_in_the_source_block_or_schema_decode() -> None:
+    """Found by this fuzzer: a message parsed exactly (a number beyond a double: 1e400) whose source
+    block holds an integer beyond 64 bits (orjson refuses to write it) made the event id raise
+    TypeError; a schema holding one failed in the split."""
+    big = 2**70
+    plain = json.dumps({"before": None, "after": {"id": 1, "x": 0}, "op": "c",
+                        "source": {"connector": big, "table": "t", "db": "d", "pos": big}}).replace(
+        '"x": 0', '"x": 1e400').encode()
+    with_schema = (b'{"schema":{"type":"struct","fields":[],"parameters":{"n":' + str(big).encode() +
+                   b'}},"payload":' + plain + b"}")
+    for value in (plain, with_schema):
+        out = Decoder().decode(RawMessage(topic="x", partition=0, offset=1, key=None, value=value))
+        assert isinstance(out, ChangeEvent), out
+        assert len(out.event_id) == 32 and out.event_id == Decoder().decode(
+            RawMessage(topic="x", partition=0, offset=9, key=None, value=value)).event_id
