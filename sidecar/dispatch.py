@@ -122,6 +122,7 @@ class Dispatcher:
         self.stats = DispatchStats()
         self._hooks = {h.name: HookState(h) for h in self.router.hooks}  # with their `where` filters
         self._results: queue.SimpleQueue[Result] = queue.SimpleQueue()
+        self.no_results = self._results.empty  # no finished call waits for `service` (cheap: asked per record)
         self._executor = Executor(sum(h.concurrency for h in self.router.hooks if not h.is_async), self._results)
         self._running: set[Run] = set()
         self._timers: list[tuple[float, int, Lane]] = []

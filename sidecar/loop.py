@@ -40,6 +40,7 @@ def run_loop(
     release = getattr(source, "release", None)
     begin, decode, dispatch = checkpoint.begin, decoder.decode, dispatcher.dispatch
     too_large = dispatcher.too_large if dispatcher.max_message_bytes is not None else None
+    no_results = dispatcher.no_results
     while not stop.is_set():
         health.beat()
         dispatcher.service()
@@ -72,6 +73,10 @@ def run_loop(
             token = begin(raw)
             if token is not None:  # None: its partition was revoked or halted since it was fetched
                 dispatch(raw, (too_large(raw) if too_large else None) or decode(raw), token)
+            if not no_results():
+                # A call ended while this batch is dispatched: start what it readies now (a serial
+                # hook's next call), not once the whole batch (up to 500 records) is through.
+                dispatcher.service()
         dispatcher.service()
         checkpoint.maybe_commit()
     dispatcher.shutdown(shutdown_grace_s)
