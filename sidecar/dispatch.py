@@ -330,9 +330,10 @@ class Dispatcher:
         return DecodeFailure(raw, "too_large", f"message of {size} bytes exceeds {limit}")
 
     # ------------------------------------------------------------------ the loop's turn
-    def service(self, wait_s: float = 0.0) -> None:
+    def service(self, wait_s: float = 0.0, new_turn: bool = True) -> None:
         """Apply finished calls (waiting up to `wait_s` for the first), start due retries,
-        give up on calls past their timeout, start runs in free slots."""
+        give up on calls past their timeout, start runs in free slots. `new_turn=False` (the
+        loop, in the middle of a fetched batch): inline runs keep this turn's time budget."""
         results = self._results
         try:
             item = results.get(timeout=wait_s) if wait_s > 0 and self._running else results.get_nowait()
@@ -344,8 +345,9 @@ class Dispatcher:
         if self._seen:
             self._count_events()
         now = time.monotonic()
-        self._inline_until = now + INLINE_TURN_S
-        self._deferred = False
+        if new_turn:
+            self._inline_until = now + INLINE_TURN_S
+            self._deferred = False
         timers = self._timers
         while timers and timers[0][0] <= now:
             _, _, lane = heapq.heappop(timers)

@@ -76,7 +76,7 @@ def run_loop(
             if not no_results():
                 # A call ended while this batch is dispatched: start what it readies now (a serial
                 # hook's next call), not once the whole batch (up to 500 records) is through.
-                dispatcher.service()
+                dispatcher.service(new_turn=False)  # inline runs keep the turn's budget (INLINE_TURN_S)
         dispatcher.service()
         checkpoint.maybe_commit()
     dispatcher.shutdown(shutdown_grace_s)
