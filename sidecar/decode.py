@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -148,7 +149,7 @@ class Decoder:
                 return routed
         try:
             try:
-                decoded = self._decode(raw, orjson.loads)
+                decoded = self._decode(raw, _loads_for(value))
             except logical_types.InexactNumber:
                 # decimal.format=NUMERIC: orjson made a float of a decimal; read the text exactly.
                 decoded = self._decode(raw, _exact_loads)
@@ -334,15 +335,15 @@ class Decoder:
             cut = key.find(_PAYLOAD_SPLIT) if key.startswith(b'{"schema":') else -1
             if cut > 0 and key.endswith(b"}"):
                 schema_bytes = key[10:cut]
-                payload = orjson.loads(key[cut + len(_PAYLOAD_SPLIT) : -1])
+                payload = _loads_for(key)(key[cut + len(_PAYLOAD_SPLIT) : -1])
             else:
-                doc = orjson.loads(key)
+                doc = _loads_for(key)(key)
                 if isinstance(doc, dict) and doc.keys() == {"schema", "payload"}:
-                    schema_bytes = orjson.dumps(doc["schema"], option=orjson.OPT_SORT_KEYS)
+                    schema_bytes = _canonical(doc["schema"])
                     payload = doc["payload"]
                 else:
                     return doc if isinstance(doc, dict) else None
-        except orjson.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON (orjson's and json's errors are ValueErrors), too deep
             return None
         if not isinstance(payload, dict):
             return None
@@ -487,6 +488,22 @@ def failure_reason(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, RecursionError):
         return "too_deep", "the message nests structs/arrays deeper than the decoder follows"
     return "schema_mismatch", f"the payload does not match its schema: {type(exc).__name__}: {exc}"
+
+
+_BEYOND_64_BITS: Final = re.compile(rb"-\d{19}|\d{20}")
+"""Digits of an integer orjson cannot hold (it reads one below -2**63 or above 2**64-1 as a
+float, silently); a match inside a string only costs the slower parser."""
+
+
+def _int_exact_loads(data: bytes | memoryview) -> Any:
+    """JSON with integers of any size exact (the standard library), floats as orjson reads them."""
+    return json.loads(bytes(data))
+
+
+def _loads_for(data: bytes | None) -> Callable[[bytes], Any]:
+    """orjson, unless the message may hold an integer beyond 64 bits (a NUMERIC column sent as a
+    JSON number without a schema): then a parser that keeps every digit."""
+    return orjson.loads if data is None or _BEYOND_64_BITS.search(data) is None else _int_exact_loads
 
 
 def _exact_loads(data: bytes) -> Any:
