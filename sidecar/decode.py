@@ -411,7 +411,7 @@ class _Deferred:
         if payload is None:
             assert self.body is not None
             try:
-                payload = orjson.loads(self.body)
+                payload = orjson.loads(self.body)  # exact: the route refused integers beyond 64 bits
             except ValueError as exc:
                 raise DecodeError("not_json", f"the message value is not JSON: {exc}") from None
             if not isinstance(payload, dict) or payload.get("op") != self.op:
@@ -495,9 +495,9 @@ _BEYOND_64_BITS: Final = re.compile(rb"-\d{19}|\d{20}")
 float, silently); a match inside a string only costs the slower parser."""
 
 
-def _int_exact_loads(data: bytes | memoryview) -> Any:
+def _int_exact_loads(data: bytes) -> Any:
     """JSON with integers of any size exact (the standard library), floats as orjson reads them."""
-    return json.loads(bytes(data))
+    return json.loads(data)
 
 
 def _loads_for(data: bytes | None) -> Callable[[bytes], Any]:

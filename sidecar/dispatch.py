@@ -141,7 +141,7 @@ class Dispatcher:
                       None if subscribed is None else self._consumed) if self._txn_hooks else None)
         self._next_expiry_check = 0.0
         self._open_reported = -1
-        self.inline_below_s = inline_below_s  # 0: every call on a worker
+        self._below_s = inline_below_s  # 0: every call on a worker
         self._slow_s = 10 * inline_below_s  # one inline call longer than this sends its hook back to the workers
         self.inline_probe_calls = inline_probe_calls
         self._inline_until = 0.0  # this turn's calls on the loop's thread stop here
@@ -328,6 +328,12 @@ class Dispatcher:
         if size <= limit:
             return None
         return DecodeFailure(raw, "too_large", f"message of {size} bytes exceeds {limit}")
+
+    @property
+    def inline_below_s(self) -> float:
+        """Mean call time under which a hook's calls run on the loop's thread (read-only: the
+        slow-call bound is derived from it once)."""
+        return self._below_s
 
     # ------------------------------------------------------------------ the loop's turn
     def service(self, wait_s: float = 0.0, new_turn: bool = True) -> None:
