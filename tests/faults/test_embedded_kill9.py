@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -28,6 +29,30 @@ MAX_BATCH = 256
 def distinct_seen(run: str, lo: int, hi: int) -> int:
     return int(query(AUX_URL, "SELECT COUNT(DISTINCT record_id) FROM hook_calls WHERE test_run = :r "
                               "AND record_id BETWEEN :lo AND :hi", {"r": run, "lo": lo, "hi": hi})[0][0])
+
+
+def diagnose(exc: AssertionError, proc: subprocess.Popen[bytes], run: str, lo: int, hi: int,
+             progress: list[int], log: Path) -> str:
+    """What a failed wait needs to tell lost from stalled: the sidecar's state, the ids missing at
+    the hook (as ranges), the rows in the source table and the log's tail."""
+    seen = {int(r[0]) for r in query(AUX_URL, "SELECT DISTINCT record_id FROM hook_calls WHERE test_run = :r "
+                                              "AND record_id BETWEEN :lo AND :hi", {"r": run, "lo": lo, "hi": hi})}
+    runs: list[list[int]] = []  # missing ids as [first, last] offsets from lo
+    for i in range(hi - lo + 1):
+        if lo + i in seen:
+            continue
+        if runs and runs[-1][1] == i - 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    missing = sum(b - a + 1 for a, b in runs)
+    ranges = [str(a) if a == b else f"{a}-{b}" for a, b in runs]
+    in_table = query(PG_URL, "SELECT COUNT(*) FROM load_rows WHERE id BETWEEN :lo AND :hi", {"lo": lo, "hi": hi})[0][0]
+    state = "running" if proc.poll() is None else f"exited {proc.returncode}"
+    return (f"{exc}\nsidecar {state}; progress at kills {progress}; rows in the table {in_table}; "
+            f"{missing} ids missing at the hook (offsets from {lo}): "
+            f"{', '.join(ranges[:20])}{' …' if len(ranges) > 20 else ''}\n"
+            f"log tail:\n{log.read_text(errors='replace')[-6000:]}")
 
 
 def test_embedded_kill9_loses_nothing(tmp_path: Path) -> None:
@@ -65,7 +90,10 @@ def test_embedded_kill9_loses_nothing(tmp_path: Path) -> None:
             progress.append(distinct_seen(run, lo, hi))
             proc = start_sidecar(cfg, run, log)
         w.join(timeout=300)
-        wait_for("every id at the hook", lambda: distinct_seen(run, lo, hi) >= ROWS, timeout=300, every=2)
+        try:
+            wait_for("every id at the hook", lambda: distinct_seen(run, lo, hi) >= ROWS, timeout=300, every=2)
+        except AssertionError as exc:
+            raise AssertionError(diagnose(exc, proc, run, lo, hi, progress, log)) from None
     finally:
         code = stop_sidecar(proc)
         drop_slot(slot)
