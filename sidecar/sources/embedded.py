@@ -7,6 +7,9 @@ the whole batch is committed — that is the embedded backpressure — then mark
 record processed; when stopping or halted it marks only the committed prefix. The
 engine's offsets (flushed after every batch: `offset.flush.interval.ms=0`) therefore never
 pass an unfinished record, and a crash redelivers at most one batch (`max.batch.size`).
+The offsets file is replaced whole on every flush (`SidecarOffsetStore`, compiled from
+sidecar/java/) instead of Kafka's in-place rewrite, and an existing file that cannot be
+read is refused at start (Kafka would read it as "no offsets").
 Transaction hooks: a transaction may span batches. When the loop reports that everything
 unfinished is held for a transaction still missing records (`release`), the handler
 returns without marking the held tail; later handler calls mark deferred records, oldest
@@ -45,6 +48,8 @@ HINTS = (
 )
 
 _STOP = object()
+FILE_OFFSET_STORE = "org.apache.kafka.connect.storage.FileOffsetBackingStore"
+ATOMIC_OFFSET_STORE = "SidecarOffsetStore"  # sidecar/java/SidecarOffsetStore.java: same file format, atomic
 
 
 def start_jvm(java: JavaRuntime, jvm_opts: Sequence[str]) -> None:
@@ -62,6 +67,11 @@ def start_jvm(java: JavaRuntime, jvm_opts: Sequence[str]) -> None:
         jpype.startJVM(str(java.libjvm), *opts, classpath=classpath, interrupt=False)
     except Exception as exc:
         raise SourceError(f"cannot start the JVM from {java.home}: {exc}") from None
+
+
+def _java_error(exc: BaseException) -> str:
+    name = exc.getClass().getSimpleName() if hasattr(exc, "getClass") else type(exc).__name__
+    return f"{name}: {exc}" if str(exc) else str(name)
 
 
 def hint_for(message: str) -> str:
@@ -125,10 +135,11 @@ class EmbeddedSource:
         log_cfg, log_file = write_log4j2_config(state_dir, engine_log_level)
         self._forwarder = EngineLogForwarder(log_file, logger.bind(component="engine"))
         self._forwarder.start()
+        self._helpers: Any = None  # the class loader of the sidecar's compiled Java helpers, if any
         self._engine = self._build([*list(jvm_opts), f"-Dlog4j2.configurationFile={log_cfg.as_posix()}"])
         from sidecar.sources.batch_packer import load_packer
 
-        self._packer = load_packer(state_dir, logger) if batch_packer else None
+        self._packer = load_packer(self._helpers, logger) if batch_packer else None
         self._thread = threading.Thread(target=self._run_engine, name="debezium-engine", daemon=True)
         self._thread.start()
 
@@ -137,6 +148,9 @@ class EmbeddedSource:
         import jpype
 
         start_jvm(self.java, jvm_opts)
+        from sidecar.sources.java_helpers import helper_loader
+
+        self._helpers = helper_loader(self.state_dir, self.log)
         source = self
 
         @jpype.JImplements("io.debezium.engine.DebeziumEngine$ChangeConsumer")
@@ -164,19 +178,68 @@ class EmbeddedSource:
 
         self._utf8 = jpype.JClass("java.nio.charset.StandardCharsets").UTF_8
         props = jpype.JClass("java.util.Properties")()
-        for key, value in self.properties.items():
+        for key, value in self._engine_properties().items():
             props.setProperty(key, value)
         engine_cls = jpype.JClass("io.debezium.engine.DebeziumEngine")
         json_format = jpype.JClass("io.debezium.engine.format.Json")
         self._keepalive = (Consumer(), Completion(), Started())
-        return (
-            engine_cls.create(json_format)
-            .using(props)
-            .using(self._keepalive[1])
-            .using(self._keepalive[2])
-            .notifying(self._keepalive[0])
-            .build()
-        )
+        # The engine loads its offset store (and connector) through the context class loader of
+        # the thread that builds it: make the helpers' loader that (its parent is the current one).
+        thread = jpype.JClass("java.lang.Thread").currentThread()
+        previous = thread.getContextClassLoader()
+        if self._helpers is not None:
+            thread.setContextClassLoader(self._helpers)
+        try:
+            return (
+                engine_cls.create(json_format)
+                .using(props)
+                .using(self._keepalive[1])
+                .using(self._keepalive[2])
+                .notifying(self._keepalive[0])
+                .build()
+            )
+        finally:
+            thread.setContextClassLoader(previous)
+
+    def _engine_properties(self) -> dict[str, str]:
+        """The engine's properties; Kafka's file offset store is replaced by the sidecar's atomic one."""
+        props = dict(self.properties)
+        if props.get("offset.storage") != FILE_OFFSET_STORE:
+            return props  # another store (Kafka, JDBC…) chosen by the user: theirs to keep
+        if props.get("offset.storage.file.filename"):
+            self._check_offsets_file(Path(props["offset.storage.file.filename"]))
+        if self._helpers is not None:
+            props["offset.storage"] = ATOMIC_OFFSET_STORE
+        else:
+            self.log.warning(
+                "the offsets file is written in place (Kafka's FileOffsetBackingStore): a kill -9 during a "
+                "write can leave it empty, and the engine then restarts from its slot or binlog position, "
+                "past records whose hooks never ran — run the sidecar with a JDK (not a JRE only) so it "
+                "can use its atomic offset store", file=props.get("offset.storage.file.filename"))
+        return props
+
+    def _check_offsets_file(self, path: Path) -> None:
+        """Refuse an offsets file that exists but cannot be read: Kafka's store would read an empty
+        or cut file as "no offsets" and the engine would start over from its slot or binlog
+        position without a word (what a crash during Kafka's in-place write leaves behind)."""
+        import jpype
+
+        if not path.exists():
+            return
+        try:
+            stream = jpype.JClass("org.apache.kafka.connect.util.SafeObjectInputStream")(
+                jpype.JClass("java.nio.file.Files").newInputStream(jpype.JClass("java.io.File")(str(path)).toPath()))
+            try:
+                stream.readObject()
+            finally:
+                stream.close()
+        except Exception as exc:
+            reason = "it is empty" if path.stat().st_size == 0 else f"it is cut off or corrupt ({_java_error(exc)})"
+            raise SourceError(
+                f"the embedded engine's offsets file {path} cannot be read: {reason}, e.g. after a crash while "
+                "it was written in place. Started with it, the engine would silently begin again from its "
+                "replication slot or binlog position. Restore the file from a backup, or delete it to accept "
+                "that position (records between the last good offsets and it may not reach hooks)") from None
 
     def _run_engine(self) -> None:
         try:

@@ -124,11 +124,15 @@ def embedded_scenario(tmp: Path) -> dict[str, Any]:
     try:
         with sidecar(cfg, run, log):
             wait_streaming(run, ids["probe"])
+            offsets = tmp / f"state-{slot}" / "offsets.dat"
+            first_inode = wait_for("the first offsets flush", lambda: offsets.exists() and offsets.stat().st_ino)
             expected = commit_changes(ids, mariadb=False)
             wanted = {v for k, v in ids.items() if k not in ("p", "probe")}
             rows = wait_for("hook calls for every change",
                             lambda: (r := [x for x in calls(run) if x.record_id in wanted])
                             and len(r) >= expected and r, timeout=90)
+            # Flushes after those batches: the file is replaced (a new inode), not rewritten in place.
+            wait_for("a later offsets flush", lambda: offsets.stat().st_ino != first_inode, timeout=30)
     finally:
         drop_slot(slot)
     return {"mode": "embedded", "ids": ids, "run": run, "rows": rows, "config": cfg, "tmp": tmp, "log": log}

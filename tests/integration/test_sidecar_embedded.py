@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -46,6 +47,9 @@ def test_embedded_engine_logs_go_through_sidecar_logging(scenario: dict[str, Any
     assert not (REPO / "logs").exists()
     state = next(scenario["tmp"].glob("state-*"))
     assert (state / "offsets.dat").stat().st_size > 0
+    # The sidecar's atomic offset store was used (the scenario saw the file replaced by a new inode).
+    assert "written in place" not in scenario["log"].read_text()
+    assert list(state.glob("java-*/SidecarOffsetStore.class"))
 
 
 def test_embedded_snapshot_rows(tmp_path: Path) -> None:
@@ -148,3 +152,34 @@ def test_engine_failure_is_surfaced(tmp_path: Path) -> None:
     assert r.returncode == 5, r.stderr[-2000:]
     assert "the Debezium engine stopped" in r.stderr and "plugin.name" in r.stderr
     assert time.monotonic() - start < 100
+
+
+@pytest.mark.parametrize("kind", ["atomic", "kafka"])
+def test_offsets_file_is_replaced_whole_never_rewritten_in_place(tmp_path: Path, kind: str) -> None:
+    """The sidecar's offset store writes a new file and renames it over the old one: a hard link to the
+    first save still holds it (a kill -9 mid-write can never leave an empty file), and Kafka's own
+    store reads the result. Kafka's store, for contrast, rewrites the same file (the link sees lsn 2)."""
+    r = subprocess.run([sys.executable, "-m", "tests.integration.offset_store_probe", str(tmp_path), kind],
+                       capture_output=True, text=True, timeout=180, cwd=REPO, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["file"] == '{"lsn":2}'
+    assert got["leftovers"] == ["offsets.dat"]
+    assert got["first_inode"] == ('{"lsn":1}' if kind == "atomic" else '{"lsn":2}')
+
+
+@pytest.mark.parametrize("content", [b"", b"\xac\xed\x00\x05", b"\xac\xed\x00\x05sr\x00\x11java.util.HashMap"])
+def test_unreadable_offsets_file_is_refused_not_read_as_no_offsets(tmp_path: Path, content: bytes) -> None:
+    """An empty or cut offsets file (what a crash during Kafka's in-place write leaves) stops the start with
+    the file named and what to do — Kafka would read it as "no offsets" and start over from the slot."""
+    slot = f"it_cut_{uuid.uuid4().hex[:8]}"
+    cfg = embedded_config(tmp_path, "cutoffsets", slot)
+    state = tmp_path / f"state-{slot}"
+    state.mkdir()
+    (state / "offsets.dat").write_bytes(content)
+    r = run_embedded(cfg)
+    assert r.returncode == 5, r.stderr[-2000:]
+    assert f"offsets file {state / 'offsets.dat'} cannot be read" in r.stderr
+    assert ("it is empty" if not content else "cut off or corrupt") in r.stderr
+    assert "Restore the file from a backup, or delete it" in r.stderr
+    assert "engine started" not in r.stderr

@@ -128,3 +128,31 @@ def test_cached_jars_need_no_maven(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     (folder / "debezium-embedded-3.5.0.Final.jar").write_bytes(b"")
     (folder / ".complete").write_text("")
     assert embedded_classpath.jars(embedded_classpath.choose()) == [str(folder / "debezium-embedded-3.5.0.Final.jar")]
+
+
+def _source_with(properties: dict[str, str], helpers: object | None) -> object:
+    from sidecar.sources.embedded import EmbeddedSource
+
+    src = object.__new__(EmbeddedSource)  # no JVM: only the property choice is under test
+    src.properties = properties
+    src._helpers = helpers
+    src.log = structlog.get_logger()
+    return src
+
+
+def test_file_offset_store_is_swapped_for_the_atomic_one_only_when_compiled(tmp_path: Path) -> None:
+    """Kafka's FileOffsetBackingStore → SidecarOffsetStore when the helpers compiled; with a JRE only it
+    stays, with a warning naming the risk and the fix; a store the user chose is never touched."""
+    from sidecar.sources.embedded import ATOMIC_OFFSET_STORE, FILE_OFFSET_STORE
+
+    p = props(tmp_path)
+    assert p["offset.storage"] == FILE_OFFSET_STORE
+    p.pop("offset.storage.file.filename")  # its readability check needs the JVM (integration tests)
+    assert _source_with(p, object())._engine_properties()["offset.storage"] == ATOMIC_OFFSET_STORE  # type: ignore[attr-defined]
+    with structlog.testing.capture_logs() as logs:
+        assert _source_with(p, None)._engine_properties()["offset.storage"] == FILE_OFFSET_STORE  # type: ignore[attr-defined]
+    assert any("written in place" in e["event"] and "JDK" in e["event"] for e in logs), logs
+    other = {**p, "offset.storage": "io.debezium.storage.jdbc.offset.JdbcOffsetBackingStore"}
+    with structlog.testing.capture_logs() as logs:
+        got = _source_with(other, object())._engine_properties()  # type: ignore[attr-defined]
+    assert got["offset.storage"] == other["offset.storage"] and not logs
