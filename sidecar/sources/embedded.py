@@ -237,9 +237,10 @@ class EmbeddedSource:
             reason = "it is empty" if path.stat().st_size == 0 else f"it is cut off or corrupt ({_java_error(exc)})"
             raise SourceError(
                 f"the embedded engine's offsets file {path} cannot be read: {reason}, e.g. after a crash while "
-                "it was written in place. Started with it, the engine would silently begin again from its "
-                "replication slot or binlog position. Restore the file from a backup, or delete it to accept "
-                "that position (records between the last good offsets and it may not reach hooks)") from None
+                "it was written in place. Started with it, the engine would silently snapshot again, or begin at "
+                "its replication slot or the binlog's current position. Restore the file from a backup, or "
+                "delete it to accept that start point (changes between the last good offsets and it may not "
+                "reach hooks)") from None
 
     def _run_engine(self) -> None:
         try:
