@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal, Protocol, cast
+from typing import Any, Final, Literal, Protocol
 
 Op = Literal["c", "u", "d", "r", "t"]
 ALL_OPS: Final[tuple[Op, ...]] = ("c", "u", "d", "r", "t")
@@ -172,57 +172,73 @@ class ChangeEvent:
 
     @property
     def event_id(self) -> str:
-        v = self._event_id
+        v: str = self._event_id
         if v is _UNSET:
             v = self._event_id = self._pending().event_id()
-        return cast("str", v)
+        return v
 
     @property
     def key(self) -> Mapping[str, Any] | None:
-        v = self._key
+        v: Mapping[str, Any] | None = self._key
         if v is _UNSET:
             v = self._key = self._pending().key()
-        return cast("Mapping[str, Any] | None", v)
+        return v
 
     @property
     def before(self) -> dict[str, Any] | None:
-        v = self._before
+        v: dict[str, Any] | None = self._before
         if v is _UNSET:
             v = self._before = self._pending().before()
-        return cast("dict[str, Any] | None", v)
+        return v
 
     @property
     def after(self) -> dict[str, Any] | None:
-        v = self._after
+        v: dict[str, Any] | None = self._after
         if v is _UNSET:
             v = self._after = self._pending().after()
-        return cast("dict[str, Any] | None", v)
+        return v
 
     @property
     def source(self) -> Mapping[str, Any]:
-        v = self._source
+        v: Mapping[str, Any] = self._source
         if v is _UNSET:
             v = self._source = self._pending().source()
-        return cast("Mapping[str, Any]", v)
+        return v
 
     @property
     def transaction(self) -> TransactionInfo | None:
-        v = self._transaction
+        v: TransactionInfo | None = self._transaction
         if v is _UNSET:
             v = self._transaction = self._pending().transaction()
-        return cast("TransactionInfo | None", v)
+        return v
 
     @property
     def committed_at(self) -> datetime | None:
-        v = self._committed_at
+        v: datetime | None = self._committed_at
         if v is _UNSET:
             v = self._committed_at = self._pending().committed_at()
-        return cast("datetime | None", v)
+        return v
 
     def materialize(self) -> None:
         """Compute every field now (raises `DecodeError` for a value that cannot be converted)."""
-        for name in _FIELDS:
-            getattr(self, name)
+        d = self._deferred
+        if d is None:
+            return  # built with every value
+        # The order of the old getattr loop over _FIELDS: the first failing field names the reason.
+        if self._event_id is _UNSET:
+            self._event_id = d.event_id()
+        if self._key is _UNSET:
+            self._key = d.key()
+        if self._before is _UNSET:
+            self._before = d.before()
+        if self._after is _UNSET:
+            self._after = d.after()
+        if self._source is _UNSET:
+            self._source = d.source()
+        if self._transaction is _UNSET:
+            self._transaction = d.transaction()
+        if self._committed_at is _UNSET:
+            self._committed_at = d.committed_at()
 
     def _pending(self) -> Deferred:
         assert self._deferred is not None
