@@ -31,6 +31,7 @@ from sidecar.events import (
     Tombstone,
     TransactionInfo,
     TransactionMarker,
+    event_transaction,
 )
 
 _OPS: Final = frozenset({"c", "u", "d", "r", "t"})
@@ -455,14 +456,28 @@ class _Deferred:
             raise DecodeError(*failure_reason(exc)) from None
 
     def event_id(self) -> str:
-        return event_id(self.src, self.table, self.op, self.payload.get("before"), self.payload.get("after"))
+        payload = self.payload
+        return event_id(self.src, self.table, self.op, payload.get("before"), payload.get("after"))
 
     def transaction(self) -> TransactionInfo | None:
         tx = self.payload.get("transaction")
-        if isinstance(tx, dict) and tx.get("id") is not None:
-            return TransactionInfo(id=str(tx["id"]), total_order=tx.get("total_order"),
-                                   data_collection_order=tx.get("data_collection_order"))
+        if type(tx) is dict or isinstance(tx, dict):
+            tx_id = tx.get("id")
+            if tx_id is not None:
+                return event_transaction(str(tx_id), tx.get("total_order"), tx.get("data_collection_order"))
         return None
+
+    def everything(self) -> tuple[str, Mapping[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None,
+                                  Mapping[str, Any], TransactionInfo | None, datetime | None]:
+        """Every field at once, in `ChangeEvent.materialize`'s order (the first that fails raises)."""
+        payload = self.payload
+        src = self.src
+        before, after = payload.get("before"), payload.get("after")
+        eid = event_id(src, self.table, self.op, before, after)
+        key = self.key()
+        before_row = None if before is None else self._image("before")
+        after_row = None if after is None else self._image("after")
+        return eid, key, before_row, after_row, src, self.transaction(), committed_at(src)
 
     def committed_at(self) -> datetime | None:
         return committed_at(self.src)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, Protocol
 
@@ -91,6 +91,24 @@ class TransactionInfo:
         return "" if self.id is None else self.id.split(":", 1)[0]
 
 
+_TXN_SET: Final = tuple(getattr(TransactionInfo, f.name).__set__ for f in fields(TransactionInfo))
+# `event_transaction` relies on this field order and on every later field defaulting to None
+# (tests/unit/test_lazy_decode.py checks both).
+
+
+def event_transaction(id: str, total_order: int | None, data_collection_order: int | None) -> TransactionInfo:
+    """`TransactionInfo(id=..., total_order=..., data_collection_order=...)` of a data event, built
+    without the frozen dataclass's per-field `object.__setattr__` (one per decoded event); equal to it."""
+    info = object.__new__(TransactionInfo)
+    s_id, s_total_order, s_dco, *rest = _TXN_SET
+    s_id(info, id)
+    s_total_order(info, total_order)
+    s_dco(info, data_collection_order)
+    for setter in rest:
+        setter(info, None)
+    return info
+
+
 class DecodeError(ValueError):
     """A value that could not be converted when it was first read (lazy decoding): handled as
     a decode failure of the message — dead letter with `reason` — never as a hook failure."""
@@ -102,7 +120,8 @@ class DecodeError(ValueError):
 
 
 class Deferred(Protocol):
-    """What the decoder leaves to compute when a field of a `ChangeEvent` is first read."""
+    """What the decoder leaves to compute when a field of a `ChangeEvent` is first read
+    (`everything`: all of them, in `ChangeEvent.materialize`'s order)."""
 
     def event_id(self) -> str: ...
     def key(self) -> Mapping[str, Any] | None: ...
@@ -111,6 +130,8 @@ class Deferred(Protocol):
     def source(self) -> Mapping[str, Any]: ...
     def transaction(self) -> TransactionInfo | None: ...
     def committed_at(self) -> datetime | None: ...
+    def everything(self) -> tuple[str, Mapping[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None,
+                                  Mapping[str, Any], TransactionInfo | None, datetime | None]: ...
 
 
 _UNSET: Final[Any] = object()
@@ -225,6 +246,11 @@ class ChangeEvent:
         if d is None:
             return  # built with every value
         # The order of the old getattr loop over _FIELDS: the first failing field names the reason.
+        if (self._event_id is _UNSET and self._key is _UNSET and self._before is _UNSET and self._after is _UNSET
+                and self._source is _UNSET and self._transaction is _UNSET and self._committed_at is _UNSET):
+            (self._event_id, self._key, self._before, self._after, self._source, self._transaction,
+             self._committed_at) = d.everything()
+            return
         if self._event_id is _UNSET:
             self._event_id = d.event_id()
         if self._key is _UNSET:

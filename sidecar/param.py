@@ -212,7 +212,8 @@ def build_record(
     record["_destination_table"] = event.table
     record["_source_table"] = source_table
     record["_committed_at"] = event.committed_at
-    record["_transaction_id"] = event.transaction.group_id if event.transaction else None
+    tx = event.transaction
+    record["_transaction_id"] = tx.group_id if tx else None
     record["_event_id"] = event.event_id
     return record
 

@@ -137,15 +137,17 @@ class Assembler(Generic[Item]):
 
     def event(self, event: ChangeEvent, item: Item, now: float) -> bool:
         """Take a data event; False when it is not held (its transaction was dropped on a revoke)."""
-        assert event.transaction is not None
+        info = event.transaction
+        assert info is not None
         scope = event_scope(event)
-        group = event.transaction.group_id
+        group = info.group_id
         if self._dropped and (scope, group) in self._dropped:
             return False
         txn = self._get(scope, group, now)
         txn.holds.append(item)
-        if event.event_id not in txn.seen:
-            txn.seen.add(event.event_id)
+        eid = event.event_id
+        if eid not in txn.seen:
+            txn.seen.add(eid)
             self._arrival += 1
             txn.pending.append((self._arrival, item, event))
         self._advance(scope)

@@ -175,3 +175,45 @@ def test_routed_and_full_paths_agree_on_any_envelope(op: Any, table: Any, schema
             assert getattr(routed, f) == getattr(full, f), f
     elif isinstance(full, DecodeFailure):
         assert isinstance(routed, DecodeFailure) and routed.reason == full.reason
+
+
+def test_event_transaction_equals_the_dataclass_it_builds_faster() -> None:
+    """The decoder's per-event TransactionInfo skips the frozen dataclass's __init__: same value, and
+    the field layout it relies on (id, total_order, data_collection_order first; the rest None)."""
+    from dataclasses import fields
+
+    from sidecar.events import TransactionInfo, event_transaction
+
+    assert [f.name for f in fields(TransactionInfo)][:3] == ["id", "total_order", "data_collection_order"]
+    assert all(f.default is None for f in fields(TransactionInfo)[3:])
+    for args in (("571:34078936", 3, 1), ("x", None, None)):
+        fast, slow = event_transaction(*args), TransactionInfo(*args)
+        assert fast == slow and repr(fast) == repr(slow) and hash(fast) == hash(slow)
+        assert fast.group_id == slow.group_id
+
+
+def test_materialize_raises_the_first_failing_field_in_field_order() -> None:
+    """Key and after-image both fail: eager decoding (materialize, all fields at once) names the key's
+    reason, as reading field by field in _FIELDS order does; a field read before is kept."""
+    key = orjson.dumps({"schema": {"type": "struct", "fields": [
+        {"field": "id", "type": "int32", "name": "io.debezium.time.Date"}]}, "payload": {"id": 10**9}})
+    value = _envelope({"id": 1, "v": "not a date"}, {"type": "int32", "name": "io.debezium.time.Date"})
+    decoder = Decoder()
+    for _ in range(2):  # first sight (full path), then routed
+        raw = RawMessage("shop.public.t", 0, 0, key, value)
+        failure = decoder.decode(raw, eager=True)
+        assert isinstance(failure, DecodeFailure) and failure.reason == "out_of_range", failure
+        event = decoder.decode(raw)
+        assert isinstance(event, ChangeEvent)
+        with pytest.raises(DecodeError) as after_exc:
+            _ = event.after
+        assert after_exc.value.reason == "schema_mismatch"
+        with pytest.raises(DecodeError) as exc:
+            event.materialize()  # after was read (and failed): the key still fails first
+        assert exc.value.reason == "out_of_range"
+        ok = decoder.decode(RawMessage("shop.public.t", 0, 0, None, value))
+        assert isinstance(ok, ChangeEvent)
+        eid = ok.event_id
+        with pytest.raises(DecodeError):
+            ok.materialize()
+        assert ok.event_id == eid and ok.key is None
