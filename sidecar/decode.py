@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -505,9 +504,18 @@ def failure_reason(exc: BaseException) -> tuple[str, str]:
     return "schema_mismatch", f"the payload does not match its schema: {type(exc).__name__}: {exc}"
 
 
-_BEYOND_64_BITS: Final = re.compile(rb"-\d{19}|\d{20}")
-"""Digits of an integer orjson cannot hold (it reads one below -2**63 or above 2**64-1 as a
-float, silently); a match inside a string only costs the slower parser."""
+_DIGITS_AS_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
+_TWENTY_DIGITS: Final = b"0" * 20
+_MINUS_NINETEEN_DIGITS: Final = b"-" + b"0" * 19
+
+
+def beyond_64_bits(data: bytes) -> bool:
+    """Whether `data` holds 20 digits in a row or a minus and 19 digits (the regex
+    `-\\d{19}|\\d{20}`): an integer orjson cannot hold (it reads one below -2**63 or above
+    2**64-1 as a float, silently); a match inside a string only costs the slower parser.
+    Every digit mapped to 0, then two substring searches: ~10x faster than that regex."""
+    zeros = data.translate(_DIGITS_AS_ZERO)
+    return _TWENTY_DIGITS in zeros or _MINUS_NINETEEN_DIGITS in zeros
 
 
 def _int_exact_loads(data: bytes) -> Any:
@@ -518,7 +526,7 @@ def _int_exact_loads(data: bytes) -> Any:
 def _loads_for(data: bytes | None) -> Callable[[bytes], Any]:
     """orjson, unless the message may hold an integer beyond 64 bits (a NUMERIC column sent as a
     JSON number without a schema): then a parser that keeps every digit."""
-    return orjson.loads if data is None or _BEYOND_64_BITS.search(data) is None else _int_exact_loads
+    return orjson.loads if data is None or not beyond_64_bits(data) else _int_exact_loads
 
 
 def _exact_loads(data: bytes) -> Any:

@@ -202,3 +202,16 @@ def test_integers_beyond_64_bits_in_a_schemaless_row_or_key_reach_hooks_exactly(
     # The usual message (a 19-digit ts_ns) keeps the fast parser.
     doc["after"] = {"id": 1, "v": -(10**18) + 1}
     assert _loads_for(json.dumps(doc).encode()) is orjson.loads
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=8),
+                          st.sampled_from([b"-", b"0", b"9", b"1" * 19, b"9" * 20, b"-" + b"8" * 18])), max_size=12))
+def test_the_big_integer_scan_matches_its_regex(parts: list[bytes]) -> None:
+    """`beyond_64_bits` (translate + substring search) says exactly what `-\\d{19}|\\d{20}` says."""
+    import re
+
+    from sidecar.decode import beyond_64_bits
+
+    data = b"".join(parts)
+    assert beyond_64_bits(data) == (re.search(rb"-\d{19}|\d{20}", data) is not None)
