@@ -138,12 +138,13 @@ class Decoder:
         self._parser = simdjson.Parser()  # one document at a time: no proxy outlives `_route`
         self._key_plans: dict[bytes, logical_types.RowConverter | None] = {}
 
-    def decode(self, raw: RawMessage, eager: bool = False) -> Decoded:
+    def decode(self, raw: RawMessage, eager: bool = False, route: bool = True) -> Decoded:
         """What the message is. A change event's values are converted when first read (a
         failure then raises `DecodeError`); `eager`: convert everything now, a failure is a
-        `DecodeFailure` (tools, and the tests that lazy and eager values are the same)."""
+        `DecodeFailure` (tools, and the tests that lazy and eager values are the same);
+        `route=False`: see `decode_whole`."""
         value = raw.value
-        if value is not None and not eager:
+        if value is not None and route and not eager:
             routed = self._route(raw, value)
             if routed is not None:
                 return routed
@@ -161,6 +162,14 @@ class Decoder:
             except DecodeError as exc:
                 return DecodeFailure(raw, exc.reason, exc.detail)
         return decoded
+
+    def decode_whole(self, raw: RawMessage) -> Decoded:
+        """`decode` without routing first: the message is parsed whole, once. For a caller that
+        reads every field of every change right away (the dispatcher with transaction or batch
+        hooks), where routing would parse each message twice. The same events as `decode`, but
+        an envelope that repeats a key (which `decode` refuses when its fields are read: routing
+        saw the first value, orjson keeps the last) is read as orjson reads it."""
+        return self.decode(raw, route=False)
 
     # ------------------------------------------------------------------ internals
     def _decode(self, raw: RawMessage, loads: Callable[[bytes], Any]) -> Decoded:

@@ -135,6 +135,8 @@ class Dispatcher:
         self._targets: dict[tuple[str, str], tuple[HookState, ...]] = {}  # record mode: (table, op) → hooks
         self._txn_hooks = [self._hooks[h.name] for h in hooks if h.mode == "transaction"]
         self._batch_hooks = [self._hooks[h.name] for h in hooks if h.mode != "record"]
+        # Every change is decoded in full at intake (`_bulk`): the loop need not route it first.
+        self.reads_every_field = bool(self._batch_hooks)
         self._subscribed = subscribed
         self.assembler: Assembler[Record] | None = (
             Assembler(max_transaction_records, transaction_end_timeout_s,

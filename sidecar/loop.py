@@ -38,7 +38,8 @@ def run_loop(
     health = dispatcher.health
     paused = False
     release = getattr(source, "release", None)
-    begin, decode, dispatch = checkpoint.begin, decoder.decode, dispatcher.dispatch
+    begin, dispatch = checkpoint.begin, dispatcher.dispatch
+    decode = decoder.decode_whole if dispatcher.reads_every_field else decoder.decode
     too_large = dispatcher.too_large if dispatcher.max_message_bytes is not None else None
     no_results = dispatcher.no_results
     while not stop.is_set():

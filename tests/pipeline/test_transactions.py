@@ -449,3 +449,26 @@ def test_revoke_drops_open_transactions_touching_the_revoked_partition() -> None
     assert before == 11 and after == 5  # 751-756 held type_zoo records; 757-761 did not
     assert [c.ctx.transaction.id for c in calls] == ["757", "758", "759", "760"]
     assert all(r["_destination_table"] == "public.events_default_identity" for c in calls for r in c.records)
+
+
+def test_with_transaction_hooks_each_message_is_parsed_whole_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every change is read in full at intake when transaction or batch hooks exist: the loop
+    parses it once (orjson) instead of routing it with simdjson first; record-only pipelines route."""
+    from sidecar.decode import Decoder
+
+    routed = 0
+    plain = Decoder._route
+
+    def counted(self: Decoder, raw: RawMessage, value: bytes) -> Any:
+        nonlocal routed
+        routed += 1
+        return plain(self, raw, value)
+
+    monkeypatch.setattr(Decoder, "_route", counted)
+    msgs = arrange("postgres-noschemas", "data_first")
+    calls: list[Any] = []
+    run_pipeline(msgs, [tx_hook(calls)])
+    assert routed == 0 and sum(len(c.records) for c in calls) > 10
+    seen: list[Any] = []
+    run_pipeline(msgs, [HookSpec("rec", seen.append, "test")])
+    assert routed > 10 and seen
