@@ -251,20 +251,8 @@ class ChangeEvent:
             (self._event_id, self._key, self._before, self._after, self._source, self._transaction,
              self._committed_at) = d.everything()
             return
-        if self._event_id is _UNSET:
-            self._event_id = d.event_id()
-        if self._key is _UNSET:
-            self._key = d.key()
-        if self._before is _UNSET:
-            self._before = d.before()
-        if self._after is _UNSET:
-            self._after = d.after()
-        if self._source is _UNSET:
-            self._source = d.source()
-        if self._transaction is _UNSET:
-            self._transaction = d.transaction()
-        if self._committed_at is _UNSET:
-            self._committed_at = d.committed_at()
+        for name in _FIELDS:  # some field was read already (rare here): the others, one by one, in order
+            getattr(self, name)
 
     def _pending(self) -> Deferred:
         assert self._deferred is not None
