@@ -465,7 +465,13 @@ class _Deferred:
 
     def event_id(self) -> str:
         payload = self.payload
-        return event_id(self.src, self.table, self.op, payload.get("before"), payload.get("after"))
+        return self._event_id(self.src, payload.get("before"), payload.get("after"))
+
+    def _event_id(self, src: dict[str, Any], before: Any, after: Any) -> str:
+        try:
+            return event_id(src, self.table, self.op, before, after)
+        except _CONVERSION_ERRORS as exc:  # a row nested too deep to write canonically (RecursionError)
+            raise DecodeError(*failure_reason(exc)) from None
 
     def transaction(self) -> TransactionInfo | None:
         tx = self.payload.get("transaction")
@@ -481,7 +487,7 @@ class _Deferred:
         payload = self.payload
         src = self.src
         before, after = payload.get("before"), payload.get("after")
-        eid = event_id(src, self.table, self.op, before, after)
+        eid = self._event_id(src, before, after)
         key = self.key()
         before_row = None if before is None else self._image("before")
         after_row = None if after is None else self._image("after")

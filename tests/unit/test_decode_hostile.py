@@ -7,7 +7,7 @@ import pytest
 
 from sidecar import metrics as metrics_mod
 from sidecar.decode import Decoder
-from sidecar.events import ChangeEvent, DecodeFailure, RawMessage
+from sidecar.events import ChangeEvent, DecodeError, DecodeFailure, RawMessage
 from sidecar.metrics import Metrics
 from sidecar.sources.file import parse_line
 
@@ -42,13 +42,23 @@ def test_deeply_nested_schema_is_a_failure_not_a_crash(depth: int) -> None:
         assert isinstance(out, DecodeFailure) and out.reason in ("too_deep", "not_json")
 
 
-@pytest.mark.parametrize("depth", [100, 300, 600, 1100, 20000])
+@pytest.mark.parametrize("depth", [100, 300, 600, 990, 1000, 1022, 1100, 20000])
 def test_deeply_nested_schemaless_value(depth: int) -> None:
-    """A deeply nested row value without schemas decodes or fails, never raises."""
+    """A deeply nested row value without schemas decodes or fails, never raises — also when every
+    field is computed at once (transaction/batch hooks: `materialize`, the event id included)."""
     value = (b'{"op":"c","source":{"connector":"postgresql","schema":"public","table":"t","lsn":1},'
-             b'"before":null,"after":{"a":' + b"[" * depth + b"]" * depth + b"}}")
-    out = Decoder().decode(_raw(value))
-    assert isinstance(out, ChangeEvent | DecodeFailure)
+             b'"before":null,"after":{"a":' + b"[" * depth + b"1" + b"]" * depth + b"}}")
+    decoder = Decoder()
+    for decode in (decoder.decode, decoder.decode_whole):
+        out = decode(_raw(value))
+        assert isinstance(out, ChangeEvent | DecodeFailure)
+        if isinstance(out, ChangeEvent):
+            try:
+                out.materialize()
+            except DecodeError as exc:
+                assert exc.reason == "too_deep", exc
+                with pytest.raises(DecodeError):
+                    _ = out.event_id  # read alone, the same failure
 
 
 @pytest.mark.parametrize("source", [
