@@ -540,8 +540,16 @@ def _int_exact_loads(data: bytes) -> Any:
 
 def _loads_for(data: bytes | None) -> Callable[[bytes], Any]:
     """orjson, unless the message may hold an integer beyond 64 bits (a NUMERIC column sent as a
-    JSON number without a schema): then a parser that keeps every digit."""
-    return orjson.loads if data is None or not beyond_64_bits(data) else _int_exact_loads
+    JSON number without a schema): then a parser that keeps every digit. With an embedded schema
+    only the part from the first `,"payload":` on is scanned (the schema is parsed on its own;
+    the first occurrence is never after the real split, so the payload is always inside)."""
+    if data is None:
+        return orjson.loads
+    if data.startswith(b'{"schema":'):
+        cut = data.find(_PAYLOAD_SPLIT)
+        if cut > 0:
+            return orjson.loads if not beyond_64_bits(data[cut:]) else _int_exact_loads
+    return orjson.loads if not beyond_64_bits(data) else _int_exact_loads
 
 
 def _exact_loads(data: bytes) -> Any:

@@ -4,10 +4,10 @@
 // the connector then starts over from its replication slot or binlog position, which the
 // last flush may already have moved past records whose hooks never ran. This store writes
 // the same format (a serialized HashMap<byte[], byte[]>, readable by FileOffsetBackingStore)
-// to <file>.tmp and renames it over the file, so the file always holds one complete flush
-// (no fsync: a process crash keeps the page cache, and after a machine crash an older file
-// only redelivers records whose hooks already ran — the engine moves its slot/binlog
-// position only after a flush). Compiled at run time by the sidecar when a JDK compiler is available
+// to <file>.tmp and renames it over the file, so after a process crash (kill -9, OOM kill;
+// the page cache survives) the file holds one complete flush. No fsync (one per batch would
+// cost latency): after a machine crash the file may be older (records whose hooks ran are
+// redelivered) or, on some filesystems, empty — which the sidecar refuses at start. Compiled at run time by the sidecar when a JDK compiler is available
 // (sidecar/sources/java_helpers.py); used when the embedded engine's offset.storage is
 // Kafka's FileOffsetBackingStore (sidecar/sources/embedded.py).
 import java.io.BufferedOutputStream;

@@ -70,8 +70,12 @@ def start_jvm(java: JavaRuntime, jvm_opts: Sequence[str]) -> None:
 
 
 def _java_error(exc: BaseException) -> str:
-    name = exc.getClass().getSimpleName() if hasattr(exc, "getClass") else type(exc).__name__
-    return f"{name}: {exc}" if str(exc) else str(name)
+    """`SimpleName: message` of a Java exception (JPype's str() repeats the class name)."""
+    if hasattr(exc, "getClass"):
+        java: Any = exc  # a JPype JException
+        name, message = str(java.getClass().getSimpleName()), java.getMessage()
+        return f"{name}: {message}" if message else name
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def hint_for(message: str) -> str:
@@ -234,6 +238,11 @@ class EmbeddedSource:
             finally:
                 stream.close()
         except Exception as exc:
+            cls = exc.getClass().getName() if hasattr(exc, "getClass") else type(exc).__name__
+            if cls not in ("java.io.EOFException", "java.io.StreamCorruptedException"):
+                raise SourceError(  # not its content: a permission, a directory at that path…
+                    f"the embedded engine's offsets file {path} cannot be read ({_java_error(exc)}): fix its "
+                    "path or permissions; it is not deleted or replaced") from None
             reason = "it is empty" if path.stat().st_size == 0 else f"it is cut off or corrupt ({_java_error(exc)})"
             raise SourceError(
                 f"the embedded engine's offsets file {path} cannot be read: {reason}, e.g. after a crash while "

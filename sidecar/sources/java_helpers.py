@@ -9,6 +9,8 @@ loader whose parent is the current context loader. Without a compiler (a JRE onl
 from __future__ import annotations
 
 import hashlib
+import shutil
+import tempfile
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -24,28 +26,38 @@ def helper_loader(state_dir: Path, logger: Any) -> Any | None:
     digest = hashlib.sha256("".join(texts[n] for n in SOURCES).encode()).hexdigest()[:12]
     out_dir = state_dir / f"java-{digest}"
     try:
-        if not all((out_dir / name.replace(".java", ".class")).exists() for name in SOURCES):
+        if not out_dir.is_dir():
             compiler = jpype.JClass("javax.tools.ToolProvider").getSystemJavaCompiler()
             if compiler is None:
                 logger.info("no Java compiler (a JRE only): the sidecar's Java helpers are not used")
                 return None
-            out_dir.mkdir(parents=True, exist_ok=True)
+            # Compiled into a directory of its own and renamed into place whole: a start killed
+            # mid-compile leaves no half-written class for the next start to load.
+            work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=state_dir))
             paths = []
             for name, text in texts.items():
-                (out_dir / name).write_text(text, encoding="utf-8")
-                paths.append(str(out_dir / name))
+                (work / name).write_text(text, encoding="utf-8")
+                paths.append(str(work / name))
             system = jpype.JClass("java.lang.System")
             args = jpype.JArray(jpype.JString)(
-                ["-d", str(out_dir), "-cp", str(system.getProperty("java.class.path")), "-nowarn", *paths]
+                ["-d", str(work), "-cp", str(system.getProperty("java.class.path")), "-nowarn", *paths]
             )
             if compiler.run(None, None, None, args) != 0:
+                shutil.rmtree(work, ignore_errors=True)
                 logger.warning("compiling the sidecar's Java helpers failed: they are not used")
                 return None
+            try:
+                work.rename(out_dir)
+            except OSError:  # another process of this state directory got there first
+                shutil.rmtree(work, ignore_errors=True)
         url = jpype.JClass("java.io.File")(str(out_dir)).toURI().toURL()
-        return jpype.JClass("java.net.URLClassLoader")(
+        loader = jpype.JClass("java.net.URLClassLoader")(
             jpype.JArray(jpype.JClass("java.net.URL"))([url]),
             jpype.JClass("java.lang.Thread").currentThread().getContextClassLoader(),
         )
+        for name in SOURCES:  # load them now: a class that cannot load falls back here, not in the engine
+            loader.loadClass(name.removesuffix(".java"))
+        return loader
     except Exception as exc:  # any JVM/compiler surprise: fall back, never fail the sidecar
         logger.warning("the sidecar's Java helpers are unavailable", error=str(exc))
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,16 @@ def embedded_scenario(tmp: Path) -> dict[str, Any]:
         with sidecar(cfg, run, log):
             wait_streaming(run, ids["probe"])
             offsets = tmp / f"state-{slot}" / "offsets.dat"
-            first_inode = wait_for("the first offsets flush", lambda: offsets.exists() and offsets.stat().st_ino)
+            kept = tmp / f"first-offsets-{slot}.dat"  # a hard link keeps the first inode allocated (not reused)
+
+            def link_first() -> int | None:
+                try:
+                    os.link(offsets, kept)
+                except FileNotFoundError:  # not flushed yet, or replaced just now: try again
+                    return None
+                return kept.stat().st_ino
+
+            first_inode = wait_for("the first offsets flush", link_first)
             expected = commit_changes(ids, mariadb=False)
             wanted = {v for k, v in ids.items() if k not in ("p", "probe")}
             rows = wait_for("hook calls for every change",

@@ -183,3 +183,15 @@ def test_unreadable_offsets_file_is_refused_not_read_as_no_offsets(tmp_path: Pat
     assert ("it is empty" if not content else "cut off or corrupt") in r.stderr
     assert "Restore the file from a backup, or delete it" in r.stderr
     assert "engine started" not in r.stderr
+
+
+def test_offsets_path_that_is_not_a_readable_file_is_refused_without_advice_to_delete(tmp_path: Path) -> None:
+    """A directory where the offsets file should be (or a permission problem) is not corruption: the
+    error names the file and the Java error and says to fix the path — never to delete good offsets."""
+    slot = f"it_dir_{uuid.uuid4().hex[:8]}"
+    cfg = embedded_config(tmp_path, "diroffsets", slot)
+    (tmp_path / f"state-{slot}" / "offsets.dat").mkdir(parents=True)
+    r = run_embedded(cfg)
+    assert r.returncode == 5, r.stderr[-2000:]
+    assert f"offsets file {tmp_path / f'state-{slot}' / 'offsets.dat'} cannot be read (" in r.stderr
+    assert "fix its path or permissions" in r.stderr and "delete it" not in r.stderr

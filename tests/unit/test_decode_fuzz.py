@@ -215,3 +215,15 @@ def test_the_big_integer_scan_matches_its_regex(parts: list[bytes]) -> None:
 
     data = b"".join(parts)
     assert beyond_64_bits(data) == (re.search(rb"-\d{19}|\d{20}", data) is not None)
+
+
+def test_with_an_embedded_schema_only_the_payload_is_scanned_for_big_integers() -> None:
+    """A big integer in the schema (parsed on its own) keeps orjson for the payload; one in the payload
+    still picks the exact parser."""
+    from sidecar.decode import _int_exact_loads, _loads_for
+
+    schema_only = b'{"schema":{"type":"struct","fields":[{"field":"x","default":123456789012345678901}]},"payload":{}}'
+    in_payload = b'{"schema":{"type":"struct","fields":[]},"payload":{"x":123456789012345678901}}'
+    assert _loads_for(schema_only) is orjson.loads
+    assert _loads_for(in_payload) is _int_exact_loads
+    assert _loads_for(b'{"x":-1234567890123456789}') is _int_exact_loads and _loads_for(None) is orjson.loads
