@@ -475,7 +475,7 @@ class _Deferred:
 
     def transaction(self) -> TransactionInfo | None:
         tx = self.payload.get("transaction")
-        if type(tx) is dict or isinstance(tx, dict):
+        if isinstance(tx, dict):
             tx_id = tx.get("id")
             if tx_id is not None:
                 return event_transaction(str(tx_id), tx.get("total_order"), tx.get("data_collection_order"))

@@ -94,17 +94,18 @@ class TransactionInfo:
 _TXN_SET: Final = tuple(getattr(TransactionInfo, f.name).__set__ for f in fields(TransactionInfo))
 # `event_transaction` relies on this field order and on every later field defaulting to None
 # (tests/unit/test_lazy_decode.py checks both).
+_SET_ID, _SET_TOTAL_ORDER, _SET_DCO = _TXN_SET[:3]
+_SET_REST: Final = _TXN_SET[3:]
 
 
 def event_transaction(id: str, total_order: int | None, data_collection_order: int | None) -> TransactionInfo:
     """`TransactionInfo(id=..., total_order=..., data_collection_order=...)` of a data event, built
     without the frozen dataclass's per-field `object.__setattr__` (one per decoded event); equal to it."""
     info = object.__new__(TransactionInfo)
-    s_id, s_total_order, s_dco, *rest = _TXN_SET
-    s_id(info, id)
-    s_total_order(info, total_order)
-    s_dco(info, data_collection_order)
-    for setter in rest:
+    _SET_ID(info, id)
+    _SET_TOTAL_ORDER(info, total_order)
+    _SET_DCO(info, data_collection_order)
+    for setter in _SET_REST:
         setter(info, None)
     return info
 
