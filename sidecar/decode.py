@@ -481,17 +481,19 @@ class _Deferred:
                 return event_transaction(str(tx_id), tx.get("total_order"), tx.get("data_collection_order"))
         return None
 
-    def everything(self) -> tuple[str, Mapping[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None,
-                                  Mapping[str, Any], TransactionInfo | None, datetime | None]:
-        """Every field at once, in `ChangeEvent.materialize`'s order (the first that fails raises)."""
+    def everything(self, key: bool = True) -> tuple[str, Mapping[str, Any] | None, dict[str, Any] | None,
+                                                    dict[str, Any] | None, Mapping[str, Any], TransactionInfo | None,
+                                                    datetime | None]:
+        """Every field at once, in `ChangeEvent.materialize`'s order (the first that fails raises);
+        `key=False`: the key is not computed (None in its place)."""
         payload = self.payload
         src = self.src
         before, after = payload.get("before"), payload.get("after")
         eid = self._event_id(src, before, after)
-        key = self.key()
+        row_key = self.key() if key else None
         before_row = None if before is None else self._image("before")
         after_row = None if after is None else self._image("after")
-        return eid, key, before_row, after_row, src, self.transaction(), committed_at(src)
+        return eid, row_key, before_row, after_row, src, self.transaction(), committed_at(src)
 
     def committed_at(self) -> datetime | None:
         return committed_at(self.src)

@@ -217,7 +217,7 @@ class Dispatcher:
     def _bulk(self, raw: RawMessage, event: ChangeEvent, token: Token) -> None:
         """A record when some hook takes calls: record jobs, batch collection, transaction hold."""
         try:  # calls read their events on this thread (ids, transaction, commit time): decode them now
-            event.materialize()
+            event.materialize(key=False)  # (the message key: no hook reads it; as in record mode, not decoded)
         except DecodeError as exc:
             self._reject(DecodeFailure(raw, exc.reason, exc.detail), token)
             return

@@ -131,8 +131,9 @@ class Deferred(Protocol):
     def source(self) -> Mapping[str, Any]: ...
     def transaction(self) -> TransactionInfo | None: ...
     def committed_at(self) -> datetime | None: ...
-    def everything(self) -> tuple[str, Mapping[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None,
-                                  Mapping[str, Any], TransactionInfo | None, datetime | None]: ...
+    def everything(self, key: bool = True) -> tuple[str, Mapping[str, Any] | None, dict[str, Any] | None,
+                                                    dict[str, Any] | None, Mapping[str, Any], TransactionInfo | None,
+                                                    datetime | None]: ...
 
 
 _UNSET: Final[Any] = object()
@@ -241,19 +242,23 @@ class ChangeEvent:
             v = self._committed_at = self._pending().committed_at()
         return v
 
-    def materialize(self) -> None:
-        """Compute every field now (raises `DecodeError` for a value that cannot be converted)."""
+    def materialize(self, key: bool = True) -> None:
+        """Compute every field now (raises `DecodeError` for a value that cannot be converted).
+        `key=False`: all but the message key (no hook reads it; it stays computed when read)."""
         d = self._deferred
         if d is None:
             return  # built with every value
         # The order of the old getattr loop over _FIELDS: the first failing field names the reason.
         if (self._event_id is _UNSET and self._key is _UNSET and self._before is _UNSET and self._after is _UNSET
                 and self._source is _UNSET and self._transaction is _UNSET and self._committed_at is _UNSET):
-            (self._event_id, self._key, self._before, self._after, self._source, self._transaction,
-             self._committed_at) = d.everything()
+            (self._event_id, k, self._before, self._after, self._source, self._transaction,
+             self._committed_at) = d.everything(key)
+            if key:
+                self._key = k
             return
         for name in _FIELDS:  # some field was read already (rare here): the others, one by one, in order
-            getattr(self, name)
+            if key or name != "key":
+                getattr(self, name)
 
     def _pending(self) -> Deferred:
         assert self._deferred is not None
