@@ -276,15 +276,21 @@ class Dispatcher:
             txn = d.transaction
             if d.info.last:
                 self.stats.transactions += 1
+            first: tuple[list[int], list[dict[str, Any]]] | None = None
             for hook in self._txn_hooks:
                 spec = hook.spec
                 picked = [i for i, e in enumerate(d.events) if spec.matches(e.table, e.op)]
                 if not picked:
                     continue
                 events = [d.events[i] for i in picked]
-                param = self.params.call_param(events, spec, d.call_id, d.info)
+                # Another hook with the same records: copies of the first call's, made before any
+                # hook runs (one hook cannot change what another sees; a copy costs less than a build).
+                records = [dict(r) for r in first[1]] if first is not None and first[0] == picked else None
+                param = self.params.call_param(events, spec, d.call_id, d.info, records)
                 txn.calls += 1
                 self._call(hook, Job(d.items[picked[0]], events[0], param, holds=(), events=events, txn=txn))
+                if first is None:
+                    first = (picked, param.records)  # (built by `_call`, for the metrics)
             if txn.closed and not txn.calls:
                 self._release(txn)
         while assembler.ended:

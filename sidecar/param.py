@@ -268,10 +268,12 @@ class ParamFactory:
         return param
 
     def call_param(self, events: Sequence[ChangeEvent], hook: HookSpec, call_id: str,
-                   transaction: TransactionInfo) -> CheckpointParam:
+                   transaction: TransactionInfo, records: list[dict[str, Any]] | None = None) -> CheckpointParam:
         """The param of a transaction or batch call: every record of `events` (in commit order).
-        `ctx` is the first event's, with `event_id` = the call's id and `transaction` = the call's."""
+        `ctx` is the first event's, with `event_id` = the call's id and `transaction` = the call's.
+        `records`: those records already built (fresh dicts no other param holds)."""
         param = self._deferred(hook, events, (call_id, transaction))
+        param._records = records
         if hook.timeout_s is not None:
             self._timed(param, hook.timeout_s)
         return param

@@ -494,3 +494,32 @@ def test_bulk_calls_do_not_decode_the_message_key() -> None:
     assert stats.decode_failures == 0 and source.committed[("syn.public.big", 0)] == 3
     with pytest.raises(DecodeError):
         _ = calls[0]._events[1].key
+
+
+def test_transaction_hooks_each_get_their_own_records() -> None:
+    """Two transaction hooks on the same records: equal records, but each call its own list and
+    dicts — the first hook emptying and changing its records changes nothing the second sees;
+    a hook taking fewer tables gets only its records."""
+    data, markers = synthetic_transaction(3, 4)
+    msgs = [RawMessage(m.topic, 0, i, m.key, m.value) for i, m in enumerate(data)]
+    msgs += [RawMessage(m.topic, 0, i, m.key, m.value) for i, m in enumerate(markers)]
+    seen: dict[str, list[dict[str, Any]]] = {}
+
+    def vandal(p: Any) -> None:
+        seen["vandal"] = [dict(r) for r in p.records]
+        for r in p.records:
+            r.clear()
+            r["_op"] = "x"
+        p.records.append({"_op": "extra"})
+
+    def reader(p: Any) -> None:
+        seen["reader"] = [dict(r) for r in p.records]
+
+    hooks = [HookSpec("vandal", vandal, "test", mode="transaction"),
+             HookSpec("reader", reader, "test", mode="transaction"),
+             HookSpec("none", lambda p: seen.setdefault("none", []), "test", tables=frozenset({"public.other"}),
+                      mode="transaction")]
+    run_pipeline(msgs, hooks)
+    assert [r["id"] for r in seen["reader"]] == [300_001, 300_002, 300_003, 300_004]
+    assert seen["reader"] == seen["vandal"] and all(r["_op"] == "c" and r["_event_id"] for r in seen["reader"])
+    assert "none" not in seen
