@@ -5,8 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from sidecar.config import EmbeddedSourceConfig
+from sidecar.errors import SourceError
+from sidecar.sources.embedded import FILE_OFFSET_STORE
 from sidecar.sources.embedded_config import engine_properties
 from sidecar.sources.preflight import preflight
+
+JAVA_STREAM_MAGIC = b"\xac\xed\x00\x05"
+"""How a Java serialization stream (Kafka's and the sidecar's offsets file) begins."""
 
 
 def connector_path(cfg: EmbeddedSourceConfig, base_dir: Path | None) -> Path:
@@ -25,6 +30,30 @@ def check_embedded(cfg: EmbeddedSourceConfig, base_dir: Path | None) -> str:
         path, Path(cfg.state_dir), dict(cfg.properties), cfg.poll_interval_ms, cfg.max_batch_size,
         Path(cfg.offsets_file) if cfg.offsets_file else None, cfg.extra_classpath,
     )
+    if props.get("offset.storage") == FILE_OFFSET_STORE and props.get("offset.storage.file.filename"):
+        check_offsets_file(Path(props["offset.storage.file.filename"]))
     if cfg.preflight:
         preflight(props)
     return f"embedded connector: ok ({props.get('name')} from {path})"
+
+
+def check_offsets_file(path: Path) -> None:
+    """What can be told without a JVM of the offsets file `run` would refuse (SourceError: exit 5):
+    one that exists but cannot be opened, is empty, or does not begin as a Java serialization
+    stream. (A stream cut off later is found by `run`, which reads it whole.)"""
+    if not path.exists():
+        return
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(JAVA_STREAM_MAGIC))
+    except OSError as exc:
+        raise SourceError(f"the embedded engine's offsets file {path} cannot be read ({exc.strerror or exc}): fix "
+                          "its path or permissions; it is not deleted or replaced") from None
+    if head == JAVA_STREAM_MAGIC:
+        return
+    reason = "it is empty" if not head else "it is not an offsets file (no Java serialization header)"
+    raise SourceError(
+        f"the embedded engine's offsets file {path} cannot be read: {reason}, e.g. after a crash while it was "
+        "written in place. Started with it, the engine would silently snapshot again, or begin at its "
+        "replication slot or the binlog's current position. Restore the file from a backup, or delete it to "
+        "accept that start point (changes between the last good offsets and it may not reach hooks)")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sidecar.cli import EXIT_CONFIG, EXIT_CONNECT, main
+from sidecar.cli import EXIT_BROKER, EXIT_CONFIG, EXIT_CONNECT, main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,6 +63,31 @@ def test_check_embedded_with_connector_file_is_ok(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check", "--config", str(cfg)])
     assert result.exit_code == 0, result.output
     assert "embedded connector: ok (shop-postgres from" in result.output
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (b"", "it is empty"),
+    (b"{}\n", "no Java serialization header"),
+    (None, "fix its path or permissions"),  # a directory where the file should be
+])
+def test_check_embedded_refuses_an_unreadable_offsets_file(tmp_path: Path, content: bytes | None, says: str) -> None:
+    """`check` finds (without a JVM) the offsets file `run` would refuse at start: empty, not one,
+    or not a file; a valid header passes (a stream cut later is found by `run`)."""
+    cfg = embedded_config(tmp_path, str(REPO / "connectors" / "postgres-shop.json"))
+    offsets = tmp_path / "state" / "offsets.dat"
+    offsets.parent.mkdir(parents=True, exist_ok=True)
+    if content is None:
+        offsets.mkdir()
+    else:
+        offsets.write_bytes(content)
+    result = CliRunner().invoke(main, ["check", "--config", str(cfg)])
+    assert result.exit_code == EXIT_BROKER, result.output
+    assert str(offsets) in result.output and says in result.output
+    if content is not None:
+        assert offsets.read_bytes() == content  # not touched
+        offsets.write_bytes(b"\xac\xed\x00\x05w\x04\x00\x00\x00\x00")
+        result = CliRunner().invoke(main, ["check", "--config", str(cfg)])
+        assert result.exit_code == 0, result.output
 
 
 @pytest.mark.parametrize("command", ["status", "apply"])
