@@ -478,7 +478,12 @@ class _Deferred:
         if isinstance(tx, dict):
             tx_id = tx.get("id")
             if tx_id is not None:
-                return event_transaction(str(tx_id), tx.get("total_order"), tx.get("data_collection_order"))
+                order, dco = tx.get("total_order"), tx.get("data_collection_order")
+                if (order is not None and type(order) is not int) or (dco is not None and type(dco) is not int):
+                    # (a string among ints would stop the sort that puts a transaction in commit order)
+                    raise DecodeError("not_envelope", "the transaction block's total_order and data_collection_order "
+                                      f"must be integers, not {order!r} and {dco!r}")
+                return event_transaction(str(tx_id), order, dco)
         return None
 
     def everything(self, key: bool = True) -> tuple[str, Mapping[str, Any] | None, dict[str, Any] | None,

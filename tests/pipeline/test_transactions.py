@@ -523,3 +523,26 @@ def test_transaction_hooks_each_get_their_own_records() -> None:
     assert [r["id"] for r in seen["reader"]] == [300_001, 300_002, 300_003, 300_004]
     assert seen["reader"] == seen["vandal"] and all(r["_op"] == "c" and r["_event_id"] for r in seen["reader"])
     assert "none" not in seen
+
+
+@pytest.mark.parametrize("order", ["2", 1.5, True, [2]])
+def test_transaction_order_that_is_not_an_integer_is_a_decode_failure(tmp_path: Path, order: Any) -> None:
+    """A data event whose transaction block's total_order is not an integer (a string among ints
+    stopped the run: TypeError in the sort that puts a transaction in commit order) is
+    dead-lettered with the reason; the rest of its transaction is called (ended incomplete,
+    counted), and all offsets are committed."""
+    data, markers = synthetic_transaction(5, 3)
+    bad = json.loads(data[1].value or b"")
+    bad["transaction"]["total_order"] = order
+    data[1] = RawMessage(data[1].topic, 0, None, None, json.dumps(bad).encode())
+    msgs = [RawMessage(m.topic, 0, i, m.key, m.value) for i, m in enumerate(data)]
+    msgs += [RawMessage(m.topic, 0, i, m.key, m.value) for i, m in enumerate(markers)]
+    calls: list[Any] = []
+    store = FileDeadLetters(tmp_path / "dl.jsonl")
+    source, stats = run_pipeline(msgs, [tx_hook(calls)], dead_letters=store)
+    store.close()
+    assert [[r["id"] for r in c.records] for c in calls] == [[500_001, 500_003]]
+    assert stats.decode_failures == 1 and stats.transactions_incomplete == 1
+    (entry,) = read_file(tmp_path / "dl.jsonl")
+    assert entry["reason"] == "not_envelope" and "total_order" in entry["error"]
+    assert source.committed == {("syn.public.big", 0): 3, ("syn.transaction", 0): 2}
