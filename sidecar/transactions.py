@@ -33,7 +33,7 @@ import hashlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from sidecar.events import ChangeEvent, TransactionInfo, TransactionMarker
 
@@ -60,13 +60,15 @@ class Transaction(Generic[Item]):
     begun: bool = False
     end: TransactionMarker | None = None
     seen: set[str] = field(default_factory=set)  # event ids received (duplicates are held, not delivered)
-    pending: list[tuple[int, Item, ChangeEvent]] = field(default_factory=list)  # received, not yet delivered
+    # received, not yet delivered: (total_order or 0, arrival, item, event) — sorted, commit order
+    pending: list[tuple[int, int, Item, ChangeEvent]] = field(default_factory=list)
     holds: list[Item] = field(default_factory=list)  # every record held until release
     parts: int = 0
     delivered: int = 0
     closed: bool = False   # the last part was handed over
     calls: int = 0          # calls of its parts not yet done (kept by the caller)
     incomplete: str | None = None
+    expected: int | None = None  # events its END counts on consumed topics (`complete` caches it)
 
     @property
     def received(self) -> int:
@@ -76,10 +78,13 @@ class Transaction(Generic[Item]):
         end = self.end
         if end is None:
             return False
-        if consumed is None or not end.data_collections:
-            return self.received >= (end.event_count or 0)
-        # Only the tables whose topics are consumed can arrive (END counts every captured table).
-        expected = sum(n for table, n in end.data_collections if consumed(self.scope, table))
+        expected = self.expected
+        if expected is None:  # once per END (asked again at every event that arrives after it)
+            if consumed is None or not end.data_collections:
+                expected = end.event_count or 0
+            else:  # only the tables whose topics are consumed can arrive (END counts every captured table)
+                expected = sum(n for table, n in end.data_collections if consumed(self.scope, table))
+            self.expected = expected
         return self.received >= expected
 
     def call_id(self, part: int) -> str:
@@ -132,6 +137,7 @@ class Assembler(Generic[Item]):
                 self._order.setdefault(scope, deque()).append(txn)
         else:
             txn.end = marker
+            txn.expected = None
         self._advance(scope)
         return True
 
@@ -149,7 +155,8 @@ class Assembler(Generic[Item]):
         if eid not in txn.seen:
             txn.seen.add(eid)
             self._arrival += 1
-            txn.pending.append((self._arrival, item, event))
+            order = info.total_order
+            txn.pending.append((order if order is not None else 0, self._arrival, item, event))
         self._advance(scope)
         return True
 
@@ -169,7 +176,7 @@ class Assembler(Generic[Item]):
                 return
 
     def _deliver(self, txn: Transaction[Item], last: bool, incomplete: str | None = None) -> None:
-        pending = sorted(txn.pending, key=_commit_order)
+        pending = sorted(txn.pending)  # (arrivals are unique: items and events are never compared)
         if last:
             txn.pending = []
         else:
@@ -177,7 +184,7 @@ class Assembler(Generic[Item]):
         txn.parts += 1
         txn.delivered += len(pending)
         end = txn.end
-        first = pending[0][2] if pending else None
+        first = pending[0][3] if pending else None
         info = TransactionInfo(
             id=txn.group_id,
             event_count=end.event_count if end is not None else None,
@@ -186,7 +193,7 @@ class Assembler(Generic[Item]):
             part=txn.parts,
             last=last,
         )
-        self.out.append(Delivery(txn, [i for _, i, _ in pending], [e for _, _, e in pending], info,
+        self.out.append(Delivery(txn, [i for _, _, i, _ in pending], [e for _, _, _, e in pending], info,
                                  txn.call_id(txn.parts)))
         if last:
             txn.closed = True
@@ -255,13 +262,6 @@ class Assembler(Generic[Item]):
         if not self._open:
             return None
         return min(t.touched for t in self._open.values()) + self.end_timeout_s
-
-
-def _commit_order(entry: tuple[int, Any, ChangeEvent]) -> tuple[int, int]:
-    arrival, _, event = entry
-    tx = event.transaction
-    order = tx.total_order if tx is not None and tx.total_order is not None else 0
-    return order, arrival
 
 
 def batch_call_id(event_ids: list[str]) -> str:
