@@ -77,75 +77,19 @@ def ping_when_idle(engine: Engine) -> None:
             raise exc.DisconnectionError("pooled connection did not answer a ping; replaced")
 
 
-_DIRTY = "sidecar_reset_needed"
-_MYSQL_IN_TRANS = 1  # SERVER_STATUS_IN_TRANS in the status of MySQL/MariaDB's OK packets
-
-
-def reset_only_when_needed(engine: Engine) -> None:
-    """Check a connection back in without the pool's ROLLBACK when its last act was a commit
-    or rollback made through SQLAlchemy (the engine must be created with
-    `pool_reset_on_return=None`). `with engine.begin() as conn:` commits and then returns the
-    connection, and the pool's reset sent ROLLBACK anyway: PyMySQL (and mysqlclient) send it
-    whatever the state, so every hook call paid one more round trip to MariaDB/MySQL.
-
-    Rolled back as before: a connection checked out and not ended through SQLAlchemy
-    (`engine.raw_connection()`), one that ran a statement or saw an error after its last
-    commit/rollback, one whose commit or rollback failed, and one whose driver reports an
-    open transaction (PyMySQL's server status)."""
-
-    def dirty(info: dict[str, Any]) -> None:
-        info[_DIRTY] = True
-
-    @event.listens_for(engine, "checkout")
-    def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        record.info[_DIRTY] = True
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def _statement(conn: Any, cursor: Any, statement: Any, parameters: Any, context: Any, many: bool) -> None:
-        dirty(conn.connection.info)
-
-    @event.listens_for(engine, "handle_error")
-    def _error(context: Any) -> None:
-        conn = context.connection
-        if conn is not None and not conn.closed and not conn.invalidated:
-            dirty(conn.connection.info)
-
-    @event.listens_for(engine, "commit")
-    def _commit(conn: Any) -> None:  # before the DBAPI commit: a failure runs handle_error after this
-        conn.connection.info[_DIRTY] = False
-
-    @event.listens_for(engine, "rollback")
-    def _rollback(conn: Any) -> None:
-        conn.connection.info[_DIRTY] = False
-
-    @event.listens_for(engine, "reset")
-    def _reset(dbapi_connection: Any, record: Any, reset_state: Any) -> None:
-        if reset_state.terminate_only:
-            return  # the connection is being discarded
-        if record is None or record.info.get(_DIRTY, True) or _in_transaction(dbapi_connection):
-            dbapi_connection.rollback()
-
-
-def _in_transaction(dbapi_connection: Any) -> bool:
-    """What the driver knows: PyMySQL's server status bit; False where it keeps none."""
-    status = getattr(dbapi_connection, "server_status", None)
-    return isinstance(status, int) and bool(status & _MYSQL_IN_TRANS)
-
-
 def _engine(key: str, url: str | None, pool_size: int = 2) -> Engine | None:
     if not url:
         return None
     try:
         # create_engine does not connect: the first hook that uses it does. The pool holds one
         # connection per hook call that can run at once, so concurrent calls never wait for one.
-        engine = create_engine(normalize_url(url), pool_size=pool_size, max_overflow=4, pool_reset_on_return=None)
+        engine = create_engine(normalize_url(url), pool_size=pool_size, max_overflow=4)
     except Exception as exc:  # the URL itself is wrong (bad scheme, missing driver)
         raise ConfigError(
             f"databases.{key}: cannot use this database URL ({type(exc).__name__}: {secrets.scrub(str(exc))}); "
             "expected e.g. postgresql+psycopg://user:pass@host/db or mysql+pymysql://user:pass@host/db"
         ) from None
     ping_when_idle(engine)
-    reset_only_when_needed(engine)
     return engine
 
 
