@@ -68,7 +68,7 @@ def replay(app: App, hook_name: str | None = None) -> ReplayResult:
         if isinstance(entry.get("call"), dict):  # part of a transaction/batch call: reassembled below
             calls.setdefault(str(entry["call"]["id"]), []).append(entry)
             continue
-        event = decoder.decode(decode_message(entry["message"]), eager=True)
+        event = decoder.decode(decode_message(entry["message"]), eager=True, key=False)
         if isinstance(event, DecodeFailure):
             result.failed.append((entry["id"], f"still undecodable: {event.reason}: {event.detail}"))
             continue
@@ -119,7 +119,7 @@ def _replay_call(app: App, call_id: str, entries: list[dict[str, Any]], hooks: d
         return
     events = []
     for entry in entries:
-        event = decoder.decode(decode_message(entry["message"]), eager=True)
+        event = decoder.decode(decode_message(entry["message"]), eager=True, key=False)
         if not isinstance(event, ChangeEvent):
             result.failed.append((entry["id"], f"call {call_id}: a record is no longer a change event"))
             return

@@ -138,11 +138,12 @@ class Decoder:
         self._parser = simdjson.Parser()  # one document at a time: no proxy outlives `_route`
         self._key_plans: dict[bytes, logical_types.RowConverter | None] = {}
 
-    def decode(self, raw: RawMessage, eager: bool = False, route: bool = True) -> Decoded:
+    def decode(self, raw: RawMessage, eager: bool = False, route: bool = True, key: bool = True) -> Decoded:
         """What the message is. A change event's values are converted when first read (a
         failure then raises `DecodeError`); `eager`: convert everything now, a failure is a
-        `DecodeFailure` (tools, and the tests that lazy and eager values are the same);
-        `route=False`: see `decode_whole`."""
+        `DecodeFailure` (tools, and the tests that lazy and eager values are the same) — with
+        `key=False` everything but the message key, which no hook reads (what the live path
+        decodes before a call: `dead-letters replay`, `hook run`); `route=False`: see `decode_whole`."""
         value = raw.value
         if value is not None and route and not eager:
             routed = self._route(raw, value)
@@ -158,7 +159,7 @@ class Decoder:
             return DecodeFailure(raw, *failure_reason(exc))
         if eager and isinstance(decoded, ChangeEvent):
             try:
-                decoded.materialize()
+                decoded.materialize(key)
             except DecodeError as exc:
                 return DecodeFailure(raw, exc.reason, exc.detail)
         return decoded

@@ -284,7 +284,8 @@ class Dispatcher:
                     continue
                 events = [d.events[i] for i in picked]
                 # Another hook with the same records: copies of the first call's, made before any
-                # hook runs (one hook cannot change what another sees; a copy costs less than a build).
+                # hook runs — its own list and dicts, as a build gives (nested values are shared in
+                # both ways, as `build_record`'s shallow copy of the row always did); a copy is cheaper.
                 records = [dict(r) for r in first[1]] if first is not None and first[0] == picked else None
                 param = self.params.call_param(events, spec, d.call_id, d.info, records)
                 txn.calls += 1

@@ -474,6 +474,12 @@ def test_with_transaction_hooks_each_message_is_parsed_whole_once(monkeypatch: p
     assert routed > 10 and seen
 
 
+_BAD_KEY = json.dumps({"schema": {"type": "struct", "optional": False, "name": "k", "fields": [
+    {"field": "id", "type": "bytes", "optional": False, "name": "org.apache.kafka.connect.data.Decimal",
+     "parameters": {"scale": "2"}}]}, "payload": {"id": "%%% not base64"}}).encode()
+"""A message key that does not match its schema (not base64 for a Decimal)."""
+
+
 def test_bulk_calls_do_not_decode_the_message_key() -> None:
     """No hook reads the message key: with transaction hooks it is not decoded at intake (as in
     record mode), so a key that does not match its schema does not keep a row from its call;
@@ -481,10 +487,7 @@ def test_bulk_calls_do_not_decode_the_message_key() -> None:
     from sidecar.decode import DecodeError
 
     data, markers = synthetic_transaction(7, 3)
-    bad_key = json.dumps({"schema": {"type": "struct", "optional": False, "name": "k", "fields": [
-        {"field": "id", "type": "bytes", "optional": False, "name": "org.apache.kafka.connect.data.Decimal",
-         "parameters": {"scale": "2"}}]}, "payload": {"id": "%%% not base64"}}).encode()
-    data[1] = RawMessage(data[1].topic, 0, None, bad_key, data[1].value)
+    data[1] = RawMessage(data[1].topic, 0, None, _BAD_KEY, data[1].value)
     msgs = [RawMessage(m.topic, 0, i, m.key, m.value) for i, m in enumerate(data)]
     msgs += [RawMessage(m.topic, 0, i, m.key, m.value) for i, m in enumerate(markers)]
     calls: list[Any] = []
@@ -496,9 +499,43 @@ def test_bulk_calls_do_not_decode_the_message_key() -> None:
         _ = calls[0]._events[1].key
 
 
+def test_dead_letter_replay_of_a_call_with_a_key_that_does_not_decode(tmp_path: Path) -> None:
+    """Replay decodes a dead-lettered call's records as intake does (all but the key): a call that
+    held such a row and failed is replayed whole, not refused as "no longer a change event"."""
+    import yaml
+    from click.testing import CliRunner
+
+    from sidecar.cli import main
+
+    data, markers = synthetic_transaction(7, 3)
+    data[1] = RawMessage(data[1].topic, 0, None, _BAD_KEY, data[1].value)
+    msgs = [RawMessage(m.topic, 0, i, m.key, m.value) for i, m in enumerate(data)]
+    msgs += [RawMessage(m.topic, 0, i, m.key, m.value) for i, m in enumerate(markers)]
+    store_path = tmp_path / "dl.jsonl"
+    store = FileDeadLetters(store_path)
+
+    def broken(p: Any) -> None:
+        raise RuntimeError("aux db refuses")
+
+    run_pipeline(msgs, [HookSpec("tx", broken, "t", mode="transaction", max_attempts=1)], dead_letters=store)
+    store.close()
+    out = tmp_path / "ids.txt"
+    hook = tmp_path / "fixed.py"
+    hook.write_text("def checkpoint(param):\n"
+                    f"    open({str(out)!r}, 'a').write(repr([r['id'] for r in param.records]))\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "pipeline": "test-pipeline", "source": {"kind": "file", "file": {"path": str(store_path)}},
+        "hooks": {"tx": {"path": str(hook), "mode": "transaction"}},
+        "dead_letters": {"kind": "file", "path": str(store_path)}}))
+    result = CliRunner().invoke(main, ["dead-letters", "replay", "--config", str(cfg)])
+    assert result.exit_code == 0 and "replayed 3 ok, 0 failed" in result.output, result.output
+    assert out.read_text() == "[700001, 700002, 700003]"
+
+
 def test_transaction_hooks_each_get_their_own_records() -> None:
     """Two transaction hooks on the same records: equal records, but each call its own list and
-    dicts — the first hook emptying and changing its records changes nothing the second sees;
+    dicts (top level) — the first hook emptying and changing its records changes nothing the second sees;
     a hook taking fewer tables gets only its records."""
     data, markers = synthetic_transaction(3, 4)
     msgs = [RawMessage(m.topic, 0, i, m.key, m.value) for i, m in enumerate(data)]
