@@ -583,3 +583,55 @@ def test_transaction_order_that_is_not_an_integer_is_a_decode_failure(tmp_path: 
     (entry,) = read_file(tmp_path / "dl.jsonl")
     assert entry["reason"] == "not_envelope" and "total_order" in entry["error"]
     assert source.committed == {("syn.public.big", 0): 3, ("syn.transaction", 0): 2}
+
+
+_ODD = [None, "", "x", "1", 1.5, -1, 0, 2**70, -(2**70), True, [], {}, [1], {"a": 1}, "1:2", ":", "\x00", 1e308]
+
+
+def _mangle(doc: Any, rng: random.Random) -> Any:
+    """One field anywhere in `doc` replaced by an odd value (or, in an object, removed)."""
+    def paths(node: Any, at: tuple[Any, ...] = ()) -> Any:
+        yield at
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for k, v in items:
+            yield from paths(v, (*at, k))
+
+    at = rng.choice([p for p in paths(doc) if p])
+    parent = doc
+    for k in at[:-1]:
+        parent = parent[k]
+    if isinstance(parent, dict) and rng.random() < 0.2:
+        del parent[at[-1]]
+    else:
+        parent[at[-1]] = rng.choice(_ODD)
+    return doc
+
+
+@pytest.mark.parametrize("seed", range(0, 200, 25))
+def test_mangled_transaction_metadata_never_stops_the_run(tmp_path: Path, seed: int) -> None:
+    """Markers and data events with 1–3 fields replaced by odd values (wrong types, huge numbers,
+    missing keys), through transaction, batch and record hooks with a dead-letter store: the run
+    never raises, and every offset is committed (each message called, dead-lettered or skipped).
+    (Before 292e682 a string total_order stopped the run.)"""
+    for case in range(seed, seed + 25):
+        rng = random.Random(case)
+        msgs: list[RawMessage] = []
+        for tx in range(1, 4):
+            data, markers = synthetic_transaction(tx, rng.randint(1, 4))
+            msgs += data + markers
+        for _ in range(rng.randint(1, 3)):
+            i = rng.randrange(len(msgs))
+            doc = _mangle(json.loads(msgs[i].value or b""), rng)
+            msgs[i] = RawMessage(msgs[i].topic, 0, None, None, json.dumps(doc).encode())
+        counts: dict[str, int] = {}
+        numbered = []
+        for m in msgs:
+            counts[m.topic] = counts.get(m.topic, 0) + 1
+            numbered.append(RawMessage(m.topic, 0, counts[m.topic] - 1, m.key, m.value))
+        store = FileDeadLetters(tmp_path / f"dl-{case}.jsonl")
+        hooks = [HookSpec("tx", lambda p: p.records, "t", mode="transaction"),
+                 HookSpec("batch", lambda p: p.records, "t", mode="batch"),
+                 HookSpec("rec", lambda p: (p.record, p.ctx), "t")]
+        source, _ = run_pipeline(numbered, hooks, dead_letters=store, transaction_end_timeout_s=0.0)
+        store.close()
+        assert source.committed == {(t, 0): n for t, n in counts.items()}, case
