@@ -371,6 +371,8 @@ def schemaless_row(row: Mapping[str, Any]) -> dict[str, Any]:
     """Without schemas only JSON types are known; the TOAST placeholder is still recognised."""
     if not isinstance(row, Mapping):
         raise TypeError(f"row: expected an object, got {type(row).__name__}")
+    if PLACEHOLDER not in row.values():  # (the common case: one pass in C, then a plain copy)
+        return dict(row)
     return {k: (UNAVAILABLE if v == PLACEHOLDER else v) for k, v in row.items()}
 
 

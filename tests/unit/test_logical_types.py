@@ -82,3 +82,17 @@ def test_unknown_debezium_type_raises_and_foreign_name_passes() -> None:
     with pytest.raises(UnknownLogicalType, match=r"io\.debezium\.data\.Nope"):
         converter_for({"type": "string", "name": "io.debezium.data.Nope"}, "postgresql")
     assert converter_for({"type": "int32", "name": "com.example.Thing"}, "postgresql") is None
+
+
+def test_schemaless_row_copies_and_replaces_only_top_level_placeholders() -> None:
+    """Without schemas: a new dict each time; a top-level placeholder is UNAVAILABLE, one nested
+    (unknown type without a schema) stays as sent; equal-looking values are kept."""
+    from sidecar.logical_types import schemaless_row
+
+    row = {"id": 1, "note": "x", "n": 1.5, "tags": [PLACEHOLDER], "doc": {"a": PLACEHOLDER}}
+    out = schemaless_row(row)
+    assert out == row and out is not row
+    toasted = schemaless_row({**row, "note": PLACEHOLDER})
+    assert toasted["note"] is UNAVAILABLE and toasted["tags"] == [PLACEHOLDER] and toasted["id"] == 1
+    with pytest.raises(TypeError):
+        schemaless_row([1])  # type: ignore[arg-type]
