@@ -226,10 +226,26 @@ def test_halt_policy_holds_the_transaction_offsets() -> None:
     assert source.committed.get(("fxpo.transaction", 0), 0) <= 6
 
 
+def replay_with(tmp_path: Path, store_path: Path, hook_source: str) -> tuple[Path, Any]:
+    """`dead-letters replay` of `store_path` with a transaction hook `tx` of this source: (config, result)."""
+    import yaml
+    from click.testing import CliRunner
+
+    from sidecar.cli import main
+
+    hook = tmp_path / "fixed.py"
+    hook.write_text(hook_source)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "pipeline": "test-pipeline", "source": {"kind": "file", "file": {"path": str(store_path)}},
+        "hooks": {"tx": {"path": str(hook), "mode": "transaction"}},
+        "dead_letters": {"kind": "file", "path": str(store_path)}}))
+    return cfg, CliRunner().invoke(main, ["dead-letters", "replay", "--config", str(cfg)])
+
+
 def test_dead_letter_replay_reassembles_the_call(tmp_path: Path) -> None:
     """`dead-letters replay` calls the hook once on the whole dead-lettered call again: same
     records in the same order, same call id, same transaction; a second replay repeats nothing."""
-    import yaml
     from click.testing import CliRunner
 
     from sidecar.cli import main
@@ -247,19 +263,13 @@ def test_dead_letter_replay_reassembles_the_call(tmp_path: Path) -> None:
                  [HookSpec("tx", broken, "t", mode="transaction", max_attempts=1)], dead_letters=store)
     store.close()
     out = tmp_path / "calls.jsonl"
-    hook = tmp_path / "fixed.py"
-    hook.write_text(
+    hook = (
         "import json\n"
         "def checkpoint(param):\n"
         f"    with open({str(out)!r}, 'a') as f:\n"
         "        f.write(json.dumps([param.ctx.event_id, param.ctx.transaction.id, param.ctx.transaction.event_count,"
         " [r['_event_id'] for r in param.records]]) + '\\n')\n")
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "pipeline": "test-pipeline", "source": {"kind": "file", "file": {"path": str(store_path)}},
-        "hooks": {"tx": {"path": str(hook), "mode": "transaction"}},
-        "dead_letters": {"kind": "file", "path": str(store_path)}}))
-    result = CliRunner().invoke(main, ["dead-letters", "replay", "--config", str(cfg)])
+    cfg, result = replay_with(tmp_path, store_path, hook)
     assert result.exit_code == 0 and "replayed 5 ok, 0 failed" in result.output
     (call,) = [json.loads(line) for line in out.read_text().splitlines()]
     original = failed[0]
@@ -502,10 +512,7 @@ def test_bulk_calls_do_not_decode_the_message_key() -> None:
 def test_dead_letter_replay_of_a_call_with_a_key_that_does_not_decode(tmp_path: Path) -> None:
     """Replay decodes a dead-lettered call's records as intake does (all but the key): a call that
     held such a row and failed is replayed whole, not refused as "no longer a change event"."""
-    import yaml
-    from click.testing import CliRunner
 
-    from sidecar.cli import main
 
     data, markers = synthetic_transaction(7, 3)
     data[1] = RawMessage(data[1].topic, 0, None, _BAD_KEY, data[1].value)
@@ -520,15 +527,8 @@ def test_dead_letter_replay_of_a_call_with_a_key_that_does_not_decode(tmp_path: 
     run_pipeline(msgs, [HookSpec("tx", broken, "t", mode="transaction", max_attempts=1)], dead_letters=store)
     store.close()
     out = tmp_path / "ids.txt"
-    hook = tmp_path / "fixed.py"
-    hook.write_text("def checkpoint(param):\n"
-                    f"    open({str(out)!r}, 'a').write(repr([r['id'] for r in param.records]))\n")
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "pipeline": "test-pipeline", "source": {"kind": "file", "file": {"path": str(store_path)}},
-        "hooks": {"tx": {"path": str(hook), "mode": "transaction"}},
-        "dead_letters": {"kind": "file", "path": str(store_path)}}))
-    result = CliRunner().invoke(main, ["dead-letters", "replay", "--config", str(cfg)])
+    _, result = replay_with(tmp_path, store_path, "def checkpoint(param):\n"
+                            f"    open({str(out)!r}, 'a').write(repr([r['id'] for r in param.records]))\n")
     assert result.exit_code == 0 and "replayed 3 ok, 0 failed" in result.output, result.output
     assert out.read_text() == "[700001, 700002, 700003]"
 
