@@ -10,7 +10,9 @@ with transaction blocks) and `<prefix>.transaction` (BEGIN/END markers), then ru
   transaction, on two threads (the sidecar runs the two hooks on two workers);
 - sidecar, both hooks `mode: transaction` (serial each, commit order), real `run` path;
 - sidecar, both hooks `mode: record`, serial (the old behaviour, 164 records/s in issue 9).
-Rounds alternate; the table shows medians.
+Rounds alternate; the table shows medians. A second table shows where the time goes: per hook
+call its wall time and its thread's CPU time (medians), and for the sidecar the loop thread's CPU
+per record (`time.thread_time` around `run`: intake, decode, assembly, commits; start-up included).
 
     .venv/bin/python bench/transactions.py [--rounds 3] [--transactions 1000] [--record-messages 2000]
 """
@@ -37,6 +39,24 @@ sys.path.insert(0, str(REPO / "hooks"))
 KAFKA = f"127.0.0.1:{os.environ.get('STACK_KAFKA_PORT', '9092')}"
 AUX_URL = f"mysql+pymysql://sidecar:sidecar@127.0.0.1:{os.environ.get('STACK_MARIADB_PORT', '3306')}/sidecar_aux"
 ROWS = 20
+DIAG: dict[str, dict[str, list[float]]] = {}
+"""Per run name: the hook calls' wall and CPU seconds, the loop's CPU seconds per record."""
+
+
+class CallTimes:
+    """Wall and thread-CPU seconds of calls (thread-safe appends)."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def timed(self, fn: Any, *args: Any) -> Any:
+        w, c = time.perf_counter(), time.thread_time()
+        try:
+            return fn(*args)
+        finally:
+            self.cpu.append(time.thread_time() - c)
+            self.wall.append(time.perf_counter() - w)
 
 
 def envelope(prefix: str, tx: int, order: int, row: int) -> tuple[bytes, bytes]:
@@ -117,15 +137,26 @@ def bare(transactions: int) -> float:
     for tx in range(3):  # warm the pool
         audit(-1 - tx)
         stats(-1 - tx)
+    times = CallTimes()
     started = time.perf_counter()
-    threads = [threading.Thread(target=lambda f=f: [f(tx) for tx in range(transactions)]) for f in (audit, stats)]
+    threads = [threading.Thread(target=lambda f=f: [times.timed(f, tx) for tx in range(transactions)])
+               for f in (audit, stats)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - started
     engine.dispose()
+    _diag("bare script (20-row transactions)", times, None)
     return transactions * ROWS / elapsed
+
+
+def _diag(name: str, times: CallTimes, loop_cpu_per_record: float | None) -> None:
+    d = DIAG.setdefault(name, {"wall": [], "cpu": [], "loop": []})
+    d["wall"].append(statistics.median(times.wall))
+    d["cpu"].append(statistics.median(times.cpu))
+    if loop_cpu_per_record is not None:
+        d["loop"].append(loop_cpu_per_record)
 
 
 def sidecar(topics: list[str], records: int, mode: str) -> float:
@@ -154,11 +185,13 @@ def sidecar(topics: list[str], records: int, mode: str) -> float:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
     app = build_app(settings)
 
+    times = CallTimes()
+
     def counted(spec: HookSpec) -> HookSpec:
         inner = spec.fn
 
         def fn(param: Any) -> None:
-            inner(param)
+            times.timed(inner, param)
             if spec.name == "pipeline_stats":
                 with lock:
                     if state["n"] == 0:
@@ -174,12 +207,15 @@ def sidecar(topics: list[str], records: int, mode: str) -> float:
     app.hooks[:] = [counted(h) for h in app.hooks]
     watchdog = threading.Timer(600, stop.set)
     watchdog.start()
+    loop_cpu = time.thread_time()
     try:
         run_sidecar(app, stop)
     finally:
         watchdog.cancel()
+    loop_cpu = time.thread_time() - loop_cpu
     if state["n"] < records:
         raise SystemExit(f"sidecar {mode}: only {state['n']} of {records} records within 600 s")
+    _diag(f"sidecar mode: {mode}" + (", serial" if mode == "record" else ""), times, loop_cpu / state["n"])
     return (state["n"] - state["skip"]) / (state["last"] - state["first"])
 
 
@@ -211,6 +247,13 @@ def main() -> None:
     for k in names:
         print(f"| {k} | {med[k]:,.0f} | {', '.join(f'{x:,.0f}' for x in rates[k])} | "
               f"{med[k] / med[names[0]]:.2f} | {med[k] / med[names[2]]:.1f} |")
+    print("\nWhere the time goes (medians over rounds of each round's median call):\n")
+    print("| run | hook call, wall (ms) | hook call, thread CPU (ms) | loop thread CPU per record (µs) |")
+    print("|---|---|---|---|")
+    for k in names:
+        d = DIAG.get(k, {"wall": [], "cpu": [], "loop": []})
+        loop = f"{statistics.median(d['loop']) * 1e6:.0f}" if d["loop"] else "—"
+        print(f"| {k} | {statistics.median(d['wall']) * 1e3:.2f} | {statistics.median(d['cpu']) * 1e3:.2f} | {loop} |")
 
 
 if __name__ == "__main__":
