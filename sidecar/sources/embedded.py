@@ -52,6 +52,21 @@ FILE_OFFSET_STORE = "org.apache.kafka.connect.storage.FileOffsetBackingStore"
 ATOMIC_OFFSET_STORE = "SidecarOffsetStore"  # sidecar/java/SidecarOffsetStore.java: same file format, atomic
 
 
+def offsets_unopenable(path: Path, error: str) -> SourceError:
+    """The offsets file exists but cannot be opened (not its content: a permission, a directory)."""
+    return SourceError(f"the embedded engine's offsets file {path} cannot be read ({error}): fix its path or "
+                       "permissions; it is not deleted or replaced")
+
+
+def offsets_unreadable(path: Path, reason: str) -> SourceError:
+    """The offsets file's content cannot be read: what starting with it would do, and the choice."""
+    return SourceError(
+        f"the embedded engine's offsets file {path} cannot be read: {reason}, e.g. after a crash while it was "
+        "written in place. Started with it, the engine would silently snapshot again, or begin at its "
+        "replication slot or the binlog's current position. Restore the file from a backup, or delete it to "
+        "accept that start point (changes between the last good offsets and it may not reach hooks)")
+
+
 def start_jvm(java: JavaRuntime, jvm_opts: Sequence[str]) -> None:
     """Start the one JVM of this process. `-Xrs` and interrupt=False leave SIGTERM/SIGINT to the
     sidecar (otherwise the JVM's handler would exit the process without finishing hooks)."""
@@ -240,16 +255,9 @@ class EmbeddedSource:
         except Exception as exc:
             cls = exc.getClass().getName() if hasattr(exc, "getClass") else type(exc).__name__
             if cls not in ("java.io.EOFException", "java.io.StreamCorruptedException"):
-                raise SourceError(  # not its content: a permission, a directory at that path…
-                    f"the embedded engine's offsets file {path} cannot be read ({_java_error(exc)}): fix its "
-                    "path or permissions; it is not deleted or replaced") from None
+                raise offsets_unopenable(path, _java_error(exc)) from None  # a permission, a directory…
             reason = "it is empty" if path.stat().st_size == 0 else f"it is cut off or corrupt ({_java_error(exc)})"
-            raise SourceError(
-                f"the embedded engine's offsets file {path} cannot be read: {reason}, e.g. after a crash while "
-                "it was written in place. Started with it, the engine would silently snapshot again, or begin at "
-                "its replication slot or the binlog's current position. Restore the file from a backup, or "
-                "delete it to accept that start point (changes between the last good offsets and it may not "
-                "reach hooks)") from None
+            raise offsets_unreadable(path, reason) from None
 
     def _run_engine(self) -> None:
         try:

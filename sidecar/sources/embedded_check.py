@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sidecar.config import EmbeddedSourceConfig
-from sidecar.errors import SourceError
-from sidecar.sources.embedded import FILE_OFFSET_STORE
+from sidecar.sources.embedded import FILE_OFFSET_STORE, offsets_unopenable, offsets_unreadable
 from sidecar.sources.embedded_config import engine_properties
 from sidecar.sources.preflight import preflight
 
@@ -47,13 +46,7 @@ def check_offsets_file(path: Path) -> None:
         with path.open("rb") as fh:
             head = fh.read(len(JAVA_STREAM_MAGIC))
     except OSError as exc:
-        raise SourceError(f"the embedded engine's offsets file {path} cannot be read ({exc.strerror or exc}): fix "
-                          "its path or permissions; it is not deleted or replaced") from None
-    if head == JAVA_STREAM_MAGIC:
-        return
-    reason = "it is empty" if not head else "it is not an offsets file (no Java serialization header)"
-    raise SourceError(
-        f"the embedded engine's offsets file {path} cannot be read: {reason}, e.g. after a crash while it was "
-        "written in place. Started with it, the engine would silently snapshot again, or begin at its "
-        "replication slot or the binlog's current position. Restore the file from a backup, or delete it to "
-        "accept that start point (changes between the last good offsets and it may not reach hooks)")
+        raise offsets_unopenable(path, str(exc.strerror or exc)) from None
+    if head != JAVA_STREAM_MAGIC:
+        raise offsets_unreadable(path, "it is empty" if not head else
+                                 "it is not an offsets file (no Java serialization header)")
