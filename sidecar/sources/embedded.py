@@ -61,10 +61,13 @@ def offsets_unopenable(path: Path, error: str) -> SourceError:
 def offsets_unreadable(path: Path, reason: str) -> SourceError:
     """The offsets file's content cannot be read: what starting with it would do, and the choice."""
     return SourceError(
-        f"the embedded engine's offsets file {path} cannot be read: {reason}, e.g. after a crash while it was "
-        "written in place. Started with it, the engine would silently snapshot again, or begin at its "
-        "replication slot or the binlog's current position. Restore the file from a backup, or delete it to "
-        "accept that start point (changes between the last good offsets and it may not reach hooks)")
+        f"the embedded engine's offsets file {path} cannot be read: {reason}. Started with it, the engine would "
+        "silently snapshot again, or begin at its replication slot or the binlog's current position. Restore the "
+        "file from a backup, or delete it to accept that start point (changes between the last good offsets and "
+        "that point may not reach hooks)")
+
+
+CRASHED_MID_WRITE = ", e.g. after a crash while it was written in place"
 
 
 def start_jvm(java: JavaRuntime, jvm_opts: Sequence[str]) -> None:
@@ -257,7 +260,7 @@ class EmbeddedSource:
             if cls not in ("java.io.EOFException", "java.io.StreamCorruptedException"):
                 raise offsets_unopenable(path, _java_error(exc)) from None  # a permission, a directory…
             reason = "it is empty" if path.stat().st_size == 0 else f"it is cut off or corrupt ({_java_error(exc)})"
-            raise offsets_unreadable(path, reason) from None
+            raise offsets_unreadable(path, reason + CRASHED_MID_WRITE) from None
 
     def _run_engine(self) -> None:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sidecar.config import EmbeddedSourceConfig
-from sidecar.sources.embedded import FILE_OFFSET_STORE, offsets_unopenable, offsets_unreadable
+from sidecar.sources.embedded import CRASHED_MID_WRITE, FILE_OFFSET_STORE, offsets_unopenable, offsets_unreadable
 from sidecar.sources.embedded_config import engine_properties
 from sidecar.sources.preflight import preflight
 
@@ -48,5 +48,5 @@ def check_offsets_file(path: Path) -> None:
     except OSError as exc:
         raise offsets_unopenable(path, str(exc.strerror or exc)) from None
     if head != JAVA_STREAM_MAGIC:
-        raise offsets_unreadable(path, "it is empty" if not head else
+        raise offsets_unreadable(path, "it is empty" + CRASHED_MID_WRITE if not head else
                                  "it is not an offsets file (no Java serialization header)")
