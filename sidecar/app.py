@@ -238,7 +238,8 @@ def _run(app: App, stop: threading.Event) -> DispatchStats:
         with operations(app, checks):
             return run_loop(source, Decoder(), dispatcher, checkpoint, stop, poll_timeout_s=_poll_timeout(settings),
                             max_in_flight=settings.dispatch.max_in_flight,
-                            shutdown_grace_s=settings.dispatch.shutdown_grace_s)
+                            shutdown_grace_s=settings.dispatch.shutdown_grace_s,
+                            yield_every_records=settings.dispatch.yield_every_records)
     except SourceError:
         app.metrics.source_failed("engine" if settings.source.kind == "embedded" else "broker")
         raise

@@ -397,6 +397,11 @@ class Dispatcher:
         """Calls are running or ready to run (the loop should not block long on the source)."""
         return bool(self._running) or self._deferred
 
+    @property
+    def workers_busy(self) -> bool:
+        """Calls are running (on worker threads: a call on the loop's thread ends before it returns)."""
+        return bool(self._running)
+
     def pending(self) -> bool:
         """Anything not yet finished that can still progress (halted lanes cannot)."""
         if self._running or self._rejects:

@@ -22,6 +22,15 @@ from sidecar.sources import Source
 IDLE_WAIT_S = 0.005
 """With calls running and nothing fetched: how long to wait for a call to finish."""
 
+YIELD_S = 20e-6
+"""How long the loop thread sleeps to hand the interpreter to a hook thread (`yield_every_records`).
+A real sleep, not `sleep(0)`: a waiting thread must be woken and scheduled before it can take the
+interpreter, and a thread that only releases it for a moment takes it back first."""
+
+YIELD_BACKLOG = 1000
+"""The loop sleeps (`yield_every_records`) only while at least this many records are in flight: it
+is then ahead of the calls. With fewer, the calls wait for the intake and it must not slow down."""
+
 
 def run_loop(
     source: Source,
@@ -34,6 +43,7 @@ def run_loop(
     max_in_flight: int = 10_000,
     shutdown_grace_s: float = 30.0,
     until_exhausted: bool = False,
+    yield_every_records: int = 0,
 ) -> DispatchStats:
     health = dispatcher.health
     paused = False
@@ -42,6 +52,11 @@ def run_loop(
     decode = decoder.decode_whole if dispatcher.reads_every_field else decoder.decode
     too_large = dispatcher.too_large if dispatcher.max_message_bytes is not None else None
     no_results = dispatcher.no_results
+    # Hook threads give the interpreter back at every database round trip and need it again when
+    # the answer comes; the loop thread, taking in a backlog, holds it up to a whole switch
+    # interval each time. Sleeping briefly every few records while calls run on workers and the
+    # intake is ahead bounds that wait: the calls (the pipeline's pace) go first.
+    countdown = yield_every_records
     while not stop.is_set():
         health.beat()
         dispatcher.service()
@@ -71,6 +86,12 @@ def run_loop(
                 due = dispatcher.next_due()
                 stop.wait(min(poll_timeout_s, max(0.0, due - time.monotonic())) if due else poll_timeout_s)
         for raw in batch:
+            if countdown:
+                countdown -= 1
+                if not countdown:
+                    countdown = yield_every_records
+                    if dispatcher.workers_busy and checkpoint.in_flight >= YIELD_BACKLOG:
+                        time.sleep(YIELD_S)
             token = begin(raw)
             if token is not None:  # None: its partition was revoked or halted since it was fetched
                 dispatch(raw, (too_large(raw) if too_large else None) or decode(raw), token)

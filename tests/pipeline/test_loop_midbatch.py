@@ -79,3 +79,70 @@ def test_a_mid_batch_service_keeps_the_turns_inline_budget() -> None:
         assert d._inline_until > budget
     finally:
         d.close()
+
+
+def _yields(monkeypatch: Any, hook: Any, every: int, inline_below_s: float, n: int = 40,
+            probe_calls: int = 1000, backlog: int = 0) -> tuple[int, list[int]]:
+    """Run n records through one hook; count the loop's hand-over sleeps (YIELD_S, made unique)."""
+    import sidecar.loop as loop_mod
+
+    monkeypatch.setattr(loop_mod, "YIELD_S", 1.25e-5)
+    monkeypatch.setattr(loop_mod, "YIELD_BACKLOG", backlog)
+    real_sleep = time.sleep
+    count = [0]
+
+    def sleep(seconds: float) -> None:
+        if seconds == 1.25e-5 and threading.current_thread() is threading.main_thread():
+            count[0] += 1
+        real_sleep(seconds)
+
+    monkeypatch.setattr(loop_mod.time, "sleep", sleep)
+    msgs = messages(n)
+    seen: list[int] = []
+
+    def fn(p: Any) -> None:
+        hook()
+        seen.append(p.record["id"])
+
+    source = MemorySource(msgs, batch_size=8)  # calls start when the loop services, after each batch
+    log = structlog.get_logger()
+    cp = Checkpoint(source, 0.0, 1)
+    d = Dispatcher([HookSpec("h", fn, "p", ordering="none", concurrency=4)], ParamFactory("p", Databases(), log),
+                   cp, log, inline_below_s=inline_below_s, inline_probe_calls=probe_calls)
+    try:
+        run_loop(source, Decoder(), d, cp, threading.Event(), until_exhausted=True, shutdown_grace_s=1,
+                 yield_every_records=every)
+    finally:
+        d.close()
+    assert source.committed[(msgs[0].topic, 0)] == n
+    return count[0], seen
+
+
+def test_the_loop_hands_the_interpreter_to_running_hook_calls(monkeypatch: Any) -> None:
+    """While calls run on workers, the loop sleeps briefly every `yield_every_records` records it
+    takes in (a hook thread back from its database gets the interpreter at once)."""
+    gate = threading.Event()
+    count, seen = _yields(monkeypatch, lambda: gate.wait(0.05), every=4, inline_below_s=0.0)
+    assert sorted(seen) == list(range(40))
+    # Every 4th record: 10 times; the first batch's 2 before any call started, the other 8 while
+    # the first calls (50 ms each, 4 at a time) still run.
+    assert count == 8, count
+
+
+def test_the_loop_does_not_sleep_without_worker_calls_or_when_turned_off(monkeypatch: Any) -> None:
+    count, seen = _yields(monkeypatch, lambda: gate_time(), every=0, inline_below_s=0.0)
+    assert count == 0 and sorted(seen) == list(range(40))
+    # Fewer records in flight than YIELD_BACKLOG: the calls wait for the intake, which goes on.
+    count, seen = _yields(monkeypatch, lambda: gate_time(), every=1, inline_below_s=0.0, backlog=41)
+    assert count == 0 and sorted(seen) == list(range(40))
+    count, seen = _yields(monkeypatch, lambda: gate_time(), every=1, inline_below_s=0.0, backlog=9)
+    assert count > 0 and sorted(seen) == list(range(40))
+    # A fast hook, on the loop's own thread once its first batch's calls (on workers) measured it:
+    # at most the second batch's records find those calls still running; from then on there is no
+    # worker to hand over to (on workers all along, every=1 sleeps for the last 32 records).
+    count, seen = _yields(monkeypatch, lambda: None, every=1, inline_below_s=1.0, probe_calls=8)
+    assert count <= 8 and sorted(seen) == list(range(40))
+
+
+def gate_time() -> None:
+    time.sleep(0.001)
