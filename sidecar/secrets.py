@@ -117,9 +117,20 @@ def split_userinfo(url: str) -> tuple[str, str | None, str | None, str]:
     query_at = rest.find("?")
     at = rest.rfind("@", 0, query_at if query_at != -1 else len(rest))
     if at == -1:
-        return scheme + "://", None, None, rest
+        # No `@` before the first `?`: a password may hold the `?` (`user:pa?ss@host`). Read it
+        # as SQLAlchemy does (user without `:` or `/`, password up to the first `@`), so the
+        # password it would send is the one masked.
+        m = _SQLALCHEMY_USERINFO.match(rest)
+        if m is None:
+            return scheme + "://", None, None, rest
+        return scheme + "://", m.group(1), m.group(2), rest[m.end():]
     user, colon, password = rest[:at].partition(":")
     return scheme + "://", user, (password if colon else None), rest[at + 1:]
+
+
+_SQLALCHEMY_USERINFO: Final = re.compile(r"([^:/?#@]*):([^@]*)@")
+"""User info as `sqlalchemy.engine.make_url` reads it (`[^:/]*` then `:[^@]*` then `@`), with a
+password: a URL whose query holds an `@` but has no user info has no `:` before its first `/`."""
 
 
 def url_secrets(url: str) -> list[str]:

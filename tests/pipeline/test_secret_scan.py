@@ -39,7 +39,7 @@ PG_PW = "pg-S3cret@pw/x+y"          # written URL-encoded
 MY_PW = "my@Secret!pw"              # written with its '@' unescaped
 QUERY_PW = "qparamSecret99"         # ?password= query parameter
 FILE_PW = "file-Secret-55"          # inside a file: secret (a whole URL)
-ENV_PW = "env-Secret-66"            # only in an env override
+ENV_PW = "env-Secret?66"            # only in an env override (a `?` in it, before its `@`)
 SASL_PW = "sasl-Secret-77"          # source.kafka.settings sasl.password
 SASL_FILE_PW = "saslfile-Secret-88"  # sasl.password from a file: secret (embedded config's Kafka block)
 CONNECT_PW = "connect-Secret-33"    # --connect-url user info

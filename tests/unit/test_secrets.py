@@ -26,11 +26,30 @@ def clean_redactor() -> Iterator[None]:
     ("postgresql://u@127.0.0.1/db?sslmode=require&password=hunter22", "postgresql://u@127.0.0.1/db?sslmode=require&password=***",
      "hunter22"),
     ("http://admin:s3cret-pw@127.0.0.1:8083", "http://admin:***@127.0.0.1:8083", "s3cret-pw"),
+    # A `?` in the password (and no `@` before it): SQLAlchemy reads the password up to the `@`.
+    ("postgresql+psycopg://u:Zq8Qm?arkSecret@127.0.0.1:9/db", "postgresql+psycopg://u:***@127.0.0.1:9/db",
+     "Zq8Qm?arkSecret"),
+    ("mysql+pymysql://u:pa?ss#w@127.0.0.1:3306/db?charset=utf8", "mysql+pymysql://u:***@127.0.0.1:3306/db?charset=utf8",
+     "pa?ss#w"),
 ])
 def test_mask_url(url: str, shown: str, secret: str) -> None:
     """Passwords (escaped, with an unescaped @, as a query parameter) are masked whole."""
     assert secrets.mask_url(url) == shown
     assert secret in secrets.url_secrets(url)
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://u:Zq8Qm?arkSecret@127.0.0.1:9/db", "postgresql://u:pw/1234@127.0.0.1/db",
+    "mysql+pymysql://u:pa?ss#w@127.0.0.1:3306/db?charset=utf8", "postgresql://127.0.0.1/db?x=a@b",
+    "postgresql://u:pw1234@127.0.0.1/db?x=a@b", "postgresql://127.0.0.1:5432/db?x=a@b", "postgresql://127.0.0.1/db",
+])
+def test_the_password_masked_is_the_one_sqlalchemy_sends(url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    password = make_url(url).password
+    assert secrets.split_userinfo(url)[2] == password
+    if password:
+        assert password in secrets.url_secrets(url) and password not in secrets.mask_url(url)
 
 
 def test_scrub_plain_encoded_and_base64() -> None:
