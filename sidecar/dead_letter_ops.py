@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,9 @@ import orjson
 
 from sidecar.app import App, dead_letter_topic
 from sidecar.control import SkipEvent
-from sidecar.dead_letters import FORMAT, Ledger, decode_message, read_file
+from sidecar.dead_letters import FORMAT, Ledger, decode_message, entry_problem, read_file
 from sidecar.decode import Decoder
-from sidecar.errors import ConfigError
+from sidecar.errors import ConfigError, SidecarError
 from sidecar.events import ChangeEvent, DecodeFailure, TransactionInfo
 from sidecar.execute import call_once
 from sidecar.hooks import HookSpec
@@ -34,9 +35,27 @@ def load_entries(app: App) -> list[dict[str, Any]]:
         kafka = app.settings.source.kafka
         if kafka is None:
             raise ConfigError("dead_letters.kind is kafka but there is no source.kafka block")
-        return [e for e in read_dead_letter_topic(kafka.librdkafka(), dead_letter_topic(app.settings))
-                if e.get("format") == FORMAT]
-    return list(read_file(app.settings.dead_letters.path))
+        entries = [e for e in read_dead_letter_topic(kafka.librdkafka(), dead_letter_topic(app.settings))
+                   if e.get("format") == FORMAT]
+        for i, entry in enumerate(entries):
+            problem = entry_problem(entry)
+            if problem is not None:
+                raise SidecarError(f"dead-letter topic entry {i + 1} (id {str(entry.get('id'))[:80]!r}) is not usable: "
+                                   f"{problem}")
+        return entries
+    return read_store(app.settings.dead_letters.path)
+
+
+def read_store(path: str | Path) -> list[dict[str, Any]]:
+    """The file store's entries; cut-off lines (an interrupted write) are named on stderr and skipped."""
+    cut_off: list[int] = []
+    entries = list(read_file(path, cut_off))
+    if cut_off:
+        sys.stderr.write(
+            f"note: {path}: line(s) {', '.join(map(str, cut_off))} hold an entry whose write was cut off (a crash or "
+            "a full disk); skipped. Its record's offset was not committed then, so the record was delivered "
+            "again and dead-lettered again if it failed again\n")
+    return entries
 
 
 def ledger(app: App) -> Ledger:
@@ -107,11 +126,16 @@ def replay(app: App, hook_name: str | None = None) -> ReplayResult:
 def _replay_call(app: App, call_id: str, entries: list[dict[str, Any]], hooks: dict[str, HookSpec],
                  decoder: Decoder, done: Ledger, result: ReplayResult) -> None:
     """A call's linked entries → the same call again (records in their original order)."""
-    entries = sorted(entries, key=lambda e: int(e["call"]["index"]))
+    entries = sorted(entries, key=lambda e: int(e["call"]["index"]))  # (types checked when read)
     call = entries[0]["call"]
     first = entries[0]["id"]
-    if [e["call"]["index"] for e in entries] != list(range(int(call["count"]))):
-        result.failed.append((first, f"call {call_id}: {len(entries)} of its {call['count']} entries found"))
+    count = call["count"]
+    if len(entries) != count or any(e["call"]["index"] != i for i, e in enumerate(entries)):
+        result.failed.append((first, f"call {call_id}: {len(entries)} of its {count} entries found"))
+        return
+    if len({e.get("hook") for e in entries}) > 1 or any(e["call"].get("count") != count for e in entries):
+        result.failed.append((first, f"call {call_id}: its entries disagree on the hook or the record count "
+                                     "(edited, or from two stores?); fix them to replay it"))
         return
     hook = hooks.get(entries[0].get("hook") or "")
     if hook is None:
@@ -151,7 +175,7 @@ def purge(app: App, replayed_only: bool) -> tuple[int, int]:
             "(retention.ms) or kafka-delete-records"
         )
     path = Path(app.settings.dead_letters.path)
-    entries = list(read_file(path))
+    entries = read_store(path)
     replayed = ledger(app).done()
     keep = [e for e in entries if replayed_only and e["id"] not in replayed]
     tmp = path.with_suffix(".tmp")

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -201,6 +201,13 @@ class FileDeadLetters:
             os.fchmod(fd, 0o600)  # an existing file made by an older version: tighten it too
         self._fh = os.fdopen(fd, "ab")
         self._unsynced = False
+        # A last line without its newline is an entry whose write was cut off (a crash, a full
+        # disk): end that line, so the next entry is a line of its own (readers skip the cut one).
+        with contextlib.suppress(OSError), self.path.open("rb") as tail:
+            if tail.seek(0, os.SEEK_END) and (tail.seek(-1, os.SEEK_END), tail.read(1))[1] != b"\n":
+                self._fh.write(b"\n")
+                self._fh.flush()
+                self._unsynced = True
 
     def write(self, entry: dict[str, Any]) -> None:
         _, data = bound_entry(entry, self.max_entry_bytes)
@@ -228,7 +235,100 @@ class FileDeadLetters:
                 self._fh.close()
 
 
-def read_file(path: str | Path) -> Iterator[dict[str, Any]]:
+CUT_OFF_HEAD: Final = b'{"format":'
+"""How every entry this store writes begins: a line that does, and is JSON only up to its end, is
+a cut-off entry."""
+
+MAX_CALL_RECORDS: Final = 10_000_000
+
+
+def _str(doc: dict[str, Any], name: str, required: bool = True) -> str | None:
+    value = doc.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value):
+        return f"{name!r} must be a{' non-empty' if required else ''} string{'' if required else ' or null'}"
+    return None
+
+
+def _int(doc: dict[str, Any], name: str, where: str = "") -> str | None:
+    value = doc.get(name)
+    if value is not None and (type(value) is not int):
+        return f"'{where}{name}' must be an integer or null"
+    return None
+
+
+def entry_problem(doc: dict[str, Any]) -> str | None:
+    """What makes a parsed entry unusable by the dead-letter commands (None: nothing): every
+    field they read, with its type — so a hand-edited or foreign entry is named, not a traceback."""
+    for name in ("id", "kind", "reason", "dead_lettered_at"):
+        if (problem := _str(doc, name)) is not None:
+            return problem
+    if "\n" in doc["id"] or "\r" in doc["id"]:
+        return "'id' must not hold a line break"
+    for name in ("pipeline", "hook", "error", "traceback", "event_id", "first_failed_at"):
+        if (problem := _str(doc, name, required=False)) is not None:
+            return problem
+    if (problem := _int(doc, "attempts")) is not None:
+        return problem
+    msg = doc.get("message")
+    if not isinstance(msg, dict):
+        return "'message' must be an object"
+    if not isinstance(msg.get("topic"), str):
+        return "'message.topic' must be a string"
+    for name in ("partition", "offset", "timestamp_ms"):
+        if (problem := _int(msg, name, "message.")) is not None:
+            return problem
+    for name in ("key", "value"):
+        if msg.get(name) is not None and not isinstance(msg[name], str):
+            return f"'message.{name}' must be a string or null"
+    headers = msg.get("headers")
+    if headers is not None and not (isinstance(headers, list) and all(
+            isinstance(h, list) and len(h) == 2 and isinstance(h[0], str) and (h[1] is None or isinstance(h[1], str))
+            for h in headers)):
+        return "'message.headers' must be a list of [name, value] pairs of strings (value or null)"
+    if msg.get("encoding", "utf-8") not in ("utf-8", "base64"):
+        return "'message.encoding' must be utf-8 or base64"
+    try:
+        decode_message(msg)
+    except (ValueError, TypeError) as exc:  # binascii.Error is a ValueError
+        return f"'message' cannot be decoded ({type(exc).__name__}: {exc})"
+    call = doc.get("call")
+    if call is None:
+        return None
+    if not isinstance(call, dict):
+        return "'call' must be an object or null"
+    if _str(call, "id") is not None:
+        return "'call.id' must be a non-empty string"
+    count, index = call.get("count"), call.get("index")
+    if type(count) is not int or not 1 <= count <= MAX_CALL_RECORDS:
+        return f"'call.count' must be an integer from 1 to {MAX_CALL_RECORDS:,}"
+    if type(index) is not int or not 0 <= index < count:
+        return "'call.index' must be an integer from 0 to 'call.count' - 1"
+    tx = call.get("transaction")
+    if tx is None:
+        return None
+    if not isinstance(tx, dict):
+        return "'call.transaction' must be an object or null"
+    if tx.get("id") is not None and not isinstance(tx["id"], str):
+        return "'call.transaction.id' must be a string or null"
+    for name in ("event_count", "part"):
+        if (problem := _int(tx, name, "call.transaction.")) is not None:
+            return problem
+    if tx.get("last") is not None and not isinstance(tx["last"], bool):
+        return "'call.transaction.last' must be true, false or null"
+    collections = tx.get("data_collections")
+    if collections is not None and not (isinstance(collections, list) and all(
+            isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) and type(c[1]) is int for c in collections)):
+        return "'call.transaction.data_collections' must be a list of [table, count] pairs"
+    return None
+
+
+def read_file(path: str | Path, cut_off: list[int] | None = None) -> Iterator[dict[str, Any]]:
+    """The store's entries. A line that begins like an entry but is not JSON is one whose write was
+    cut off (a crash or a full disk before the fsync that precedes an offset commit: its record was
+    delivered again): skipped, its line number appended to `cut_off`. Anything else that is not a
+    whole, well-typed entry stops the read with an error naming the line."""
     p = Path(path)
     if not p.exists():
         return
@@ -239,11 +339,20 @@ def read_file(path: str | Path) -> Iterator[dict[str, Any]]:
                 continue
             try:
                 doc = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                raise SidecarError(f"{p}:{n}: not a dead-letter entry (not JSON)") from None
+            except orjson.JSONDecodeError as exc:
+                if line.startswith(CUT_OFF_HEAD) and exc.pos >= len(line):  # whole up to where it ends
+                    if cut_off is not None:
+                        cut_off.append(n)
+                    continue
+                raise SidecarError(f"{p}:{n}: not a dead-letter entry (not JSON): fix or remove that line "
+                                   "(the store holds one JSON entry per line)") from None
             if not isinstance(doc, dict) or doc.get("format") != FORMAT:
                 fmt = doc.get("format") if isinstance(doc, dict) else None
                 raise SidecarError(f"{p}:{n}: unknown dead-letter format {fmt!r}")
+            problem = entry_problem(doc)
+            if problem is not None:
+                raise SidecarError(f"{p}:{n}: not a usable dead-letter entry: {problem}. Fix or remove that line "
+                                   "(the store holds one JSON entry per line)")
             yield doc
 
 
