@@ -13,6 +13,7 @@ as `SecretStr` and never logged or printed.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 from pathlib import Path
@@ -29,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from sidecar import secrets
 from sidecar.errors import ConfigError
@@ -466,5 +468,12 @@ def load_settings(path: str | os.PathLike[str] | None) -> Settings:
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_format_error(exc, shown)) from None
+    except SettingsError as exc:  # an env override holding a whole section that is not JSON
+        field = re.search(r'field "([^"]+)"', str(exc))
+        name = f"SIDECAR_{field.group(1).upper()}" if field else "a SIDECAR_* variable"
+        cause = exc.__cause__
+        where = f" ({cause.msg} at character {cause.pos})" if isinstance(cause, json.JSONDecodeError) else ""
+        raise ConfigError(f"environment variable {name} must be JSON (an object for a section){where}; or set "
+                          f"its keys one by one, e.g. {name}__<KEY>=value") from None
     register_secrets(settings)
     return settings

@@ -124,3 +124,13 @@ def test_bulk_mode_with_key_ordering_refused_at_load(tmp_path: Path) -> None:
                             f"hooks: {{h: {{path: h.py, mode: {mode}, ordering: key}}}}\n")
         with pytest.raises(ConfigError, match=r"hooks\.h: .*ordering key does not apply"):
             load_settings(p)
+
+
+def test_a_section_env_override_that_is_not_json_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole section in one variable (SIDECAR_DATABASES='{...') that is cut off: named, exit 2,
+    without the value (it may hold a password)."""
+    monkeypatch.setenv("SIDECAR_DATABASES", '{"source": "postgresql://u:Zq8EnvSecret@127.0.0.1/db"')
+    with pytest.raises(ConfigError) as err:
+        load_settings(None)
+    assert "SIDECAR_DATABASES must be JSON" in str(err.value) and "SIDECAR_DATABASES__<KEY>" in str(err.value)
+    assert "Zq8EnvSecret" not in str(err.value)
