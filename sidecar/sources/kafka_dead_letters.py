@@ -10,6 +10,7 @@ and every producer failure â€” a full queue, a refused or undelivered message â€
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -19,9 +20,10 @@ import orjson
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from sidecar.dead_letters import DEFAULT_MAX_ENTRY_BYTES, bound_entry
-from sidecar.errors import DeadLetterError
+from sidecar.errors import DeadLetterError, SourceError
 from sidecar.secrets import scrub
 from sidecar.sources.kafka_logs import kafka_logger
+from sidecar.sources.kafka_probe import settings_refused
 from sidecar.sources.kafka_settings import shared_settings
 
 _KAFKA_DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
@@ -110,10 +112,19 @@ def _reason(err: Any) -> str:
 
 def read_dead_letter_topic(conf: Mapping[str, str], topic: str, timeout_s: float = 10.0) -> list[dict[str, Any]]:
     """Every entry of the dead-letter topic, from the beginning to the current end."""
-    consumer = Consumer({**conf, "group.id": f"checkpoint-sidecar-dlq-reader-{uuid.uuid4().hex}",
-                         "enable.auto.commit": "false", "auto.offset.reset": "earliest", "logger": kafka_logger()})
     try:
-        md = consumer.list_topics(topic, timeout=timeout_s)
+        consumer = Consumer({**conf, "group.id": f"checkpoint-sidecar-dlq-reader-{uuid.uuid4().hex}",
+                             "enable.auto.commit": "false", "auto.offset.reset": "earliest",
+                             "logger": kafka_logger()})
+    except KafkaException as exc:
+        raise settings_refused(exc) from None
+    try:
+        try:
+            md = consumer.list_topics(topic, timeout=timeout_s)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else exc
+            raise SourceError(f"Kafka at {conf.get('bootstrap.servers', '')} did not answer: "
+                              f"{err.str() if hasattr(err, 'str') else err}") from None
         if topic not in md.topics or md.topics[topic].error is not None:
             return []
         parts = [TopicPartition(topic, p) for p in md.topics[topic].partitions]
@@ -128,7 +139,11 @@ def read_dead_letter_topic(conf: Mapping[str, str], topic: str, timeout_s: float
                 continue
             value, offset, partition = msg.value(), msg.offset(), msg.partition()
             if value is not None:
-                out.append(orjson.loads(value))
+                try:
+                    out.append(orjson.loads(value))
+                except orjson.JSONDecodeError:  # not written by a sidecar: named, not a traceback
+                    sys.stderr.write(f"note: {topic} [{partition}] offset {offset} is not a dead-letter entry "
+                                     "(not JSON); skipped\n")
             if offset is not None and partition is not None and offset + 1 >= ends[partition]:
                 remaining.discard(partition)
         return out

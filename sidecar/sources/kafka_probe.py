@@ -6,12 +6,28 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
-from sidecar.errors import SourceError
+from sidecar.errors import ConfigError, SourceError
+from sidecar.secrets import scrub
 from sidecar.sources.kafka_settings import shared_settings
 
 
+def settings_refused(exc: KafkaException) -> ConfigError:
+    """librdkafka refused a client setting (unknown property, invalid value, unsupported SASL
+    mechanism…): a config error naming it (registered secrets masked), not a traceback."""
+    err = exc.args[0] if exc.args else exc
+    text = err.str() if hasattr(err, "str") else str(err)
+    return ConfigError(f"source.kafka.settings: librdkafka refuses them: {scrub(text)}")
+
+
 def ping(conf: dict[str, str], timeout_s: float = 5.0) -> None:
-    """Raise SourceError unless the brokers answer a metadata request."""
+    """Raise ConfigError if librdkafka refuses the consumer's settings (as `run` would), then
+    SourceError unless the brokers answer a metadata request."""
+    from confluent_kafka import Consumer
+
+    try:  # (the admin client below ignores consumer-only settings such as session.timeout.ms)
+        Consumer({**conf, "group.id": conf.get("group.id") or "checkpoint-sidecar-check", "log_level": 2}).close()
+    except KafkaException as exc:
+        raise settings_refused(exc) from None
     BrokerProbe(conf, timeout_s)()
 
 
@@ -31,7 +47,10 @@ class BrokerProbe:
         # Quiet below critical: during an outage it would repeat the consumer's "Connect
         # failed" lines every few ms; its reason reaches the log once, through the watcher.
         aconf["log_level"] = 2
-        self._admin = AdminClient(aconf)
+        try:
+            self._admin = AdminClient(aconf)
+        except KafkaException as exc:
+            raise settings_refused(exc) from None
 
     def __call__(self) -> None:
         try:

@@ -97,3 +97,35 @@ def test_connectors_without_files_fail(command: str, tmp_path: Path, monkeypatch
     result = CliRunner().invoke(main, ["connectors", command, "--connect-url", "http://127.0.0.1:9"])
     assert result.exit_code == EXIT_CONNECT, result.output
     assert "no connector files" in result.output
+
+
+def kafka_config(tmp_path: Path, setting: str) -> Path:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        "pipeline: p\n"
+        "source:\n"
+        "  kind: kafka\n"
+        "  kafka:\n"
+        "    bootstrap_servers: 127.0.0.1:9\n"  # a closed port: nothing answers
+        "    topics: [fx.public.orders]\n"
+        "    settings: {security.protocol: SASL_PLAINTEXT, sasl.mechanism: PLAIN, sasl.username: bob,\n"
+        f"               sasl.password: Zq8SaslSecret, {setting}}}\n"
+    )
+    return cfg
+
+
+@pytest.mark.parametrize(("setting", "says"), [
+    ("sasl.mechanism: FOO", "Unsupported SASL mechanism: FOO"),
+    ("sasl.passwrd: x", 'No such configuration property: "sasl.passwrd"'),
+    ("session.timeout.ms: notanumber", 'Invalid value for configuration property "session.timeout.ms"'),
+])
+@pytest.mark.parametrize("command", [["check"], ["dead-letters", "list"]])
+def test_kafka_settings_librdkafka_refuses_are_config_errors(tmp_path: Path, setting: str, says: str,
+                                                             command: list[str]) -> None:
+    """`check` and the dead-letter commands name a Kafka setting librdkafka refuses (exit 2), as
+    `run` does, instead of a traceback (the admin client alone ignores consumer-only settings)."""
+    cfg = kafka_config(tmp_path, setting)
+    result = CliRunner().invoke(main, [*command, "--config", str(cfg)])
+    assert result.exit_code == EXIT_CONFIG, result.output
+    assert "librdkafka refuses them: " in result.output and says in result.output
+    assert "Traceback" not in result.output and "Zq8SaslSecret" not in result.output
