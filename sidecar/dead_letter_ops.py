@@ -85,7 +85,8 @@ def replay(app: App, hook_name: str | None = None) -> ReplayResult:
             result.already += 1
             continue
         if isinstance(entry.get("call"), dict):  # part of a transaction/batch call: reassembled below
-            calls.setdefault(str(entry["call"]["id"]), []).append(entry)
+            call = entry["call"]  # grouped by the call's link (older entries: its id)
+            calls.setdefault(str(call.get("link") or call["id"]), []).append(entry)
             continue
         event = decoder.decode(decode_message(entry["message"]), eager=True, key=False)
         if isinstance(event, DecodeFailure):
@@ -118,8 +119,8 @@ def replay(app: App, hook_name: str | None = None) -> ReplayResult:
             result.ok.append(entry["id"])
         else:
             result.failed.append((entry["id"], error))
-    for call_id, entries in calls.items():
-        _replay_call(app, call_id, entries, hooks, decoder, done, result)
+    for entries in calls.values():
+        _replay_call(app, str(entries[0]["call"]["id"]), entries, hooks, decoder, done, result)
     return result
 
 

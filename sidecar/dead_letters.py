@@ -300,6 +300,8 @@ def entry_problem(doc: dict[str, Any]) -> str | None:
         return "'call' must be an object or null"
     if _str(call, "id") is not None:
         return "'call.id' must be a non-empty string"
+    if _str(call, "link", required=False) is not None:
+        return "'call.link' must be a string or null"
     count, index = call.get("count"), call.get("index")
     if type(count) is not int or not 1 <= count <= MAX_CALL_RECORDS:
         return f"'call.count' must be an integer from 1 to {MAX_CALL_RECORDS:,}"

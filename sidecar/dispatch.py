@@ -45,6 +45,7 @@ import itertools
 import queue
 import random
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Collection, Hashable, Sequence
 from datetime import UTC, datetime
@@ -772,7 +773,9 @@ class Dispatcher:
                                event_id=_event_id(job), first_failed_at=job.first_failed)]
         ctx = job.param.ctx
         tx = ctx.transaction
-        call = {"id": ctx.event_id, "mode": spec.mode, "count": len(job.events),
+        # `link`: this call's entries, told apart from another call's with the same id (the same
+        # transaction dead-lettered again after a restart; a stray event after its END) at replay.
+        call = {"id": ctx.event_id, "link": uuid.uuid4().hex, "mode": spec.mode, "count": len(job.events),
                 "transaction": None if tx is None else {
                     "id": tx.id, "event_count": tx.event_count, "part": tx.part, "last": tx.last,
                     "data_collections": [list(c) for c in tx.data_collections or ()]}}

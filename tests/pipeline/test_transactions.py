@@ -635,3 +635,30 @@ def test_mangled_transaction_metadata_never_stops_the_run(tmp_path: Path, seed: 
         source, _ = run_pipeline(numbered, hooks, dead_letters=store, transaction_end_timeout_s=0.0)
         store.close()
         assert source.committed == {(t, 0): n for t, n in counts.items()}, case
+
+
+def test_two_dead_lettered_calls_with_one_call_id_are_each_replayed(tmp_path: Path) -> None:
+    """The same transaction dead-lettered twice (its offsets were not committed, a restart
+    delivered it again) gives two calls with the same call id: replay keeps their entries apart
+    (each call's `link`) and calls the hook on each, instead of finding "6 of its 3 entries"
+    and never replaying either."""
+    data, markers = synthetic_transaction(8, 3)
+    msgs = [RawMessage(m.topic, 0, i, m.key, m.value) for i, m in enumerate(data)]
+    msgs += [RawMessage(m.topic, 0, i, m.key, m.value) for i, m in enumerate(markers)]
+    store_path = tmp_path / "dl.jsonl"
+
+    def broken(p: Any) -> None:
+        raise RuntimeError("aux db refuses")
+
+    for _ in range(2):
+        store = FileDeadLetters(store_path)
+        run_pipeline(msgs, [HookSpec("tx", broken, "t", mode="transaction", max_attempts=1)], dead_letters=store)
+        store.close()
+    entries = list(read_file(store_path))
+    assert len(entries) == 6 and len({e["call"]["id"] for e in entries}) == 1
+    assert len({e["call"]["link"] for e in entries}) == 2
+    out = tmp_path / "ids.txt"
+    _, result = replay_with(tmp_path, store_path, "def checkpoint(param):\n"
+                            f"    open({str(out)!r}, 'a').write(repr([r['id'] for r in param.records]) + '\\n')\n")
+    assert result.exit_code == 0 and "replayed 6 ok, 0 failed" in result.output, result.output
+    assert out.read_text().splitlines() == ["[800001, 800002, 800003]"] * 2
