@@ -274,6 +274,9 @@ class Decoder:
             return SchemaChange(raw, payload.get("ddl"), payload.get("databaseName"))
         source = payload.get("source")
         if op not in _OPS or not isinstance(source, dict):
+            if op is None and "source" not in payload and "status" in payload:
+                return DecodeFailure(raw, "not_envelope", "a transaction marker needs status BEGIN or END and an id "
+                                     f"(status {str(status)[:40]!r}, id present: {'id' in payload})")
             if op is None and "source" not in payload:
                 return DecodeFailure(raw, "flattened", FLATTENED_HINT)
             return DecodeFailure(
@@ -628,18 +631,22 @@ def event_id(source: Mapping[str, Any], table: str, op: str, before: Any, after:
     return h.hexdigest()[:32]
 
 
-def _marker(raw: RawMessage, payload: Mapping[str, Any]) -> TransactionMarker:
-    collections = tuple(
-        (str(c.get("data_collection")), int(c.get("event_count", 0)))
-        for c in payload.get("data_collections") or []
-        if isinstance(c, dict)
-    )
+def _marker(raw: RawMessage, payload: Mapping[str, Any]) -> TransactionMarker | DecodeFailure:
     count = payload.get("event_count")
+    if count is not None and type(count) is not int:
+        return DecodeFailure(raw, "not_envelope", f"the transaction marker's event_count must be an integer, "
+                             f"not {str(count)[:40]!r}")
+    listed = payload.get("data_collections")
+    if listed is not None and not (isinstance(listed, list) and all(
+            isinstance(c, dict) and type(c.get("event_count", 0)) is int for c in listed)):
+        return DecodeFailure(raw, "not_envelope", "the transaction marker's data_collections must be a list of "
+                             "{data_collection, event_count} objects with integer counts")
+    collections = tuple((str(c.get("data_collection")), int(c.get("event_count", 0))) for c in listed or [])
     return TransactionMarker(
         raw=raw,
         status=payload["status"],
         id=str(payload["id"]),
-        event_count=int(count) if count is not None else None,
+        event_count=count,
         data_collections=collections,
     )
 

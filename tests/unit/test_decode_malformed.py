@@ -120,3 +120,24 @@ def test_schema_cache_reused_and_correct_for_second_message() -> None:
     assert isinstance(first, ChangeEvent) and isinstance(second, ChangeEvent)
     assert str(first.after and first.after["d"]) == "1970-01-01"
     assert str(second.after and second.after["d"]) == "1970-01-02"
+
+
+@pytest.mark.parametrize(("marker", "says"), [
+    ({"status": "begin", "id": "571:1"}, "needs status BEGIN or END and an id (status 'begin'"),
+    ({"status": ["BEGIN"], "id": "571:1"}, "needs status BEGIN or END and an id"),
+    ({"status": "END", "event_count": 1}, "id present: False"),
+    ({"status": "END", "id": "571:1", "event_count": {"n": 1}, "data_collections": []},
+     "event_count must be an integer"),
+    ({"status": "END", "id": "571:1", "event_count": "2", "data_collections": []}, "event_count must be an integer"),
+    ({"status": "END", "id": "571:1", "event_count": True}, "event_count must be an integer"),
+    ({"status": "END", "id": "571:1", "event_count": 1, "data_collections": 5}, "data_collections must be a list"),
+    ({"status": "END", "id": "571:1", "event_count": 1,
+      "data_collections": [{"data_collection": "a", "event_count": "1"}]}, "data_collections must be a list"),
+])
+def test_a_broken_transaction_marker_says_so(marker: dict, says: str) -> None:
+    """A marker with a wrong status, no id or ill-typed counts is named as a broken marker — not as a
+    flattened event (wrong advice) nor as a schema mismatch (it has no schema)."""
+    for value in (orjson.dumps({**marker, "ts_ms": 1}),
+                  orjson.dumps({"schema": {"type": "struct", "fields": []}, "payload": {**marker, "ts_ms": 1}})):
+        got = Decoder().decode(raw(value, "shop.transaction"))
+        assert isinstance(got, DecodeFailure) and got.reason == "not_envelope" and says in got.detail, got
