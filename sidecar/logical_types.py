@@ -208,7 +208,24 @@ def _geometry(value: Any) -> Any:
 
 
 def _string(value: Any) -> Any:
+    if type(value) is not str:
+        raise TypeError(f"string: expected text, got {type(value).__name__} {str(value)[:40]!r}")
     return UNAVAILABLE if value == PLACEHOLDER else value
+
+
+_INTEGER_KINDS: Final = ("int8", "int16", "int32", "int64")
+
+
+def _integer(value: Any) -> Any:
+    if type(value) is not int:  # (a JSON true/false is a bool, not an integer)
+        raise TypeError(f"integer: expected an integer, got {type(value).__name__} {str(value)[:40]!r}")
+    return value
+
+
+def _boolean(value: Any) -> Any:
+    if type(value) is not bool:
+        raise TypeError(f"boolean: expected true or false, got {type(value).__name__} {str(value)[:40]!r}")
+    return value
 
 
 # Logical types that keep their base value (documented pass-through, not an accident).
@@ -257,7 +274,11 @@ def converter_for(schema: Mapping[str, Any], connector: str) -> Converter | None
         return _float
     if kind == "string":
         return _string
-    if kind in ("int8", "int16", "int32", "int64", "boolean", None):
+    if kind in _INTEGER_KINDS:
+        return _integer  # the JSON value is already right, unless the payload does not match its schema
+    if kind == "boolean":
+        return _boolean
+    if kind is None:
         return None
     raise UnknownLogicalType(f"unknown Kafka Connect type {kind!r}")
 
@@ -309,7 +330,7 @@ def _named(name: str, kind: Any, params: Mapping[str, Any], connector: str) -> C
         ):
             return _geometry
     if name in _PASS_THROUGH:
-        return _string if kind == "string" else None
+        return _string if kind == "string" else _integer if kind in _INTEGER_KINDS else None
     if kind == "struct":
         return _MISSING  # a named struct (row value, nested record): converted field by field
     if name.startswith(("io.debezium.", "org.apache.kafka.connect.")):

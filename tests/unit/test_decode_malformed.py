@@ -84,6 +84,28 @@ def test_schema_payload_mismatch_is_a_failure() -> None:
     assert isinstance(out, DecodeFailure) and out.reason == "schema_mismatch"
 
 
+@pytest.mark.parametrize(("field_type", "value", "says"), [
+    ("int32", "notint", "integer: expected an integer, got str"),
+    ("int64", 1.5, "integer: expected an integer, got float"),
+    ("int16", True, "integer: expected an integer, got bool"),
+    ("boolean", 1, "boolean: expected true or false, got int"),
+    ("string", 5, "string: expected text, got int"),
+])
+def test_a_primitive_that_does_not_match_its_schema_is_a_failure(field_type: str, value: object, says: str) -> None:
+    """A plain int/boolean/string column whose JSON value has another type never reaches hooks as
+    if it were right: read lazily it raises DecodeError, decoded eagerly it is a DecodeFailure."""
+    from sidecar.events import ChangeEvent, DecodeError
+
+    message = raw(envelope({"type": "struct", "fields": [{"field": "v", "type": field_type, "optional": True}]},
+                           {"v": value}))
+    out = Decoder().decode(message, eager=True)
+    assert isinstance(out, DecodeFailure) and out.reason == "schema_mismatch" and says in out.detail, out
+    lazy = Decoder().decode(message)
+    assert isinstance(lazy, ChangeEvent)
+    with pytest.raises(DecodeError, match=says):
+        lazy.after  # noqa: B018
+
+
 def test_decimal_and_variable_scale_decimal() -> None:
     """Decimal uses the schema's scale; VariableScaleDecimal carries its own."""
     from decimal import Decimal

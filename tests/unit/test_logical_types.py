@@ -81,7 +81,8 @@ def test_unknown_debezium_type_raises_and_foreign_name_passes() -> None:
     """An unknown io.debezium type is refused; a third-party name falls back to its base type."""
     with pytest.raises(UnknownLogicalType, match=r"io\.debezium\.data\.Nope"):
         converter_for({"type": "string", "name": "io.debezium.data.Nope"}, "postgresql")
-    assert converter_for({"type": "int32", "name": "com.example.Thing"}, "postgresql") is None
+    assert converter_for({"type": "int32", "name": "com.example.Thing"}, "postgresql") is converter_for(
+        {"type": "int32"}, "postgresql")
 
 
 def test_schemaless_row_copies_and_replaces_only_top_level_placeholders() -> None:
