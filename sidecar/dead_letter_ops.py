@@ -46,15 +46,15 @@ def load_entries(app: App) -> list[dict[str, Any]]:
     return read_store(app.settings.dead_letters.path)
 
 
-def read_store(path: str | Path) -> list[dict[str, Any]]:
+def read_store(path: str | Path, purging: bool = False) -> list[dict[str, Any]]:
     """The file store's entries; cut-off lines (an interrupted write) are named on stderr and skipped."""
     cut_off: list[int] = []
     entries = list(read_file(path, cut_off))
     if cut_off:
         sys.stderr.write(
             f"note: {path}: line(s) {', '.join(map(str, cut_off))} hold an entry whose write was cut off (a crash or "
-            "a full disk); skipped. Its record's offset was not committed then, so the record was delivered "
-            "again and dead-lettered again if it failed again\n")
+            f"a full disk); {'removed' if purging else 'skipped'}. Its record's offset was not committed then, so "
+            "the record was delivered again and dead-lettered again if it failed again\n")
     return entries
 
 
@@ -176,7 +176,7 @@ def purge(app: App, replayed_only: bool) -> tuple[int, int]:
             "(retention.ms) or kafka-delete-records"
         )
     path = Path(app.settings.dead_letters.path)
-    entries = read_store(path)
+    entries = read_store(path, purging=True)
     replayed = ledger(app).done()
     keep = [e for e in entries if replayed_only and e["id"] not in replayed]
     tmp = path.with_suffix(".tmp")
