@@ -181,6 +181,10 @@ def check(config_path: str | None, timeout: float) -> None:
     try:
         settings = load_config(config_path)
         configure_logging(settings.log.level, settings.log.format)
+        if settings.source.kind == "kafka" and settings.source.kafka is not None:
+            from sidecar.sources.kafka_probe import check_settings
+
+            check_settings(settings.source.kafka.librdkafka())  # a config error, before anything is reached
         click.echo("config: ok")
         hooks = build_hooks(settings, Path(config_path).parent if config_path else None)
         click.echo(f"hooks: ok ({', '.join(h.name for h in hooks) or 'none'})")
@@ -256,6 +260,13 @@ def ledger_prune(config_path: str | None, database: str, older_than_days: float)
     click.echo(f"removed {removed} ledger rows older than {older_than_days:g} days")
 
 
+def _where(message: dict[str, Any]) -> str:
+    """`topic[partition]@offset` (Kafka), or the topic alone (embedded, replay: no coordinates)."""
+    if message.get("partition") is None and message.get("offset") is None:
+        return str(message["topic"])
+    return f"{message['topic']}[{message.get('partition')}]@{message.get('offset')}"
+
+
 @main.group("dead-letters")
 def dead_letters() -> None:
     """Inspect, replay and purge dead letters (the store configured in dead_letters:)."""
@@ -286,9 +297,10 @@ def dead_letters_list(config_path: str | None, hook_name: str | None) -> None:
     for e in entries:
         m = e["message"]
         click.echo(f"{e['id']}  {e['kind']:13s} hook={e.get('hook') or '-'}  reason={e['reason']}  "
-                   f"event_id={e.get('event_id') or '-'}  {m['topic']}[{m.get('partition')}]@{m.get('offset')}  "
+                   f"event_id={e.get('event_id') or '-'}  {_where(m)}  "
                    f"{e['dead_lettered_at']}  {'replayed' if e['id'] in done else 'pending'}")
-    click.echo(f"{len(entries)} dead letters, {sum(e['id'] in done for e in entries)} replayed", err=True)
+    click.echo(f"{len(entries)} dead letter{'' if len(entries) == 1 else 's'}, "
+               f"{sum(e['id'] in done for e in entries)} replayed", err=True)
 
 
 @dead_letters.command("show")

@@ -51,10 +51,11 @@ def read_store(path: str | Path, purging: bool = False) -> list[dict[str, Any]]:
     cut_off: list[int] = []
     entries = list(read_file(path, cut_off))
     if cut_off:
+        lines = f"{'line' if len(cut_off) == 1 else 'lines'} {', '.join(map(str, cut_off))}"
         sys.stderr.write(
-            f"note: {path}: line(s) {', '.join(map(str, cut_off))} hold an entry whose write was cut off (a crash or "
-            f"a full disk); {'removed' if purging else 'skipped'}. Its record's offset was not committed then, so "
-            "the record was delivered again and dead-lettered again if it failed again\n")
+            f"note: {path}: {lines}: an entry whose write was cut off (a crash or a full disk); "
+            f"{'removed' if purging else 'skipped'}. Its record's offset was not committed then, so the record was "
+            "delivered again and dead-lettered again if it failed again\n")
     return entries
 
 

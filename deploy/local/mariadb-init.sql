@@ -8,8 +8,8 @@ GRANT SELECT, RELOAD, SHOW DATABASES, LOCK TABLES, REPLICATION SLAVE, REPLICATIO
   ON *.* TO 'cdc'@'127.0.0.1', 'cdc'@'localhost';
 GRANT ALL ON inventory.* TO 'cdc'@'127.0.0.1', 'cdc'@'localhost';
 
-CREATE USER IF NOT EXISTS 'sidecar'@'127.0.0.1' IDENTIFIED BY 'sidecar';
-CREATE USER IF NOT EXISTS 'sidecar'@'localhost' IDENTIFIED BY 'sidecar';
+CREATE USER IF NOT EXISTS 'sidecar'@'127.0.0.1' IDENTIFIED BY 'sidecar-demo-pw';
+CREATE USER IF NOT EXISTS 'sidecar'@'localhost' IDENTIFIED BY 'sidecar-demo-pw';
 GRANT ALL ON sidecar_aux.* TO 'sidecar'@'127.0.0.1', 'sidecar'@'localhost';
 GRANT SELECT ON inventory.* TO 'sidecar'@'127.0.0.1', 'sidecar'@'localhost';
 FLUSH PRIVILEGES;

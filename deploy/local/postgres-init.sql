@@ -1,6 +1,6 @@
 -- Sample destination database of a pipeline: what Debezium captures and hooks react to.
 CREATE ROLE cdc WITH LOGIN REPLICATION PASSWORD 'cdc';
-CREATE ROLE sidecar WITH LOGIN PASSWORD 'sidecar';
+CREATE ROLE sidecar WITH LOGIN PASSWORD 'sidecar-demo-pw';
 CREATE DATABASE shop OWNER cdc;
 \connect shop
 SET ROLE cdc;

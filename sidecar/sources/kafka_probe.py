@@ -19,15 +19,19 @@ def settings_refused(exc: KafkaException) -> ConfigError:
     return ConfigError(f"source.kafka.settings: librdkafka refuses them: {scrub(text)}")
 
 
-def ping(conf: dict[str, str], timeout_s: float = 5.0) -> None:
-    """Raise ConfigError if librdkafka refuses the consumer's settings (as `run` would), then
-    SourceError unless the brokers answer a metadata request."""
+def check_settings(conf: dict[str, str]) -> None:
+    """Raise ConfigError if librdkafka refuses the consumer's settings, as `run` would (the admin
+    client of `ping` ignores consumer-only settings such as session.timeout.ms)."""
     from confluent_kafka import Consumer
 
-    try:  # (the admin client below ignores consumer-only settings such as session.timeout.ms)
+    try:
         Consumer({**conf, "group.id": conf.get("group.id") or "checkpoint-sidecar-check", "log_level": 2}).close()
     except KafkaException as exc:
         raise settings_refused(exc) from None
+
+
+def ping(conf: dict[str, str], timeout_s: float = 5.0) -> None:
+    """Raise SourceError unless the brokers answer a metadata request (ConfigError: settings refused)."""
     BrokerProbe(conf, timeout_s)()
 
 

@@ -27,7 +27,7 @@ PORTS = {
 KAFKA = f"127.0.0.1:{PORTS['kafka']}"
 CONNECT = f"http://127.0.0.1:{PORTS['kafka-connect']}"
 PG_URL = f"postgresql+psycopg://cdc:cdc@127.0.0.1:{PORTS['postgres']}/shop"
-AUX_URL = f"mysql+pymysql://sidecar:sidecar@127.0.0.1:{PORTS['mariadb']}/sidecar_aux"
+AUX_URL = f"mysql+pymysql://sidecar:sidecar-demo-pw@127.0.0.1:{PORTS['mariadb']}/sidecar_aux"
 INV_URL = f"mysql+pymysql://cdc:cdc@127.0.0.1:{PORTS['mariadb']}/inventory"
 T = TypeVar("T")
 

@@ -110,6 +110,7 @@ def kafka_config(tmp_path: Path, setting: str) -> Path:
         "    topics: [fx.public.orders]\n"
         "    settings: {security.protocol: SASL_PLAINTEXT, sasl.mechanism: PLAIN, sasl.username: bob,\n"
         f"               sasl.password: Zq8SaslSecret, {setting}}}\n"
+        "databases: {destination: 'postgresql+psycopg://u:pw@127.0.0.1:9/db'}\n"  # unreachable: checked later
     )
     return cfg
 
@@ -123,9 +124,11 @@ def kafka_config(tmp_path: Path, setting: str) -> Path:
 def test_kafka_settings_librdkafka_refuses_are_config_errors(tmp_path: Path, setting: str, says: str,
                                                              command: list[str]) -> None:
     """`check` and the dead-letter commands name a Kafka setting librdkafka refuses (exit 2), as
-    `run` does, instead of a traceback (the admin client alone ignores consumer-only settings)."""
+    `run` does, instead of a traceback (the admin client alone ignores consumer-only settings);
+    `check` finds it first, as the config error it is, before it tries to reach a database."""
     cfg = kafka_config(tmp_path, setting)
     result = CliRunner().invoke(main, [*command, "--config", str(cfg)])
     assert result.exit_code == EXIT_CONFIG, result.output
     assert "librdkafka refuses them: " in result.output and says in result.output
     assert "Traceback" not in result.output and "Zq8SaslSecret" not in result.output
+    assert "config: ok" not in result.output  # a config error, found before the database is tried
