@@ -43,7 +43,8 @@ from concurrency import bench_settings, fill, run_until  # noqa: E402
 
 DEADLOCKS = {"bare": 0, "sidecar calls failed": 0}
 lock = threading.Lock()
-AUX_URL = f"mysql+pymysql://sidecar:sidecar-demo-pw@127.0.0.1:{os.environ.get('STACK_MARIADB_PORT', '3306')}/sidecar_aux"
+AUX_URL = (f"mysql+pymysql://sidecar:sidecar-demo-pw@127.0.0.1:{os.environ.get('STACK_MARIADB_PORT', '3306')}"
+           "/sidecar_aux")
 
 
 def bare_pool(n: int, threads: int) -> float:

@@ -37,7 +37,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "hooks"))
 
 KAFKA = f"127.0.0.1:{os.environ.get('STACK_KAFKA_PORT', '9092')}"
-AUX_URL = f"mysql+pymysql://sidecar:sidecar-demo-pw@127.0.0.1:{os.environ.get('STACK_MARIADB_PORT', '3306')}/sidecar_aux"
+AUX_URL = (f"mysql+pymysql://sidecar:sidecar-demo-pw@127.0.0.1:{os.environ.get('STACK_MARIADB_PORT', '3306')}"
+           "/sidecar_aux")
 ROWS = 20
 DIAG: dict[str, dict[str, list[float]]] = {}
 """Per run name: the hook calls' wall and CPU seconds, the loop's CPU seconds per record."""

@@ -48,3 +48,17 @@ def test_demo_users_and_passwords_are_stated() -> None:
     assert {u for u, _ in logins} >= {"cdc", "sidecar"}
     for user, password in logins:
         assert f"`{user}` / `{password}`" in README, f"README does not state the demo login {user}"
+
+
+def test_the_config_reference_lists_every_key_as_the_model_has_it() -> None:
+    """README's configuration table is what `scripts/config_reference.py` generates from the model:
+    every key, its default and a description (the script refuses a key without one)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("config_reference", REPO / "scripts" / "config_reference.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    generated = f"{module.BEGIN}\n{module.table()}\n{module.END}"
+    assert generated in README, "stale config reference: run .venv/bin/python scripts/config_reference.py --write"
+    assert "`dispatch.yield_every_records` | `4` |" in generated and "`hooks.<NAME>.mode` | `record` |" in generated
