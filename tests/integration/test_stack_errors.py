@@ -82,7 +82,7 @@ def test_failing_connector_shows_task_trace(tmp_path: Path, connectors: list[str
     cfg = json.loads((REPO / "connectors" / "mariadb-inventory.json").read_text())
     cfg["name"] = name
     # Valid for Connect's validation (the login works) but the task's binlog queries are refused.
-    cfg["config"].update({"database.user": "sidecar", "database.password": "sidecar", "topic.prefix": name,
+    cfg["config"].update({"database.user": "sidecar", "database.password": "sidecar-demo-pw", "topic.prefix": name,
                           "database.server.id": str(300000 + os.getpid() % 1000),
                           "database.port": str(PORTS["mariadb"]),
                           "schema.history.internal.kafka.topic": f"_schema-history.{name}"})
