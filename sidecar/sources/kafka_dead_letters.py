@@ -20,10 +20,10 @@ import orjson
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from sidecar.dead_letters import DEFAULT_MAX_ENTRY_BYTES, bound_entry
-from sidecar.errors import DeadLetterError, SourceError
+from sidecar.errors import DeadLetterError
 from sidecar.secrets import scrub
 from sidecar.sources.kafka_logs import kafka_logger
-from sidecar.sources.kafka_probe import settings_refused
+from sidecar.sources.kafka_probe import no_answer, settings_refused
 from sidecar.sources.kafka_settings import shared_settings
 
 _KAFKA_DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
@@ -122,9 +122,7 @@ def read_dead_letter_topic(conf: Mapping[str, str], topic: str, timeout_s: float
         try:
             md = consumer.list_topics(topic, timeout=timeout_s)
         except KafkaException as exc:
-            err = exc.args[0] if exc.args else exc
-            raise SourceError(f"Kafka at {conf.get('bootstrap.servers', '')} did not answer: "
-                              f"{err.str() if hasattr(err, 'str') else err}") from None
+            raise no_answer(conf.get("bootstrap.servers", ""), exc) from None
         if topic not in md.topics or md.topics[topic].error is not None:
             return []
         parts = [TopicPartition(topic, p) for p in md.topics[topic].partitions]

@@ -11,12 +11,20 @@ from sidecar.secrets import scrub
 from sidecar.sources.kafka_settings import shared_settings
 
 
+def _text(exc: KafkaException) -> str:
+    err = exc.args[0] if exc.args else exc
+    return str(err.str() if hasattr(err, "str") else err)
+
+
 def settings_refused(exc: KafkaException) -> ConfigError:
     """librdkafka refused a client setting (unknown property, invalid value, unsupported SASL
     mechanism…): a config error naming it (registered secrets masked), not a traceback."""
-    err = exc.args[0] if exc.args else exc
-    text = err.str() if hasattr(err, "str") else str(err)
-    return ConfigError(f"source.kafka.settings: librdkafka refuses them: {scrub(text)}")
+    return ConfigError(f"source.kafka.settings: librdkafka refuses them: {scrub(_text(exc))}")
+
+
+def no_answer(servers: str, exc: KafkaException) -> SourceError:
+    """The brokers did not answer a metadata request."""
+    return SourceError(f"Kafka at {servers} did not answer: {_text(exc)}")
 
 
 def check_settings(conf: dict[str, str]) -> None:
@@ -60,4 +68,4 @@ class BrokerProbe:
         try:
             self._admin.list_topics(timeout=self.timeout_s)
         except KafkaException as exc:
-            raise SourceError(f"Kafka at {self.servers} did not answer: {exc.args[0].str()}") from None
+            raise no_answer(self.servers, exc) from None
