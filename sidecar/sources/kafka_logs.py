@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any
 
-from sidecar.logs import get_logger
+import structlog
 
 _DIGITS = re.compile(r"\d+")
 _THREAD = re.compile(r"^\[thrd:[^\]]*\]: ")
@@ -28,7 +28,9 @@ class KafkaLogHandler(logging.Handler):
     def __init__(self, window_s: float = 30.0) -> None:
         super().__init__(level=logging.DEBUG)
         self.window_s = window_s
-        self._log = get_logger()
+        # Unbound: the logging configuration in force when a line comes, not when the first Kafka
+        # client of the process was made (a bound logger keeps the processors of its day).
+        self._log = structlog.get_logger("checkpoint-sidecar")
         self._seen: dict[tuple[str, str], tuple[float, int]] = {}  # key → (last emitted, held back)
         self._guard = threading.Lock()
 
