@@ -7,14 +7,25 @@ fills fresh topics `<prefix>.public.orders` (one partition, compact JSON Debeziu
 with transaction blocks) and `<prefix>.transaction` (BEGIN/END markers), then runs:
 - bare: per transaction of 20 rows, the statements `audit_log` and `pipeline_stats` run
   (audit executemany; ledger claim + one stats upsert), each hook's in its own aux
-  transaction, on two threads (the sidecar runs the two hooks on two workers);
+  transaction, on two threads (the sidecar runs the two hooks on two workers). The rows are
+  the ones the hooks write for the same records: their keys are the records' event ids
+  (32 hex digits of a sha256, computed before the clock starts, from envelopes of the same
+  shape under a prefix of the bare run's own, so no id collides with a sidecar run's);
+- bare, sequential ids (shown, not the baseline): the same with ids that grow within a run,
+  as this bench used before 2026-12-01 — InnoDB appends those to the primary keys of
+  `pipeline_audit_log` and `checkpoint_ledger` at about half the server CPU per row of the
+  random ids every real pipeline writes (measured: ~44 against ~95 µs per record), so it
+  ran about twice as fast as the same script on the ids the hooks actually write;
 - sidecar, both hooks `mode: transaction` (serial each, commit order), real `run` path;
-- sidecar, both hooks `mode: record`, serial (the old behaviour, 164 records/s in issue 9).
+- sidecar, both hooks `mode: record`, serial (the old behaviour, 164 records/s in issue 9);
+- with `--concurrency N`: also both hooks `mode: transaction, ordering: none, concurrency: N`
+  (calls overlap; fine for these two hooks, whose writes commute).
 Rounds alternate; the table shows medians. A second table shows where the time goes: per hook
 call its wall time and its thread's CPU time (medians), and for the sidecar the loop thread's CPU
 per record (`time.thread_time` around `run`: intake, decode, assembly, commits; start-up included).
 
     .venv/bin/python bench/transactions.py [--rounds 3] [--transactions 1000] [--record-messages 2000]
+        [--concurrency N]
 """
 
 from __future__ import annotations
@@ -40,6 +51,8 @@ KAFKA = f"127.0.0.1:{os.environ.get('STACK_KAFKA_PORT', '9092')}"
 AUX_URL = (f"mysql+pymysql://sidecar:sidecar-demo-pw@127.0.0.1:{os.environ.get('STACK_MARIADB_PORT', '3306')}"
            "/sidecar_aux")
 ROWS = 20
+BARE = "bare script (20-row transactions)"
+BARE_SEQUENTIAL = "bare script, sequential ids (not the baseline)"
 DIAG: dict[str, dict[str, list[float]]] = {}
 """Per run name: the hook calls' wall and CPU seconds, the loop's CPU seconds per record."""
 
@@ -107,21 +120,37 @@ def fill(prefix: str, transactions: int) -> list[str]:
     return [data, markers]
 
 
-def bare(transactions: int) -> float:
+def event_ids(transactions: int) -> list[list[str]]:
+    """Per transaction, the event ids the sidecar gives its 20 records: envelopes as `fill`
+    writes them, under a prefix of their own, decoded as the sidecar decodes them."""
+    from sidecar.testing import decode_message
+
+    prefix = f"benchbare{uuid.uuid4().hex[:8]}"
+    return [[decode_message(envelope(prefix, tx, o, tx * ROWS + o)[1]).event_id for o in range(1, ROWS + 1)]
+            for tx in range(transactions)]
+
+
+def bare(transactions: int, sequential: bool = False) -> float:
     """The hooks' statements per 20-row transaction, same driver, each hook's in its own aux
-    transaction, the two hooks' work on two threads."""
+    transaction, the two hooks' work on two threads. Keys: the records' event ids, or with
+    `sequential` ids that grow within the run (the old baseline)."""
     import audit_log
     import pipeline_stats
     from sqlalchemy import create_engine
 
     from sidecar.ledger import claim_ids
 
-    engine = create_engine(AUX_URL, pool_size=4, max_overflow=4, pool_pre_ping=True)
+    # No ping per checkout (the sidecar pings only connections that sat idle): no extra round trip.
+    engine = create_engine(AUX_URL, pool_size=4, max_overflow=4)
     run = uuid.uuid4().hex[:16]
     committed = datetime.now(UTC).replace(tzinfo=None)
+    ids = ([[f"{run}{tx:08d}{o:04d}" for o in range(ROWS)] for tx in range(transactions)] if sequential
+           else event_ids(transactions))
+    warm = [[uuid.uuid4().hex for _ in range(ROWS)] for _ in range(3)]
 
     def rows(tx: int) -> list[dict[str, Any]]:
-        return [{"event_id": f"{run}{tx:08d}{o:04d}", "pipeline": "bench-bare", "destination_table": "public.orders",
+        keys = ids[tx] if tx >= 0 else warm[-1 - tx]
+        return [{"event_id": keys[o], "pipeline": "bench-bare", "destination_table": "public.orders",
                  "source_table": None, "op": "c", "record_key": str(tx * ROWS + o), "committed_at": committed}
                 for o in range(ROWS)]
 
@@ -148,7 +177,7 @@ def bare(transactions: int) -> float:
         t.join()
     elapsed = time.perf_counter() - started
     engine.dispose()
-    _diag("bare script (20-row transactions)", times, None)
+    _diag(BARE_SEQUENTIAL if sequential else BARE, times, None)
     return transactions * ROWS / elapsed
 
 
@@ -160,7 +189,7 @@ def _diag(name: str, times: CallTimes, loop_cpu_per_record: float | None) -> Non
         d["loop"].append(loop_cpu_per_record)
 
 
-def sidecar(topics: list[str], records: int, mode: str) -> float:
+def sidecar(topics: list[str], records: int, mode: str, concurrency: int = 0) -> float:
     import structlog
 
     from sidecar.app import build_app
@@ -172,7 +201,9 @@ def sidecar(topics: list[str], records: int, mode: str) -> float:
     lock = threading.Lock()
     state = {"n": 0, "first": 0.0, "last": 0.0}
     tmp = Path(tempfile.mkdtemp(prefix="cs-bench-"))
-    hook = {"tables": ["public.orders"], "mode": mode}
+    hook: dict[str, Any] = {"tables": ["public.orders"], "mode": mode}
+    if concurrency:
+        hook.update(ordering="none", concurrency=concurrency)
     settings = Settings(
         pipeline=f"bench-{uuid.uuid4().hex[:6]}",
         source={"kind": "kafka", "kafka": {"bootstrap_servers": KAFKA, "group_id": f"bench-{uuid.uuid4().hex[:8]}",
@@ -216,8 +247,14 @@ def sidecar(topics: list[str], records: int, mode: str) -> float:
     loop_cpu = time.thread_time() - loop_cpu
     if state["n"] < records:
         raise SystemExit(f"sidecar {mode}: only {state['n']} of {records} records within 600 s")
-    _diag(f"sidecar mode: {mode}" + (", serial" if mode == "record" else ""), times, loop_cpu / state["n"])
+    _diag(label(mode, concurrency), times, loop_cpu / state["n"])
     return (state["n"] - state["skip"]) / (state["last"] - state["first"])
+
+
+def label(mode: str, concurrency: int = 0) -> str:
+    if concurrency:
+        return f"sidecar mode: {mode}, ordering none, concurrency {concurrency}"
+    return f"sidecar mode: {mode}" + (", serial" if mode == "record" else "")
 
 
 def main() -> None:
@@ -227,19 +264,24 @@ def main() -> None:
     # this shared machine: bare rounds of one run spread 4,102–7,391 records/s).
     ap.add_argument("--transactions", type=int, default=1000)
     ap.add_argument("--record-messages", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, default=0,
+                    help="also run the transaction hooks with ordering none and up to N calls at once")
     args = ap.parse_args()
-    names = ["bare script (20-row transactions)", "sidecar mode: transaction", "sidecar mode: record, serial"]
+    names = [BARE, label("transaction"), label("record"), BARE_SEQUENTIAL]
+    if args.concurrency:
+        names.insert(2, label("transaction", args.concurrency))
     rates: dict[str, list[float]] = {k: [] for k in names}
     for r in range(args.rounds):
         tx_topics = fill(f"benchtx{uuid.uuid4().hex[:8]}", args.transactions)
         rec_topics = fill(f"benchtx{uuid.uuid4().hex[:8]}", args.record_messages // ROWS)
         for name in names:
-            if name == names[0]:
-                rate = bare(args.transactions)
-            elif name == names[1]:
-                rate = sidecar(tx_topics, args.transactions * ROWS, "transaction")
-            else:
+            if name in (BARE, BARE_SEQUENTIAL):
+                rate = bare(args.transactions, sequential=name == BARE_SEQUENTIAL)
+            elif name == label("record"):
                 rate = sidecar(rec_topics[:1], args.record_messages, "record")
+            else:  # the same topics for both transaction runs (each reads them with a group of its own)
+                rate = sidecar(tx_topics, args.transactions * ROWS, "transaction",
+                               args.concurrency if name != label("transaction") else 0)
             rates[name].append(rate)
             print(f"round {r + 1}: {name:36} {rate:8,.0f} records/s", flush=True)
     med = {k: statistics.median(v) for k, v in rates.items()}
@@ -247,7 +289,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for k in names:
         print(f"| {k} | {med[k]:,.0f} | {', '.join(f'{x:,.0f}' for x in rates[k])} | "
-              f"{med[k] / med[names[0]]:.2f} | {med[k] / med[names[2]]:.1f} |")
+              f"{med[k] / med[BARE]:.2f} | {med[k] / med[label('record')]:.1f} |")
     print("\nWhere the time goes (medians over rounds of each round's median call):\n")
     print("| run | hook call, wall (ms) | hook call, thread CPU (ms) | loop thread CPU per record (µs) |")
     print("|---|---|---|---|")
