@@ -146,7 +146,7 @@ def hooks_list(config_path: str | None) -> None:
         settings = cli.load_config(path)
     except SidecarError as exc:
         _fail(exc)
-    rows = [("NAME", "SOURCE", "TABLES", "OPS", "MODE", "ORDERING", "ON_FAILURE", "WHERE", "IMPORT")]
+    rows = [("NAME", "SOURCE", "TABLES", "OPS", "MODE", "ORDERING (CONCURRENCY)", "ON_FAILURE", "WHERE", "IMPORT")]
     broken = 0
     for name, cfg in settings.hooks.items():
         source = (f"path:{cfg.path}" if cfg.path else f"module:{cfg.module}" if cfg.module
@@ -160,7 +160,7 @@ def hooks_list(config_path: str | None) -> None:
             status = f"FAILED: {exc}"
             broken += 1
         rows.append((name, source, ",".join(cfg.tables) if cfg.tables else "*", ",".join(cfg.ops), cfg.mode,
-                     f"{cfg.ordering}x{cfg.concurrency}", cfg.on_failure, cfg.where or "-", status))
+                     f"{cfg.ordering} ({cfg.concurrency})", cfg.on_failure, cfg.where or "-", status))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
