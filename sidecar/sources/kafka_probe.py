@@ -22,9 +22,14 @@ def settings_refused(exc: KafkaException) -> ConfigError:
     return ConfigError(f"source.kafka.settings: librdkafka refuses them: {scrub(_text(exc))}")
 
 
+LOCAL_HINT = "; is a broker running there? (`deploy/local/stack up kafka` starts the local stack's)"
+
+
 def no_answer(servers: str, exc: KafkaException) -> SourceError:
-    """The brokers did not answer a metadata request."""
-    return SourceError(f"Kafka at {servers} did not answer: {_text(exc)}")
+    """The brokers did not answer a metadata request (a loopback address: where to start one)."""
+    hosts = [s.strip().rsplit(":", 1)[0].strip("[]").lower() for s in servers.split(",") if s.strip()]
+    local = bool(hosts) and all(h in ("localhost", "::1") or h.startswith("127.") for h in hosts)
+    return SourceError(f"Kafka at {servers} did not answer: {_text(exc)}" + (LOCAL_HINT if local else ""))
 
 
 def check_settings(conf: dict[str, str]) -> None:
