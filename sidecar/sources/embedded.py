@@ -23,6 +23,7 @@ with a hint for the known causes, and a non-zero exit.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -68,6 +69,20 @@ def offsets_unreadable(path: Path, reason: str) -> SourceError:
 
 
 CRASHED_MID_WRITE = ", e.g. after a crash while it was written in place"
+
+
+def offsets_link_dangles(path: Path) -> SourceError | None:
+    """An offsets path that is a symbolic link into a directory that is not there (a volume not
+    mounted?): the file would look absent, so the engine would start over (snapshot again, or
+    begin at its slot or the binlog's position) and fail at its first offset write. A link to a
+    file not made yet, in a directory that exists, is a first start like any missing file."""
+    if not path.is_symlink() or path.exists():
+        return None
+    target = path.parent / os.readlink(path)
+    if target.parent.is_dir():
+        return None
+    return offsets_unopenable(path, f"it is a symbolic link to {target}, whose directory {target.parent} does "
+                              "not exist — a volume not mounted?")
 
 
 def start_jvm(java: JavaRuntime, jvm_opts: Sequence[str]) -> None:
@@ -246,6 +261,9 @@ class EmbeddedSource:
         position without a word (what a crash during Kafka's in-place write leaves behind)."""
         import jpype
 
+        dangling = offsets_link_dangles(path)
+        if dangling is not None:
+            raise dangling
         if not path.exists():
             return
         try:

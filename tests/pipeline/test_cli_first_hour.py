@@ -90,6 +90,24 @@ def test_check_embedded_refuses_an_unreadable_offsets_file(tmp_path: Path, conte
         assert result.exit_code == 0, result.output
 
 
+def test_check_embedded_refuses_an_offsets_link_into_a_missing_directory(tmp_path: Path) -> None:
+    """An offsets file linked into a volume that is not mounted looks absent: starting would begin
+    again from nothing, so `check` refuses it; a link to a file not made yet in a directory that
+    exists is a first start and passes."""
+    cfg = embedded_config(tmp_path, str(REPO / "connectors" / "postgres-shop.json"))
+    offsets = tmp_path / "state" / "offsets.dat"
+    offsets.parent.mkdir(parents=True, exist_ok=True)
+    offsets.symlink_to(tmp_path / "volume" / "offsets.dat")
+    result = CliRunner().invoke(main, ["check", "--config", str(cfg)])
+    assert result.exit_code == EXIT_BROKER, result.output
+    assert str(offsets) in result.output and "symbolic link" in result.output
+    assert f"{tmp_path / 'volume'} does not exist" in result.output
+    (tmp_path / "volume").mkdir()
+    result = CliRunner().invoke(main, ["check", "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "volume" / "offsets.dat").exists()  # check creates nothing
+
+
 @pytest.mark.parametrize("command", ["status", "apply"])
 def test_connectors_without_files_fail(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Outside the repo (no connectors/*.json) `connectors status|apply` fail instead of printing nothing."""

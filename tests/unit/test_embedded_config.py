@@ -156,3 +156,18 @@ def test_file_offset_store_is_swapped_for_the_atomic_one_only_when_compiled(tmp_
     with structlog.testing.capture_logs() as logs:
         got = _source_with(other, object())._engine_properties()  # type: ignore[attr-defined]
     assert got["offset.storage"] == other["offset.storage"] and not logs
+
+
+def test_offsets_link_dangles_follows_relative_links(tmp_path: Path) -> None:
+    """`run` and `check` share the test: a relative link resolves against the link's directory."""
+    from sidecar.sources.embedded import offsets_link_dangles
+
+    state = tmp_path / "state"
+    state.mkdir()
+    link = state / "offsets.dat"
+    link.symlink_to(Path("..") / "vol" / "offsets.dat")
+    refused = offsets_link_dangles(link)
+    assert refused is not None and f"{state / '..' / 'vol'} does not exist" in str(refused)
+    (tmp_path / "vol").mkdir()
+    assert offsets_link_dangles(link) is None  # first start: the file is made there
+    assert offsets_link_dangles(tmp_path / "plain-missing.dat") is None
