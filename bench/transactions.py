@@ -10,7 +10,9 @@ with transaction blocks) and `<prefix>.transaction` (BEGIN/END markers), then ru
   transaction, on two threads (the sidecar runs the two hooks on two workers). The rows are
   the ones the hooks write for the same records: their keys are the records' event ids
   (32 hex digits of a sha256, computed before the clock starts, from envelopes of the same
-  shape under a prefix of the bare run's own, so no id collides with a sidecar run's);
+  shape under a prefix of the bare run's own, so no id collides with a sidecar run's), and each
+  run claims them under a pipeline name of its own, as each sidecar run does (the ledger's key
+  is (pipeline, hook, id));
 - bare, sequential ids (shown, not the baseline): the same with ids that grow within a run,
   as this bench used before 2026-12-01 — InnoDB appends those to the primary keys of
   `pipeline_audit_log` and `checkpoint_ledger` at about half the server CPU per row of the
@@ -19,7 +21,7 @@ with transaction blocks) and `<prefix>.transaction` (BEGIN/END markers), then ru
 - sidecar, both hooks `mode: transaction` (serial each, commit order), real `run` path;
 - sidecar, both hooks `mode: record`, serial (the old behaviour, 164 records/s in issue 9);
 - with `--concurrency N`: also both hooks `mode: transaction, ordering: none, concurrency: N`
-  (calls overlap; fine for these two hooks, whose writes commute).
+  (calls overlap; fine for these two hooks, whose writes commute), on topics of its own.
 Rounds alternate; the table shows medians. A second table shows where the time goes: per hook
 call its wall time and its thread's CPU time (medians), and for the sidecar the loop thread's CPU
 per record (`time.thread_time` around `run`: intake, decode, assembly, commits; start-up included).
@@ -143,6 +145,10 @@ def bare(transactions: int, sequential: bool = False) -> float:
     # No ping per checkout (the sidecar pings only connections that sat idle): no extra round trip.
     engine = create_engine(AUX_URL, pool_size=4, max_overflow=4)
     run = uuid.uuid4().hex[:16]
+    # A pipeline name of its own per run, as each sidecar run has: the ledger's key is
+    # (pipeline, hook, id), so one run's claims share a narrow, cached key range. (One name for
+    # every run, as before, made each run's random ids land across every earlier run's rows.)
+    pipeline = f"bench-bare-{run[:6]}"
     committed = datetime.now(UTC).replace(tzinfo=None)
     ids = ([[f"{run}{tx:08d}{o:04d}" for o in range(ROWS)] for tx in range(transactions)] if sequential
            else event_ids(transactions))
@@ -150,7 +156,7 @@ def bare(transactions: int, sequential: bool = False) -> float:
 
     def rows(tx: int) -> list[dict[str, Any]]:
         keys = ids[tx] if tx >= 0 else warm[-1 - tx]
-        return [{"event_id": keys[o], "pipeline": "bench-bare", "destination_table": "public.orders",
+        return [{"event_id": keys[o], "pipeline": pipeline, "destination_table": "public.orders",
                  "source_table": None, "op": "c", "record_key": str(tx * ROWS + o), "committed_at": committed}
                 for o in range(ROWS)]
 
@@ -160,8 +166,8 @@ def bare(transactions: int, sequential: bool = False) -> float:
 
     def stats(tx: int) -> None:
         with engine.begin() as conn:
-            applied = claim_ids(conn, "bench-bare", "pipeline_stats", [r["event_id"] for r in rows(tx)])
-            conn.execute(pipeline_stats.UPSERT, {"pipeline": "bench-bare", "table": "public.orders",
+            applied = claim_ids(conn, pipeline, "pipeline_stats", [r["event_id"] for r in rows(tx)])
+            conn.execute(pipeline_stats.UPSERT, {"pipeline": pipeline, "table": "public.orders",
                                                  "committed_at": committed, "events": ROWS - len(applied)})
 
     for tx in range(3):  # warm the pool
@@ -271,19 +277,24 @@ def main() -> None:
     if args.concurrency:
         names.insert(2, label("transaction", args.concurrency))
     rates: dict[str, list[float]] = {k: [] for k in names}
+    width = max(len(k) for k in names)
     for r in range(args.rounds):
         tx_topics = fill(f"benchtx{uuid.uuid4().hex[:8]}", args.transactions)
+        # Topics of its own for the ordering-none run: on the same topics its records would have
+        # the same event ids, and its audit inserts would only find the rows the first run wrote.
+        conc_topics = fill(f"benchtx{uuid.uuid4().hex[:8]}", args.transactions) if args.concurrency else []
         rec_topics = fill(f"benchtx{uuid.uuid4().hex[:8]}", args.record_messages // ROWS)
         for name in names:
             if name in (BARE, BARE_SEQUENTIAL):
                 rate = bare(args.transactions, sequential=name == BARE_SEQUENTIAL)
             elif name == label("record"):
                 rate = sidecar(rec_topics[:1], args.record_messages, "record")
-            else:  # the same topics for both transaction runs (each reads them with a group of its own)
-                rate = sidecar(tx_topics, args.transactions * ROWS, "transaction",
-                               args.concurrency if name != label("transaction") else 0)
+            elif name == label("transaction"):
+                rate = sidecar(tx_topics, args.transactions * ROWS, "transaction")
+            else:
+                rate = sidecar(conc_topics, args.transactions * ROWS, "transaction", args.concurrency)
             rates[name].append(rate)
-            print(f"round {r + 1}: {name:36} {rate:8,.0f} records/s", flush=True)
+            print(f"round {r + 1}: {name:{width}} {rate:8,.0f} records/s", flush=True)
     med = {k: statistics.median(v) for k, v in rates.items()}
     print("\n| run | records/s (median) | every round | vs bare | vs record serial |")
     print("|---|---|---|---|---|")
