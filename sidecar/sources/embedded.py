@@ -71,18 +71,21 @@ def offsets_unreadable(path: Path, reason: str) -> SourceError:
 CRASHED_MID_WRITE = ", e.g. after a crash while it was written in place"
 
 
-def offsets_link_dangles(path: Path) -> SourceError | None:
-    """An offsets path that is a symbolic link into a directory that is not there (a volume not
-    mounted?): the file would look absent, so the engine would start over (snapshot again, or
-    begin at its slot or the binlog's position) and fail at its first offset write. A link to a
-    file not made yet, in a directory that exists, is a first start like any missing file."""
-    if not path.is_symlink() or path.exists():
-        return None
-    target = path.parent / os.readlink(path)
-    if target.parent.is_dir():
-        return None
-    return offsets_unopenable(path, f"it is a symbolic link to {target}, whose directory {target.parent} does "
-                              "not exist — a volume not mounted?")
+def offsets_path_refused(path: Path) -> SourceError | None:
+    """What is wrong with the offsets path itself, before its content is read: a symbolic link
+    (the sidecar's store replaces the file by a rename, which would replace the link and leave
+    its target behind, and a dangling one — a volume not mounted? — would look like a first
+    start), or a directory that cannot be searched (exit 5, not a traceback). None: fine."""
+    try:
+        if not path.is_symlink():
+            path.exists()  # a directory without search permission raises here
+            return None
+        target = os.readlink(path)
+    except OSError as exc:
+        return offsets_unopenable(path, str(exc.strerror or exc))
+    return offsets_unopenable(path, f"it is a symbolic link (to {target}); the offsets are saved by writing a new "
+                              "file and renaming it over this path, which would replace the link. Set "
+                              "`offsets_file` (or `state_dir`) to the real location instead")
 
 
 def start_jvm(java: JavaRuntime, jvm_opts: Sequence[str]) -> None:
@@ -261,9 +264,9 @@ class EmbeddedSource:
         position without a word (what a crash during Kafka's in-place write leaves behind)."""
         import jpype
 
-        dangling = offsets_link_dangles(path)
-        if dangling is not None:
-            raise dangling
+        refused = offsets_path_refused(path)
+        if refused is not None:
+            raise refused
         if not path.exists():
             return
         try:

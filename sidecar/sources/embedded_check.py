@@ -8,7 +8,7 @@ from sidecar.config import EmbeddedSourceConfig
 from sidecar.sources.embedded import (
     CRASHED_MID_WRITE,
     FILE_OFFSET_STORE,
-    offsets_link_dangles,
+    offsets_path_refused,
     offsets_unopenable,
     offsets_unreadable,
 )
@@ -45,11 +45,10 @@ def check_embedded(cfg: EmbeddedSourceConfig, base_dir: Path | None) -> str:
 def check_offsets_file(path: Path) -> None:
     """What can be told without a JVM of the offsets file `run` would refuse (SourceError: exit 5):
     one that exists but cannot be opened, is empty, or does not begin as a Java serialization
-    stream, or is a symbolic link into a directory that is not there. (A stream cut off later is
-    found by `run`, which reads it whole.)"""
-    dangling = offsets_link_dangles(path)
-    if dangling is not None:
-        raise dangling
+    stream, or is a symbolic link. (A stream cut off later is found by `run`, which reads it whole.)"""
+    refused = offsets_path_refused(path)
+    if refused is not None:
+        raise refused
     if not path.exists():
         return
     try:

@@ -90,22 +90,43 @@ def test_check_embedded_refuses_an_unreadable_offsets_file(tmp_path: Path, conte
         assert result.exit_code == 0, result.output
 
 
-def test_check_embedded_refuses_an_offsets_link_into_a_missing_directory(tmp_path: Path) -> None:
-    """An offsets file linked into a volume that is not mounted looks absent: starting would begin
-    again from nothing, so `check` refuses it; a link to a file not made yet in a directory that
-    exists is a first start and passes."""
+@pytest.mark.parametrize("target", ["volume/offsets.dat", "volume-there/offsets.dat", "state/offsets.dat"])
+def test_check_embedded_refuses_a_symlinked_offsets_file(tmp_path: Path, target: str) -> None:
+    """An offsets file that is a symbolic link is refused (the store's rename would replace the
+    link; a dangling one — a volume not mounted — would look like a first start), whether it
+    dangles, points at a real file, or points at itself; the real path passes."""
     cfg = embedded_config(tmp_path, str(REPO / "connectors" / "postgres-shop.json"))
     offsets = tmp_path / "state" / "offsets.dat"
     offsets.parent.mkdir(parents=True, exist_ok=True)
-    offsets.symlink_to(tmp_path / "volume" / "offsets.dat")
+    (tmp_path / "volume-there").mkdir()
+    (tmp_path / "volume-there" / "offsets.dat").write_bytes(b"\xac\xed\x00\x05w\x04\x00\x00\x00\x00")
+    offsets.symlink_to(tmp_path / target)
     result = CliRunner().invoke(main, ["check", "--config", str(cfg)])
     assert result.exit_code == EXIT_BROKER, result.output
-    assert str(offsets) in result.output and "symbolic link" in result.output
-    assert f"{tmp_path / 'volume'} does not exist" in result.output
-    (tmp_path / "volume").mkdir()
+    assert str(offsets) in result.output and f"symbolic link (to {tmp_path / target})" in result.output
+    assert "offsets_file" in result.output
+    offsets.unlink()
     result = CliRunner().invoke(main, ["check", "--config", str(cfg)])
     assert result.exit_code == 0, result.output
-    assert not (tmp_path / "volume" / "offsets.dat").exists()  # check creates nothing
+    assert not offsets.exists()  # check creates nothing
+
+
+def test_check_embedded_names_an_offsets_directory_it_cannot_search(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A state directory without search permission (what a non-root user meets; the tests run as
+    root, so the error is raised where the path is first looked at): exit 5 naming the file."""
+    cfg = embedded_config(tmp_path, str(REPO / "connectors" / "postgres-shop.json"))
+    offsets = tmp_path / "state" / "offsets.dat"
+
+    def denied(self: Path) -> bool:
+        if self == offsets:
+            raise PermissionError(13, "Permission denied", str(self))
+        return False
+
+    monkeypatch.setattr(Path, "is_symlink", denied)
+    result = CliRunner().invoke(main, ["check", "--config", str(cfg)])
+    assert result.exit_code == EXIT_BROKER, result.output
+    assert str(offsets) in result.output and "(Permission denied)" in result.output
 
 
 @pytest.mark.parametrize("command", ["status", "apply"])

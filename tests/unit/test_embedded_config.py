@@ -158,16 +158,31 @@ def test_file_offset_store_is_swapped_for_the_atomic_one_only_when_compiled(tmp_
     assert got["offset.storage"] == other["offset.storage"] and not logs
 
 
-def test_offsets_link_dangles_follows_relative_links(tmp_path: Path) -> None:
-    """`run` and `check` share the test: a relative link resolves against the link's directory."""
-    from sidecar.sources.embedded import offsets_link_dangles
+def test_offsets_path_refused_names_links_and_unsearchable_directories(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` and `check` share the test: any symbolic link (relative, looping) is refused with
+    its target; an error reading the path (a directory without search permission, as a non-root
+    user meets it) is refused with the error, not raised; a missing or plain path passes."""
+    from sidecar.sources.embedded import offsets_path_refused
 
     state = tmp_path / "state"
     state.mkdir()
     link = state / "offsets.dat"
     link.symlink_to(Path("..") / "vol" / "offsets.dat")
-    refused = offsets_link_dangles(link)
-    assert refused is not None and f"{state / '..' / 'vol'} does not exist" in str(refused)
-    (tmp_path / "vol").mkdir()
-    assert offsets_link_dangles(link) is None  # first start: the file is made there
-    assert offsets_link_dangles(tmp_path / "plain-missing.dat") is None
+    refused = offsets_path_refused(link)
+    assert refused is not None and "symbolic link (to ../vol/offsets.dat)" in str(refused)
+    link.unlink()
+    link.symlink_to(link)  # a loop
+    refused = offsets_path_refused(link)
+    assert refused is not None and "symbolic link" in str(refused)
+    link.unlink()
+    assert offsets_path_refused(link) is None  # first start
+    link.write_bytes(b"x")
+    assert offsets_path_refused(link) is None  # its content is read later
+
+    def denied(self: Path) -> bool:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "is_symlink", denied)
+    refused = offsets_path_refused(link)
+    assert refused is not None and "cannot be read (Permission denied)" in str(refused)
