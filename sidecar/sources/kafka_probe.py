@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -22,13 +23,31 @@ def settings_refused(exc: KafkaException) -> ConfigError:
     return ConfigError(f"source.kafka.settings: librdkafka refuses them: {scrub(_text(exc))}")
 
 
-LOCAL_HINT = "; is a broker running there? (`deploy/local/stack up kafka` starts the local stack's)"
+LOCAL_HINT = "; is a broker running there? (`deploy/local/stack up kafka` starts the local stack's broker)"
+
+
+def _loopback(entry: str) -> bool:
+    """Is one `bootstrap.servers` entry (`[SCHEME://]host[:port]`, IPv6 in brackets) a loopback host?"""
+    host = entry.strip().split("://", 1)[-1]
+    if host.startswith("["):
+        host = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    host = host.rstrip(".").lower()
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name (other than localhost)
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 def no_answer(servers: str, exc: KafkaException) -> SourceError:
-    """The brokers did not answer a metadata request (a loopback address: where to start one)."""
-    hosts = [s.strip().rsplit(":", 1)[0].strip("[]").lower() for s in servers.split(",") if s.strip()]
-    local = bool(hosts) and all(h in ("localhost", "::1") or h.startswith("127.") for h in hosts)
+    """The brokers did not answer a metadata request (all on loopback: where to start one)."""
+    entries = [e for e in servers.split(",") if e.strip()]
+    local = bool(entries) and all(_loopback(e) for e in entries)
     return SourceError(f"Kafka at {servers} did not answer: {_text(exc)}" + (LOCAL_HINT if local else ""))
 
 
