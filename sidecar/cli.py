@@ -7,9 +7,12 @@ Exit codes of `check` (also for `run` failing at start):
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -170,7 +173,8 @@ def replay(file: str, config_path: str | None, hook_target: str | None, attempts
 
 @main.command()
 @config_option
-@click.option("--timeout", default=5.0, show_default=True, help="seconds per reachability probe")
+@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True, max=600),
+              help="seconds per reachability probe")
 def check(config_path: str | None, timeout: float) -> None:
     """Check config, hook imports, database and broker reachability (exit code says which failed)."""
     from sqlalchemy import text
@@ -211,6 +215,27 @@ def check(config_path: str | None, timeout: float) -> None:
         _fail(exc)
 
 
+def _positive_days(value: float) -> float:
+    """A pruning age: finite and above 0 (0 or less would delete every claim, fresh ones too)."""
+    if not math.isfinite(value) or value <= 0:
+        raise click.BadParameter(f"must be a number of days above 0, not {value:g} (0 or less would remove every "
+                                 "claim, also those of records still being delivered)")
+    return value
+
+
+@contextmanager
+def _ledger_errors(database: str, engine: Any) -> Iterator[None]:
+    """A database error in a ledger command: exit 4 with one line, as `check` reports one."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except (SQLAlchemyError, ValueError) as exc:
+        shown = mask_url(engine.url.render_as_string(hide_password=False))
+        first = (scrub(str(exc)).strip().splitlines() or [type(exc).__name__])[0]
+        raise DependencyError(f"auxiliary database {database} ({shown}): {first}") from None
+
+
 @main.group("ledger")
 def ledger() -> None:
     """The ledger of applied record ids that exactly-counted hooks use (sidecar.ledger)."""
@@ -232,7 +257,8 @@ def ledger_create(config_path: str | None, database: str) -> None:
         engine = app.databases.auxiliary.get(database)
         if engine is None:
             raise ConfigError(f"no auxiliary database {database!r} in the config (databases.auxiliary)")
-        ledger_ops.create_table(engine)
+        with _ledger_errors(database, engine):
+            ledger_ops.create_table(engine)
         app.databases.dispose()
     except SidecarError as exc:
         _fail(exc)
@@ -242,8 +268,9 @@ def ledger_create(config_path: str | None, database: str) -> None:
 @ledger.command("prune")
 @config_option
 @database_option
-@click.option("--older-than-days", type=float, required=True,
-              help="delete ids applied before this; a record redelivered after its id is pruned is applied again")
+@click.option("--older-than-days", type=float, required=True, callback=lambda _c, _p, v: _positive_days(v),
+              help="delete ids applied before this (more than 0); a record redelivered after its id is pruned is "
+              "applied again")
 def ledger_prune(config_path: str | None, database: str, older_than_days: float) -> None:
     """Delete old ledger rows (see the README on the redelivery window this gives up)."""
     from sidecar import ledger as ledger_ops
@@ -253,7 +280,8 @@ def ledger_prune(config_path: str | None, database: str, older_than_days: float)
         engine = app.databases.auxiliary.get(database)
         if engine is None:
             raise ConfigError(f"no auxiliary database {database!r} in the config (databases.auxiliary)")
-        removed = ledger_ops.prune(engine, older_than_days)
+        with _ledger_errors(database, engine):
+            removed = ledger_ops.prune(engine, older_than_days)
         app.databases.dispose()
     except SidecarError as exc:
         _fail(exc)

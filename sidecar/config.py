@@ -48,19 +48,30 @@ def read_secret(value: str, where: str) -> str:
         content = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read secret file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: secret file {path} is not UTF-8 text") from None
     secrets.register(content.strip())
     for line in content.splitlines():
         secrets.register(line.strip())
     return content.strip()
 
 
-def _yaml_error(path: str | os.PathLike[str], exc: yaml.YAMLError) -> str:
-    """Where and what, never the offending line itself (it may be a password)."""
+def _yaml_error(path: str | os.PathLike[str], exc: Exception) -> str:
+    """Where and what, never the offending text itself (it may be a password): PyYAML quotes the
+    token it stumbled on (an alias, a tag, a scalar), so quoted parts are left out."""
     mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or "cannot be parsed"
-    context = getattr(exc, "context", None)
+    problem = getattr(exc, "problem", None) if isinstance(exc, yaml.YAMLError) else None
+    context = getattr(exc, "context", None) if isinstance(exc, yaml.YAMLError) else None
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    if not problem:  # not a marked YAML error: a tag's constructor failed on its value (`!!bool x`…)
+        return (f"config file {path} is not valid YAML: a value cannot be read as the type its tag names "
+                f"({type(exc).__name__}); remove the `!!` tag or fix the value")
+    problem = _QUOTED.sub("…", problem)
+    context = _QUOTED.sub("…", context) if context else None
     return f"config file {path} is not valid YAML{where}: {problem}" + (f" ({context})" if context else "")
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
 def register_secrets(settings: Settings) -> None:
@@ -455,14 +466,21 @@ def load_settings(path: str | os.PathLike[str] | None) -> Settings:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start + 1} cannot be read): save it "
+                              "as UTF-8") from None
         try:
             loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
+        except Exception as exc:  # YAMLError, or whatever a `!!` tag's constructor raises on its value
             raise ConfigError(_yaml_error(path, exc)) from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path}: the top level must be a mapping (pipeline:, source:, hooks: …)")
+        odd = [k for k in loaded if not isinstance(k, str)]
+        if odd:
+            raise ConfigError(f"config file {path}: top-level keys must be names (pipeline:, source:, hooks: …), "
+                              f"not {type(odd[0]).__name__} {odd[0]!r}")
         data = loaded
     try:
         settings = Settings(**data)

@@ -45,6 +45,9 @@ def load_connector(path: Path, env: dict[str, str] | None = None) -> tuple[str, 
         doc = json.loads(expand(path.read_text(encoding="utf-8"), env, str(path)))
     except json.JSONDecodeError as exc:
         raise ConnectorError(f"{path}: not valid JSON after filling placeholders: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConnectorError(f"{path}: not UTF-8 text (byte {exc.start + 1} cannot be read): save it as UTF-8") \
+            from None
     if not isinstance(doc, dict) or "name" not in doc or not isinstance(doc.get("config"), dict):
         raise ConnectorError(f"{path}: expected {{\"name\": ..., \"config\": {{...}}}}")
     config = {k: str(v) for k, v in doc["config"].items()}

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from sidecar.errors import ConfigError, HookLoadError, SidecarError
+from sidecar.secrets import scrub
 
 if TYPE_CHECKING:
     from sidecar.config import Settings
@@ -157,7 +158,7 @@ def hooks_list(config_path: str | None) -> None:
             load_one(settings, name, _base_dir(path))
             status = "ok"
         except (HookLoadError, ConfigError) as exc:
-            status = f"FAILED: {exc}"
+            status = f"FAILED: {scrub(str(exc))}"
             broken += 1
         rows.append((name, source, ",".join(cfg.tables) if cfg.tables else "*", ",".join(cfg.ops), cfg.mode,
                      f"{cfg.ordering} ({cfg.concurrency})", cfg.on_failure, cfg.where or "-", status))
@@ -238,7 +239,7 @@ def hooks_test(name: str, file: str | None, config_path: str | None) -> None:
             call_once(hook.fn, param)
         except SkipEvent as exc:
             tally.ok += 1
-            click.echo(f"{head}  skipped by the hook (SkipEvent{': ' + str(exc) if str(exc) else ''})")
+            click.echo(f"{head}  skipped by the hook (SkipEvent{': ' + scrub(str(exc)) if str(exc) else ''})")
             continue
         except Retry as exc:
             tally.failed += 1
@@ -246,7 +247,7 @@ def hooks_test(name: str, file: str | None, config_path: str | None) -> None:
             continue
         except Exception as exc:
             tally.failed += 1
-            first_line = (str(exc).strip().splitlines() or [""])[0]
+            first_line = (scrub(str(exc)).strip().splitlines() or [""])[0]
             click.echo(f"{head}  FAILED {type(exc).__name__}: {first_line}")
             continue
         tally.ok += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidecar.errors import SourceError
+from sidecar.errors import ConfigError, SourceError
 
 
 def check_postgres(props: dict[str, str], timeout_s: float = 10.0) -> None:
@@ -14,6 +14,9 @@ def check_postgres(props: dict[str, str], timeout_s: float = 10.0) -> None:
     host = props.get("database.hostname", "127.0.0.1")
     port = props.get("database.port", "5432")
     user = props.get("database.user", "")
+    if not port.strip().isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"connector property database.port must be a port number (1-65535), not {port[:40]!r} "
+                          "(in Kubernetes, a service named like the variable that fills it sets it to tcp://…)")
     where = f"PostgreSQL at {host}:{port} as {user!r}"
     try:
         conn: Any = psycopg.connect(

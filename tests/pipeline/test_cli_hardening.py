@@ -1,0 +1,131 @@
+"""Inputs found by a crash and secret hunt on the CLI: each gets one clear line and an exit code,
+never a traceback, and never the secret it holds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sidecar import secrets
+from sidecar.cli import EXIT_CONFIG, EXIT_DATABASE, main
+from sidecar.config import load_settings
+from sidecar.connectors import load_connector
+from sidecar.errors import ConfigError, ConnectorError
+from sidecar.sources.preflight import check_postgres
+
+SECRET = "Zq8QmArkSecret40x"
+BASE = "pipeline: p\nsource: {kind: file, file: {path: x.jsonl}}\n"
+
+
+@pytest.fixture(autouse=True)
+def clean(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("SIDECAR_"):
+            monkeypatch.delenv(key)
+    secrets.REDACTOR.clear()
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    (f"databases: {{auxiliary: {{audit: *{SECRET}}}}}\n", "found undefined alias …"),
+    (f"databases: {{auxiliary: {{audit: !{SECRET} x}}}}\n", "could not determine a constructor for the tag …"),
+    (f"databases: {{auxiliary: {{audit: !!bool mysql+pymysql://root:{SECRET}@127.0.0.1/x}}}}\n",
+     "cannot be read as the type its tag names"),
+    (f"databases: {{auxiliary: {{audit: !!int {SECRET}}}}}\n", "cannot be read as the type its tag names"),
+    (f"x: !!timestamp 2026-13-{SECRET}\n", "cannot be read as the type its tag names"),
+])
+def test_a_yaml_error_never_shows_the_value(tmp_path: Path, body: str, says: str) -> None:
+    """PyYAML quotes the alias, tag or scalar it stumbled on; the config error leaves it out."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(BASE + body)
+    code, out = run("check", "--config", str(cfg))
+    assert code == EXIT_CONFIG, out
+    assert says in out and SECRET not in out and SECRET.lower() not in out
+
+
+def test_a_config_that_is_not_utf8_or_has_odd_top_level_keys_is_a_config_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_bytes(b"pipeline: p\xff\n")
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text \(byte 12"):
+        load_settings(cfg)
+    for key in ("1", "null", "2026-01-01"):
+        cfg.write_text(BASE + f"{key}: x\n")
+        with pytest.raises(ConfigError, match="top-level keys must be names"):
+            load_settings(cfg)
+    secret = tmp_path / "pw"
+    secret.write_bytes(b"\xff\xfe")
+    cfg.write_text(BASE + f"databases: {{auxiliary: {{audit: 'file:{secret}'}}}}\n")
+    code, out = run("check", "--config", str(cfg))
+    assert code == EXIT_CONFIG and "is not UTF-8 text" in out, out
+
+
+def test_a_connector_file_that_is_not_utf8_is_a_connector_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_bytes(b'{"name": "x\xff", "config": {}}')
+    with pytest.raises(ConnectorError, match="not UTF-8 text"):
+        load_connector(path, {})
+
+
+@pytest.mark.parametrize("port", ["54x32", "tcp://10.0.0.3:5432", "0", "70000", ""])
+def test_a_preflight_port_that_is_not_a_number_is_a_config_error(port: str) -> None:
+    with pytest.raises(ConfigError, match=r"database\.port must be a port number"):
+        check_postgres({"database.hostname": "127.0.0.1", "database.port": port}, timeout_s=1)
+
+
+@pytest.mark.parametrize("days", ["-1", "0", "nan", "inf", "-inf"])
+def test_ledger_prune_refuses_an_age_that_would_remove_fresh_claims(tmp_path: Path, days: str) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(BASE + f"databases: {{auxiliary: {{audit: 'sqlite:///{tmp_path}/a.db'}}}}\n")
+    code, out = run("ledger", "prune", "--config", str(cfg), "--older-than-days", days)
+    assert code == 2 and "must be a number of days above 0" in out, out
+
+
+@pytest.mark.parametrize("command", [["create"], ["prune", "--older-than-days", "3"]])
+def test_a_ledger_command_reports_a_database_error_in_one_line(tmp_path: Path, command: list[str]) -> None:
+    """sqlite is not a ledger database, and a path that cannot be opened fails to connect: exit 4."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(BASE + f"databases: {{auxiliary: {{audit: 'sqlite:///{tmp_path}/no/such/dir/a.db'}}}}\n")
+    code, out = run("ledger", *command, "--config", str(cfg))
+    assert code == EXIT_DATABASE, out
+    assert out.startswith("checkpoint-sidecar: auxiliary database audit (sqlite:///") and "Traceback" not in out
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "601"])
+def test_check_refuses_a_timeout_that_would_wait_forever_or_not_at_all(tmp_path: Path, timeout: str) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(BASE)
+    code, out = run("check", "--config", str(cfg), "--timeout", timeout)
+    assert code == 2 and "--timeout" in out, out
+
+
+def test_hooks_list_and_test_mask_secrets_in_hook_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hook's error holding a secret (an env token, the database password) is masked in
+    `hooks test` and in `hooks list`'s import column, as in `check` and the logs."""
+    monkeypatch.setenv("NOTIFY_API_TOKEN", "tok-7H3xQ9wLmP2s")
+    (tmp_path / "hooks").mkdir()
+    (tmp_path / "hooks" / "leaky.py").write_text(
+        "import os\n"
+        "def checkpoint(param):\n"
+        "    url = param.auxiliary_db['audit'].url.render_as_string(hide_password=False)\n"
+        "    raise ConnectionError(f\"GET ?token={os.environ['NOTIFY_API_TOKEN']} on {url} failed\")\n")
+    (tmp_path / "hooks" / "broken.py").write_text(
+        "import os\nraise ImportError(f\"token={os.environ['NOTIFY_API_TOKEN']}\")\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(BASE + f"databases: {{auxiliary: {{audit: 'mysql+pymysql://u:{SECRET}%21@127.0.0.1:9/x'}}}}\n"
+                   "hooks:\n  leaky: {path: hooks/leaky.py}\n")
+    code, out = run("hooks", "test", "leaky", "--config", str(cfg))
+    assert code == 1 and "FAILED ConnectionError" in out, out
+    assert "tok-7H3xQ9wLmP2s" not in out and SECRET not in out
+    with open(cfg, "a") as f:
+        f.write("  broken: {path: hooks/broken.py}\n")
+    code, out = run("hooks", "list", "--config", str(cfg))
+    assert code == 3 and "FAILED" in out, out
+    assert "tok-7H3xQ9wLmP2s" not in out
