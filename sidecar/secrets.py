@@ -109,11 +109,15 @@ def split_userinfo(url: str) -> tuple[str, str | None, str | None, str]:
     """`scheme://user:pass@host…` → ("scheme://", user, password, "host…").
 
     The user info ends at the LAST `@` before the query, so a password holding an unescaped
-    `@` (or `/`) is taken whole instead of leaking its tail as the "host".
+    `@` (or `/`) is taken whole instead of leaking its tail as the "host"; also when it holds a
+    `?` before that `@` (`u:pa?ss@word@host`), if the text after the last `@` reads as a host.
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
         return "", None, None, url
+    if _at_inside_userinfo(rest):
+        user, colon, password = rest[: rest.rfind("@")].partition(":")
+        return scheme + "://", user, (password if colon else None), rest[rest.rfind("@") + 1 :]
     query_at = rest.find("?")
     at = rest.rfind("@", 0, query_at if query_at != -1 else len(rest))
     if at == -1:
@@ -131,6 +135,21 @@ def split_userinfo(url: str) -> tuple[str, str | None, str | None, str]:
 _SQLALCHEMY_USERINFO: Final = re.compile(r"([^:/?#@]*):([^@]*)@")
 """User info as `sqlalchemy.engine.make_url` reads it (`[^:/]*` then `:[^@]*` then `@`), with a
 password: a URL whose query holds an `@` but has no user info has no `:` before its first `/`."""
+
+
+def _at_inside_userinfo(rest: str) -> bool:
+    """Two `@` with no `/` between them, the last followed by a host (`user:pa@ss?x@host:3306/db`):
+    the user info holds an unescaped `@` (and maybe a `?`) and ends at the last `@`."""
+    first, last = rest.find("@"), rest.rfind("@")
+    if first == last:
+        return False
+    between = rest[first + 1 : last]  # a query (`host?k=v@x`) has a `?` then an `=` here: not user info
+    return "/" not in between and not _QUERY_PAIR.search(between) and _HOST_AFTER.match(rest, last + 1) is not None
+
+
+_QUERY_PAIR: Final = re.compile(r"\?[^=]*=")
+
+_HOST_AFTER: Final = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[\w.-]+)(?::\d+)?(?:[/?]|$)")
 
 
 def url_secrets(url: str) -> list[str]:

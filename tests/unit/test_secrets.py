@@ -52,6 +52,39 @@ def test_the_password_masked_is_the_one_sqlalchemy_sends(url: str) -> None:
         assert password in secrets.url_secrets(url) and password not in secrets.mask_url(url)
 
 
+@pytest.mark.parametrize("url", [
+    "mysql+pymysql://root:Zq8Qm?ark@Secret9x@127.0.0.1:3306/db",  # a `?`, then an unescaped `@`
+    "mysql+pymysql://root:Zq8Qm@ark?Secret9x@127.0.0.1:3306/db",  # an `@`, then a `?`, then an `@`
+    "mysql+pymysql://u:my@Secret!pw@[::1]:3306",
+])
+def test_a_password_with_an_unescaped_at_and_a_question_mark_is_read_whole(url: str) -> None:
+    """Read up to the last `@` when a host follows it: the whole password is masked, and the URL
+    the engine gets connects to that host with that password (before, the piece after the first
+    `@` was the host name, shown in the driver's errors and looked up in DNS)."""
+    from sqlalchemy.engine import make_url
+
+    from sidecar.databases import normalize_url
+
+    password = url.partition("://")[2].rpartition("@")[0].partition(":")[2]
+    assert secrets.split_userinfo(url)[2] == password
+    assert password not in secrets.mask_url(url) and password.split("@")[-1] not in secrets.mask_url(url)
+    sent = make_url(normalize_url(url))
+    assert sent.password == password and sent.host in ("127.0.0.1", "::1")
+
+
+@pytest.mark.parametrize(("url", "host", "query"), [
+    ("mysql+pymysql://u:p@host?x=a@b.com", "host", {"x": "a@b.com"}),  # an `@` in the query, no database
+    ("mysql://u:p@host/db?x=a@b", "host", {"x": "a@b"}),
+])
+def test_an_at_in_the_query_stays_in_the_query(url: str, host: str, query: dict[str, str]) -> None:
+    from sqlalchemy.engine import make_url
+
+    from sidecar.databases import normalize_url
+
+    sent = make_url(normalize_url(url))
+    assert (sent.password, sent.host, dict(sent.query)) == ("p", host, query)
+
+
 def test_scrub_plain_encoded_and_base64() -> None:
     """A registered secret is masked in plain, URL-encoded and base64 form; short values are ignored."""
     secrets.register("pa ss/w@rd")
