@@ -6,6 +6,7 @@ from __future__ import annotations
 import keyword
 import re
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -169,6 +170,28 @@ def hooks_list(config_path: str | None) -> None:
         sys.exit(cli.EXIT_HOOK)
 
 
+def _bounded(call: Any, fn: Any, param: Any, timeout_s: float) -> None:
+    """`call(fn, param)` on a daemon thread, waited for `timeout_s`: a call still running then is
+    given up on (its `ctx.cancelled` set; the thread is left to end by itself) as TimeoutError."""
+    outcome: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            call(fn, param)
+            outcome.append(None)
+        except BaseException as exc:  # handed to the caller's thread, SystemExit included
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target, name="hooks-test-call", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if not outcome:
+        param.cancel()
+        raise TimeoutError(f"the call did not finish within {timeout_s:g} s (timeout_s, or --timeout); given up on")
+    if outcome[0] is not None:
+        raise outcome[0]
+
+
 @dataclass
 class Tally:
     calls: int = 0
@@ -183,7 +206,10 @@ class Tally:
 @click.argument("name")
 @click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
 @config_option
-def hooks_test(name: str, file: str | None, config_path: str | None) -> None:
+@click.option("--timeout", "timeout_s", default=60.0, show_default=True,
+              type=click.FloatRange(min=0, min_open=True, max=86400),
+              help="seconds one call may take (for a hook without its own timeout_s); then it counts as failed")
+def hooks_test(name: str, file: str | None, config_path: str | None, timeout_s: float) -> None:
     """Run one configured hook on captured messages (FILE, JSON lines; default: the bundled examples,
     orders with transaction markers and a tombstone) and print each call's result. Exit 1 if a call failed."""
     from sidecar.app import build_settings_databases
@@ -236,7 +262,15 @@ def hooks_test(name: str, file: str | None, config_path: str | None) -> None:
         tally.calls += 1
         started = time.perf_counter()
         try:
-            call_once(hook.fn, param)
+            _bounded(call_once, hook.fn, param, hook.timeout_s or timeout_s)
+        except TimeoutError as exc:
+            tally.failed += 1
+            click.echo(f"{head}  FAILED: {exc}")
+            continue
+        except SystemExit as exc:  # a hook must not end the command (nor skip its summary)
+            tally.failed += 1
+            click.echo(f"{head}  FAILED SystemExit: the hook called sys.exit({exc.code!r})")
+            continue
         except SkipEvent as exc:
             tally.ok += 1
             click.echo(f"{head}  skipped by the hook (SkipEvent{': ' + scrub(str(exc)) if str(exc) else ''})")

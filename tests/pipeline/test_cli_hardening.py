@@ -129,3 +129,20 @@ def test_hooks_list_and_test_mask_secrets_in_hook_errors(tmp_path: Path, monkeyp
     code, out = run("hooks", "list", "--config", str(cfg))
     assert code == 3 and "FAILED" in out, out
     assert "tok-7H3xQ9wLmP2s" not in out
+
+
+def test_hooks_test_bounds_each_call_and_survives_sys_exit(tmp_path: Path) -> None:
+    """A call that does not finish within the hook's timeout_s (or --timeout) is given up on with
+    ctx.cancelled set, and a hook calling sys.exit fails its call: the command goes on to the end."""
+    (tmp_path / "hooks").mkdir()
+    (tmp_path / "hooks" / "slow.py").write_text(  # ends once given up on (its thread would linger otherwise)
+        "def checkpoint(param):\n    param.ctx.cancelled.wait(30)\n")
+    (tmp_path / "hooks" / "quits.py").write_text("import sys\ndef checkpoint(param):\n    sys.exit(0)\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(BASE + "hooks:\n  slow: {path: hooks/slow.py, timeout_s: 0.2, tables: [public.orders], ops: [c]}\n"
+                   "  quits: {path: hooks/quits.py}\n")
+    code, out = run("hooks", "test", "slow", "--config", str(cfg))
+    assert code == 1, out
+    assert "FAILED: the call did not finish within 0.2 s" in out and "calls: 0 ok" in out, out
+    code, out = run("hooks", "test", "quits", "--config", str(cfg), "--timeout", "5")
+    assert code == 1 and "FAILED SystemExit: the hook called sys.exit(0)" in out and "calls: 0 ok" in out, out
