@@ -174,7 +174,7 @@ def replay(file: str, config_path: str | None, hook_target: str | None, attempts
 @main.command()
 @config_option
 @click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True, max=600),
-              help="seconds per reachability probe")
+              help="seconds per reachability probe (each database, the broker)")
 def check(config_path: str | None, timeout: float) -> None:
     """Check config, hook imports, database and broker reachability (exit code says which failed)."""
     from sqlalchemy import text
@@ -194,12 +194,24 @@ def check(config_path: str | None, timeout: float) -> None:
         click.echo(f"hooks: ok ({', '.join(h.name for h in hooks) or 'none'})")
         dbs = build_settings_databases(settings)
         for name, engine in dbs.all().items():
-            try:
-                with engine.connect() as conn:
-                    conn.execute(text("SELECT 1"))
-            except Exception as exc:
-                shown = mask_url(engine.url.render_as_string(hide_password=False))
-                raise DependencyError(f"database {name} ({shown}) is unreachable: {scrub(str(exc))}") from None
+            outcome: list[BaseException | None] = []
+
+            def select_one(engine: Any = engine, outcome: list[BaseException | None] = outcome) -> None:
+                try:
+                    with engine.connect() as conn:
+                        conn.execute(text("SELECT 1"))
+                    outcome.append(None)
+                except Exception as exc:
+                    outcome.append(exc)
+
+            probe = threading.Thread(target=select_one, name=f"check-{name}", daemon=True)
+            probe.start()
+            probe.join(timeout)  # a server that accepts and never answers must not hang `check`
+            shown = mask_url(engine.url.render_as_string(hide_password=False))
+            if not outcome:
+                raise DependencyError(f"database {name} ({shown}) did not answer within {timeout:g} s (--timeout)")
+            if outcome[0] is not None:
+                raise DependencyError(f"database {name} ({shown}) is unreachable: {scrub(str(outcome[0]))}") from None
             click.echo(f"database {name}: ok")
         dbs.dispose()
         if settings.source.kind == "embedded" and settings.source.embedded is not None:

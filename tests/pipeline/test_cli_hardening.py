@@ -146,3 +146,23 @@ def test_hooks_test_bounds_each_call_and_survives_sys_exit(tmp_path: Path) -> No
     assert "FAILED: the call did not finish within 0.2 s" in out and "calls: 0 ok" in out, out
     code, out = run("hooks", "test", "quits", "--config", str(cfg), "--timeout", "5")
     assert code == 1 and "FAILED SystemExit: the hook called sys.exit(0)" in out and "calls: 0 ok" in out, out
+
+
+def test_check_gives_up_on_a_database_that_never_answers(tmp_path: Path) -> None:
+    """A listener that takes connections and never speaks: `check --timeout 1` is exit 4 in about
+    a second, naming the database (not a hang until the driver's own timeout, or forever)."""
+    import socket
+    import time
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        cfg = tmp_path / "config.yaml"
+        cfg.write_text(BASE + f"databases: {{auxiliary: {{audit: 'mysql+pymysql://u:{SECRET}@127.0.0.1:{port}/x'}}}}\n")
+        started = time.monotonic()
+        code, out = run("check", "--config", str(cfg), "--timeout", "1")
+        took = time.monotonic() - started
+    assert code == EXIT_DATABASE, out
+    assert f"database auxiliary.audit (mysql+pymysql://u:***@127.0.0.1:{port}/x) did not answer within 1 s" in out
+    assert took < 8 and SECRET not in out
