@@ -76,7 +76,8 @@ def render(template: str, **values: str) -> str:
 @config_option
 @click.option("--template", "template", type=click.Choice(TEMPLATES), default="blank", show_default=True)
 @click.option("--mode", type=click.Choice(["record"]), default="record", show_default=True,
-              help="how the hook is called: once per record (the only mode so far)")
+              help="how the hook is called: the templates are written for once per record; for one call per "
+              "transaction or batch see the README (Bulk calls)")
 @click.option("--table", "tables", multiple=True, help="data collection to listen to (repeat); default: all")
 @click.option("--op", "ops", multiple=True, type=click.Choice(["c", "u", "d", "r", "t"]),
               help="ops to listen to (repeat); default: c u d r")
@@ -91,9 +92,16 @@ def hooks_new(name: str, config_path: str | None, template: str, mode: str, tabl
 
     try:
         path = _need_config(config_path)
-        if not re.fullmatch(r"[a-z_][a-z0-9_]*", name) or keyword.iskeyword(name):
-            raise ConfigError(f"hook name {name!r}: use lowercase letters, digits and _ (it names a Python module "
-                              "and the hook's metric label)")
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,63}", name) or keyword.iskeyword(name):
+            raise ConfigError(f"hook name {name[:80]!r}: use up to 64 lowercase letters, digits and _ (it names a "
+                              "Python module and the hook's metric label)")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]{0,63}", database):
+            raise ConfigError(f"--database {database[:80]!r}: name an auxiliary database (databases.auxiliary.NAME: "
+                              "letters, digits, _ and -); it is written into the hook's code")
+        bad = [t for t in tables if not t or any(not c.isprintable() or c in "'\"\\" for c in t)]
+        if bad:
+            raise ConfigError(f"--table {bad[0][:80]!r}: a data collection name (schema.table) without quotes, "
+                              "backslashes or control characters")
         settings = load_settings(path)
         if name in settings.hooks:
             raise ConfigError(f"a hook named {name!r} is already in {path}; choose another name")
@@ -116,18 +124,26 @@ def hooks_new(name: str, config_path: str | None, template: str, mode: str, tabl
             entry["ops"] = ["c", "u"]
         original = Path(path).read_text(encoding="utf-8")
         updated = add_hook_entry(original, name, entry)
-        hook_file.parent.mkdir(parents=True, exist_ok=True)
-        test_file.parent.mkdir(parents=True, exist_ok=True)
-        hook_file.write_text(render(f"{template}.py", **values), encoding="utf-8")
-        test_file.write_text(render(f"test_{template}.py", **values), encoding="utf-8")
-        Path(path).write_text(updated, encoding="utf-8")
+        written: list[Path] = []
         try:
+            for target, body in ((hook_file, render(f"{template}.py", **values)),
+                                 (test_file, render(f"test_{template}.py", **values))):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(body, encoding="utf-8")
+                written.append(target)
+            Path(path).write_text(updated, encoding="utf-8")
+            written.append(Path(path))
             if name not in load_settings(path).hooks:
                 raise ConfigError(f"the new entry did not land under hooks: in {path}")
-        except ConfigError:
-            Path(path).write_text(original, encoding="utf-8")
-            hook_file.unlink()
-            test_file.unlink()
+        except (ConfigError, OSError) as exc:
+            if Path(path) in written:
+                Path(path).write_text(original, encoding="utf-8")
+            for f in written:
+                if f != Path(path):
+                    f.unlink()
+            if isinstance(exc, OSError):
+                raise ConfigError(f"cannot write {exc.filename or path}: {exc.strerror or exc} (nothing was "
+                                  "left written)") from None
             raise
     except SidecarError as exc:
         _fail(exc)

@@ -166,3 +166,20 @@ def test_check_gives_up_on_a_database_that_never_answers(tmp_path: Path) -> None
     assert code == EXIT_DATABASE, out
     assert f"database auxiliary.audit (mysql+pymysql://u:***@127.0.0.1:{port}/x) did not answer within 1 s" in out
     assert took < 8 and SECRET not in out
+
+
+def test_hooks_new_refuses_odd_names_and_leaves_nothing_behind_when_a_write_fails(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(BASE)
+    for args, says in ((["x" * 300], "use up to 64 lowercase letters"),
+                       (["audit2", "--template", "audit", "--database", 'a"b'], "--database 'a\"b'"),
+                       (["audit2", "--table", "public.a\nb"], "--table 'public.a\\nb'")):
+        code, out = run("hooks", "new", *args, "--config", str(cfg))
+        assert code == EXIT_CONFIG and says in out, out
+    (tmp_path / "tests").write_text("a file where the tests folder would go\n")
+    code, out = run("hooks", "new", "audit2", "--config", str(cfg))
+    assert code == EXIT_CONFIG and "cannot write" in out and "nothing was left written" in out, out
+    assert not (tmp_path / "hooks" / "audit2.py").exists() and cfg.read_text() == BASE
+    (tmp_path / "tests").unlink()
+    code, out = run("hooks", "new", "audit2", "--config", str(cfg))
+    assert code == 0 and "added hooks.audit2" in out, out
