@@ -265,13 +265,10 @@ def ledger_create(config_path: str | None, database: str) -> None:
     from sidecar import ledger as ledger_ops
 
     try:
-        app = _app_for(config_path)
-        engine = app.databases.auxiliary.get(database)
-        if engine is None:
-            raise ConfigError(f"no auxiliary database {database!r} in the config (databases.auxiliary)")
+        engine = _ledger_engine(config_path, database)
         with _ledger_errors(database, engine):
             ledger_ops.create_table(engine)
-        app.databases.dispose()
+        engine.dispose()
     except SidecarError as exc:
         _fail(exc)
     click.echo(f"{ledger_ops.TABLE} ready in auxiliary database {database}")
@@ -288,13 +285,10 @@ def ledger_prune(config_path: str | None, database: str, older_than_days: float)
     from sidecar import ledger as ledger_ops
 
     try:
-        app = _app_for(config_path)
-        engine = app.databases.auxiliary.get(database)
-        if engine is None:
-            raise ConfigError(f"no auxiliary database {database!r} in the config (databases.auxiliary)")
+        engine = _ledger_engine(config_path, database)
         with _ledger_errors(database, engine):
             removed = ledger_ops.prune(engine, older_than_days)
-        app.databases.dispose()
+        engine.dispose()
     except SidecarError as exc:
         _fail(exc)
     click.echo(f"removed {removed} ledger rows older than {older_than_days:g} days")
@@ -310,6 +304,21 @@ def _where(message: dict[str, Any]) -> str:
 @main.group("dead-letters")
 def dead_letters() -> None:
     """Inspect, replay and purge dead letters (the store configured in dead_letters:)."""
+
+
+def _ledger_engine(config_path: str | None, database: str) -> Any:
+    """The auxiliary database a ledger command works on (its hooks are not loaded: a hook that
+    does not import has nothing to do with the ledger's table)."""
+    from sidecar.app import build_settings_databases
+    from sidecar.logs import configure_logging
+
+    settings = load_config(config_path)
+    configure_logging(settings.log.level, settings.log.format)
+    databases = build_settings_databases(settings)
+    engine = databases.auxiliary.get(database)
+    if engine is None:
+        raise ConfigError(f"no auxiliary database {database!r} in the config (databases.auxiliary)")
+    return engine
 
 
 def _app_for(config_path: str | None) -> Any:

@@ -183,3 +183,16 @@ def test_hooks_new_refuses_odd_names_and_leaves_nothing_behind_when_a_write_fail
     (tmp_path / "tests").unlink()
     code, out = run("hooks", "new", "audit2", "--config", str(cfg))
     assert code == 0 and "added hooks.audit2" in out, out
+
+
+def test_ledger_commands_do_not_load_hooks(tmp_path: Path) -> None:
+    """A hook that does not import has nothing to do with the ledger table: the command reaches
+    the database (here: sqlite, which it refuses, exit 4), not exit 3."""
+    (tmp_path / "broken.py").write_text("import no_such_module_here\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(BASE + f"databases: {{auxiliary: {{audit: 'sqlite:///{tmp_path}/a.db'}}}}\n"
+                   "hooks:\n  broken: {path: broken.py}\n")
+    code, out = run("ledger", "create", "--config", str(cfg))
+    assert code == EXIT_DATABASE and "supports MariaDB/MySQL and PostgreSQL, not sqlite" in out, out
+    code, out = run("ledger", "create", "--config", str(cfg), "--database", "other")
+    assert code == EXIT_CONFIG and "no auxiliary database 'other'" in out, out
