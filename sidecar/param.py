@@ -150,6 +150,26 @@ class CheckpointParam:
         """Set `ctx.cancelled` (the call was given up on, or shutdown), built or not."""
         self._cancel.set()
 
+    @property
+    def bulk(self) -> bool:
+        """A transaction or batch call (many records at once), not a record-mode call."""
+        return self._call is not None
+
+    def narrowed(self, keep: Sequence[int]) -> CheckpointParam:
+        """This call's param with only the records at `keep` (indexes, in commit order) — what a
+        hook's `where:` lets through of a transaction or batch call. The call's id, transaction,
+        cancel flag and deadline stay; `ctx` and the logger describe the records kept."""
+        records = self.records
+        other = _new_param(CheckpointParam)
+        for name in CheckpointParam.__slots__:
+            setattr(other, name, getattr(self, name))
+        other._records = [records[i] for i in keep]
+        other._record = other._records[0]
+        if self._factory is not None and self._events:
+            other._events = [self._events[i] for i in keep]
+            other._ctx = other._logger = None  # built again from the records kept
+        return other
+
     def _guard(self, build: Callable[[], _T]) -> _T:
         try:
             return build()

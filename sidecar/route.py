@@ -25,7 +25,8 @@ def with_where(hook: HookSpec) -> HookSpec:
 
 
 class _Filtered:
-    """The call the run loop makes: evaluate the condition on `param.record`, then the hook or nothing."""
+    """The call the run loop makes: evaluate the condition on `param.record`, then the hook or nothing;
+    on a transaction or batch call, on each record: the hook gets the records that match (none: no call)."""
 
     __slots__ = ("fn", "where")
 
@@ -34,14 +35,25 @@ class _Filtered:
         self.where = where
 
     def __call__(self, param: Any) -> Any:
-        verdict, why = self.where.test(param.record)
-        if verdict is Verdict.MATCH:
+        if getattr(param, "bulk", False):  # a transaction or batch call: every record is tested
+            records = param.records
+            keep = [i for i, record in enumerate(records) if self._matches(param, record)]
+            if not keep:
+                return None  # no record matches: no call
+            return self.fn(param if len(keep) == len(records) else param.narrowed(keep))
+        if self._matches(param, param.record):
             return self.fn(param)
+        return None
+
+    def _matches(self, param: Any, record: Any) -> bool:
+        verdict, why = self.where.test(record)
+        if verdict is Verdict.MATCH:
+            return True
         first = FILTERED.add(self.where.hook, verdict)
         if first and verdict is Verdict.UNEVALUABLE:
             param.logger.warning("where cannot be evaluated on this record: it does not match (counted, "
                                  "logged once per hook)", where=self.where.expr, cause=why)
-        return None
+        return False
 
 
 class Router:

@@ -662,3 +662,24 @@ def test_two_dead_lettered_calls_with_one_call_id_are_each_replayed(tmp_path: Pa
                             f"    open({str(out)!r}, 'a').write(repr([r['id'] for r in param.records]) + '\\n')\n")
     assert result.exit_code == 0 and "replayed 6 ok, 0 failed" in result.output, result.output
     assert out.read_text().splitlines() == ["[800001, 800002, 800003]"] * 2
+
+
+@pytest.mark.parametrize("name", ["postgres-schemas", "mariadb-noschemas"])
+def test_where_filters_each_record_of_a_transaction_call(name: str) -> None:
+    """`where:` on a transaction hook tests every record, not the call's first: the hook gets the
+    records that match, in commit order, under the call's id; a transaction with none is no call.
+    (Before, a call was kept or dropped whole by its first record.)"""
+    msgs = arrange(name, "data_first")
+    every = frozenset({"c", "u", "d", "r", "t"})
+    plain: list[Any] = []
+    run_pipeline(msgs, [tx_hook(plain, ops=every)])
+    filtered: list[Any] = []
+    source, _ = run_pipeline(msgs, [tx_hook(filtered, ops=every, where="_op == 'u'")])
+    want = [(c.ctx.event_id, [r["_event_id"] for r in c.records if r["_op"] == "u"]) for c in plain]
+    want = [(call_id, ids) for call_id, ids in want if ids]
+    assert want and any(len(c.records) > len(ids) for c, (_, ids) in zip(
+        [c for c in plain if any(r["_op"] == "u" for r in c.records)], want, strict=True))  # some calls narrowed
+    assert [(c.ctx.event_id, [r["_event_id"] for r in c.records]) for c in filtered] == want
+    assert all(c.record is c.records[0] and c.ctx.op == "u" for c in filtered)
+    for unit, ms in units(name).items():
+        assert source.committed[unit] == ms[-1].offset + 1  # type: ignore[operator]
