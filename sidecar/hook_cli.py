@@ -229,10 +229,8 @@ def hooks_test(name: str, file: str | None, config_path: str | None, timeout_s: 
     """Run one configured hook on captured messages (FILE, JSON lines; default: the bundled examples,
     orders with transaction markers and a tombstone) and print each call's result. Exit 1 if a call failed."""
     from sidecar.app import build_settings_databases
-    from sidecar.control import Retry, SkipEvent
     from sidecar.decode import Decoder
     from sidecar.events import ChangeEvent
-    from sidecar.execute import call_once
     from sidecar.logs import configure_logging, get_logger
     from sidecar.param import ParamFactory
     from sidecar.sources.file import read_messages
@@ -256,8 +254,13 @@ def hooks_test(name: str, file: str | None, config_path: str | None, timeout_s: 
         _fail(exc)
     decoder = Decoder()
     tally = Tally()
-    click.echo(f"hook {name} ({hook.origin}) on {file or 'the bundled examples'}: {len(messages)} messages")
-    for n, raw in enumerate(messages, start=1):
+    bound = hook.timeout_s or timeout_s
+    click.echo(f"hook {name} ({hook.origin}) on {file or 'the bundled examples'}: {len(messages)} messages"
+               + ("" if hook.mode == "record" else f" (mode {hook.mode}: one call per "
+                  + ("transaction, rows without one in batches" if hook.mode == "transaction" else "batch") + ")"))
+    if hook.mode != "record":
+        _test_bulk(hook, messages, decoder, settings, databases, tally, bound)
+    for n, raw in enumerate(messages if hook.mode == "record" else (), start=1):
         result = decoder.decode(raw, eager=True, key=False)
         if not isinstance(result, ChangeEvent):
             tally.other += 1
@@ -275,38 +278,107 @@ def hooks_test(name: str, file: str | None, config_path: str | None, timeout_s: 
                 tally.filtered += 1
                 click.echo(f"{head}  filtered by where ({verdict.value}{': ' + why if why else ''})")
                 continue
-        tally.calls += 1
-        started = time.perf_counter()
-        try:
-            _bounded(call_once, hook.fn, param, hook.timeout_s or timeout_s)
-        except TimeoutError as exc:
-            tally.failed += 1
-            click.echo(f"{head}  FAILED: {exc}")
-            continue
-        except SystemExit as exc:  # a hook must not end the command (nor skip its summary)
-            tally.failed += 1
-            click.echo(f"{head}  FAILED SystemExit: the hook called sys.exit({exc.code!r})")
-            continue
-        except SkipEvent as exc:
-            tally.ok += 1
-            click.echo(f"{head}  skipped by the hook (SkipEvent{': ' + scrub(str(exc)) if str(exc) else ''})")
-            continue
-        except Retry as exc:
-            tally.failed += 1
-            click.echo(f"{head}  FAILED: the hook asked to retry (Retry, delay {exc.delay}s)")
-            continue
-        except Exception as exc:
-            tally.failed += 1
-            first_line = (scrub(str(exc)).strip().splitlines() or [""])[0]
-            click.echo(f"{head}  FAILED {type(exc).__name__}: {first_line}")
-            continue
-        tally.ok += 1
-        click.echo(f"{head}  ok {(time.perf_counter() - started) * 1000:.1f} ms")
+        _test_call(head, hook.fn, param, bound, tally)
     databases.dispose()
     click.echo(f"{tally.calls} calls: {tally.ok} ok, {tally.failed} failed; {tally.filtered} filtered by where, "
                f"{tally.not_routed} not routed, {tally.other} other messages (transaction markers, tombstones…)")
     if tally.failed:
         sys.exit(1)
+
+
+def _test_call(head: str, fn: Any, param: Any, timeout_s: float, tally: Tally) -> None:
+    """One call of `hooks test`: bounded, its outcome printed and counted."""
+    from sidecar.control import Retry, SkipEvent
+    from sidecar.execute import call_once
+
+    tally.calls += 1
+    started = time.perf_counter()
+    try:
+        _bounded(call_once, fn, param, timeout_s)
+    except TimeoutError as exc:
+        tally.failed += 1
+        click.echo(f"{head}  FAILED: {exc}")
+    except SystemExit as exc:  # a hook must not end the command (nor skip its summary)
+        tally.failed += 1
+        click.echo(f"{head}  FAILED SystemExit: the hook called sys.exit({exc.code!r})")
+    except SkipEvent as exc:
+        tally.ok += 1
+        click.echo(f"{head}  skipped by the hook (SkipEvent{': ' + scrub(str(exc)) if str(exc) else ''})")
+    except Retry as exc:
+        tally.failed += 1
+        click.echo(f"{head}  FAILED: the hook asked to retry (Retry, delay {exc.delay}s)")
+    except Exception as exc:
+        tally.failed += 1
+        first_line = (scrub(str(exc)).strip().splitlines() or [""])[0]
+        click.echo(f"{head}  FAILED {type(exc).__name__}: {first_line}")
+    else:
+        tally.ok += 1
+        click.echo(f"{head}  ok {(time.perf_counter() - started) * 1000:.1f} ms")
+
+
+def _test_bulk(hook: HookSpec, messages: list[Any], decoder: Any, settings: Settings, databases: Any,
+               tally: Tally, timeout_s: float) -> None:
+    """`hooks test` for a transaction or batch hook: the file's matching records grouped as a run
+    groups them when the file is in stream order — a transaction's records (by its id, up to its
+    END) in one call, other records (snapshot rows, no transaction metadata) in batches of up to
+    `max_records` — each call printed once with the messages it holds. (The file is read in
+    order; a run also waits for every event an END counts, across topics.)"""
+    from sidecar.events import ChangeEvent, TransactionInfo, TransactionMarker
+    from sidecar.testing import make_call_param
+    from sidecar.where import Verdict, compile_where
+
+    where = compile_where(hook.name, hook.where) if hook.where else None
+    pending: list[tuple[int, ChangeEvent]] = []
+    pending_tx: list[str | None] = [None]
+
+    def flush() -> None:
+        if not pending:
+            return
+        events = [e for _, e in pending]
+        first, last = pending[0][0], pending[-1][0]
+        tx_id = pending_tx[0]
+        batch = None if tx_id is not None else TransactionInfo(id=None, committed_at=events[0].committed_at)
+        param = make_call_param(events, pipeline=settings.pipeline, hook_name=hook.name, transaction=batch,
+                                source_tables={t: c.source_table for t, c in settings.tables.items()},
+                                source_db=databases.source, destination_db=databases.destination,
+                                auxiliary_db=databases.auxiliary)
+        what = f"transaction {tx_id}" if tx_id is not None else "batch"
+        span = f"#{first}" if first == last else f"#{first}-#{last}"
+        head = f"{span:<11} {what}, {len(events)} records"
+        if where is not None:  # tested on each record: the hook gets the ones that match
+            keep = [i for i, r in enumerate(param.records) if where.test(r)[0] is Verdict.MATCH]
+            tally.filtered += len(events) - len(keep)
+            if len(keep) < len(events):
+                head += f", {len(keep)} matching where"
+            if keep and len(keep) < len(events):
+                param = param.narrowed(keep)
+        if where is not None and not keep:
+            click.echo(f"{head}  filtered by where: no call")
+        else:
+            _test_call(head, hook.fn, param, timeout_s, tally)
+        pending.clear()
+        pending_tx[0] = None
+
+    for n, raw in enumerate(messages, start=1):
+        result = decoder.decode(raw, eager=True, key=False)
+        if isinstance(result, TransactionMarker):
+            tally.other += 1
+            if result.status == "END" and pending and pending_tx[0] == result.group_id:
+                flush()
+            continue
+        if not isinstance(result, ChangeEvent):
+            tally.other += 1
+            click.echo(f"#{n:<4} {raw.topic}: {_describe(result)}, not for the hook")
+            continue
+        if not hook.matches(result.table, result.op):
+            tally.not_routed += 1
+            continue
+        tx = result.transaction.group_id if hook.mode == "transaction" and result.transaction else None
+        if pending and (pending_tx[0] != tx or (tx is None and len(pending) >= hook.max_records)):
+            flush()
+        pending.append((n, result))
+        pending_tx[0] = tx
+    flush()
 
 
 def _describe(decoded: Any) -> str:

@@ -120,3 +120,26 @@ def test_test_on_a_file_and_unknown_hook(project: Path, tmp_path: Path) -> None:
     assert code == 0 and "1 calls: 1 ok" in out, out
     code, out = cli("hooks", "test", "nope", "--config", str(project / "config.yaml"))
     assert code == EXIT_CONFIG and "configured: first" in out
+
+
+def test_test_calls_a_transaction_or_batch_hook_as_a_run_groups_its_records(project: Path) -> None:
+    """A transaction hook gets one call per transaction of the bundled examples (its records up
+    to the END), a batch hook calls of up to max_records; `where:` narrows each call's records."""
+    (project / "hooks" / "bulk.py").write_text(
+        "def checkpoint(param):\n"
+        "    t = param.ctx.transaction\n"
+        "    print('CALL', t.id, len(param.records), ','.join(sorted({r['_op'] for r in param.records})))\n")
+    with open(project / "config.yaml", "a") as f:
+        f.write("  txn: {path: hooks/bulk.py, mode: transaction}\n"
+                "  bat: {path: hooks/bulk.py, mode: batch, max_records: 5}\n"
+                "  upd: {path: hooks/bulk.py, mode: batch, where: \"_op == 'u'\"}\n")
+    cfg = str(project / "config.yaml")
+    code, out = cli("hooks", "test", "txn", "--config", cfg)
+    assert code == 0, out
+    assert "#2-#3       transaction 746, 2 records  ok" in out and "CALL 746 2 c,u" in out
+    assert "10 calls: 10 ok, 0 failed" in out and out.count("CALL ") == 10
+    code, out = cli("hooks", "test", "bat", "--config", cfg)
+    assert code == 0 and "3 calls: 3 ok" in out, out
+    assert [line.split()[2] for line in out.splitlines() if line.startswith("CALL")] == ["5", "5", "2"]
+    code, out = cli("hooks", "test", "upd", "--config", cfg)
+    assert code == 0 and "batch, 12 records, 2 matching where  ok" in out and "CALL None 2 u" in out, out
