@@ -63,7 +63,12 @@ def _yaml_error(path: str | os.PathLike[str], exc: Exception) -> str:
     problem = getattr(exc, "problem", None) if isinstance(exc, yaml.YAMLError) else None
     context = getattr(exc, "context", None) if isinstance(exc, yaml.YAMLError) else None
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    if not problem:  # not a marked YAML error: a tag's constructor failed on its value (`!!bool x`…)
+    if not problem:
+        if isinstance(exc, yaml.YAMLError):  # e.g. a control character (ReaderError): position, not the text
+            return f"config file {path} is not valid YAML{where}: cannot be parsed ({type(exc).__name__})"
+        if isinstance(exc, RecursionError):
+            return f"config file {path} is not valid YAML: it nests deeper than it can be read"
+        # a `!!` tag's constructor failed on its value (`!!bool x`, `!!timestamp x`…)
         return (f"config file {path} is not valid YAML: a value cannot be read as the type its tag names "
                 f"({type(exc).__name__}); remove the `!!` tag or fix the value")
     problem = _QUOTED.sub("…", problem)

@@ -18,7 +18,7 @@ from sidecar.errors import ConfigError, SidecarError
 from sidecar.events import ChangeEvent, DecodeFailure, TransactionInfo
 from sidecar.execute import call_once
 from sidecar.hooks import HookSpec
-from sidecar.route import Router
+from sidecar.route import Router, with_where
 
 
 def store_kind(app: App) -> str:
@@ -156,8 +156,8 @@ def _replay_call(app: App, call_id: str, entries: list[dict[str, Any]], hooks: d
         data_collections=tuple((str(t), int(n)) for t, n in tx.get("data_collections") or []) or None,
         committed_at=events[0].committed_at, part=tx.get("part"), last=tx.get("last"))
     param = app.params.call_param(events, hook, call_id, info)
-    try:
-        call_once(hook.fn, param)
+    try:  # through its `where:` as in the run: the call's entries hold all its records, matching or not
+        call_once(with_where(hook).fn, param)
     except SkipEvent:
         pass
     except Exception as exc:

@@ -8,7 +8,7 @@ import re
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -198,14 +198,21 @@ def _bounded(call: Any, fn: Any, param: Any, timeout_s: float) -> None:
         except BaseException as exc:  # handed to the caller's thread, SystemExit included
             outcome.append(exc)
 
+    from sidecar.param import NOT_CANCELLED
+
     thread = threading.Thread(target=target, name="hooks-test-call", daemon=True)
     thread.start()
     thread.join(timeout_s)
     if not outcome:
-        param.cancel()
-        raise TimeoutError(f"the call did not finish within {timeout_s:g} s (timeout_s, or --timeout); given up on")
+        if param.ctx.cancelled is not NOT_CANCELLED:  # never the flag every call without a timeout shares
+            param.cancel()
+        raise GaveUp(f"the call did not finish within {timeout_s:g} s (timeout_s, or --timeout); given up on")
     if outcome[0] is not None:
         raise outcome[0]
+
+
+class GaveUp(Exception):
+    """`hooks test` stopped waiting for a call (not a TimeoutError the hook raised itself)."""
 
 
 @dataclass
@@ -255,6 +262,7 @@ def hooks_test(name: str, file: str | None, config_path: str | None, timeout_s: 
     decoder = Decoder()
     tally = Tally()
     bound = hook.timeout_s or timeout_s
+    hook = replace(hook, timeout_s=bound)  # each call its own ctx.cancelled and deadline, as in a run
     click.echo(f"hook {name} ({hook.origin}) on {file or 'the bundled examples'}: {len(messages)} messages"
                + ("" if hook.mode == "record" else f" (mode {hook.mode}: one call per "
                   + ("transaction, rows without one in batches" if hook.mode == "transaction" else "batch") + ")"))
@@ -295,12 +303,12 @@ def _test_call(head: str, fn: Any, param: Any, timeout_s: float, tally: Tally) -
     started = time.perf_counter()
     try:
         _bounded(call_once, fn, param, timeout_s)
-    except TimeoutError as exc:
+    except GaveUp as exc:
         tally.failed += 1
         click.echo(f"{head}  FAILED: {exc}")
     except SystemExit as exc:  # a hook must not end the command (nor skip its summary)
         tally.failed += 1
-        click.echo(f"{head}  FAILED SystemExit: the hook called sys.exit({exc.code!r})")
+        click.echo(f"{head}  FAILED SystemExit: the hook called sys.exit({scrub(repr(exc.code))})")
     except SkipEvent as exc:
         tally.ok += 1
         click.echo(f"{head}  skipped by the hook (SkipEvent{': ' + scrub(str(exc)) if str(exc) else ''})")
@@ -324,6 +332,7 @@ def _test_bulk(hook: HookSpec, messages: list[Any], decoder: Any, settings: Sett
     `max_records` — each call printed once with the messages it holds. (The file is read in
     order; a run also waits for every event an END counts, across topics.)"""
     from sidecar.events import ChangeEvent, TransactionInfo, TransactionMarker
+    from sidecar.param import ParamFactory
     from sidecar.testing import make_call_param
     from sidecar.where import Verdict, compile_where
 
@@ -342,6 +351,7 @@ def _test_bulk(hook: HookSpec, messages: list[Any], decoder: Any, settings: Sett
                                 source_tables={t: c.source_table for t, c in settings.tables.items()},
                                 source_db=databases.source, destination_db=databases.destination,
                                 auxiliary_db=databases.auxiliary)
+        ParamFactory.timed(param, timeout_s)  # its own ctx.cancelled and deadline, as in a run
         what = f"transaction {tx_id}" if tx_id is not None else "batch"
         span = f"#{first}" if first == last else f"#{first}-#{last}"
         head = f"{span:<11} {what}, {len(events)} records"

@@ -284,7 +284,7 @@ class ParamFactory:
     def param(self, event: ChangeEvent, hook: HookSpec) -> CheckpointParam:
         param = self._deferred(hook, (event,), None)
         if hook.timeout_s is not None:  # its own cancel flag and deadline, from now
-            self._timed(param, hook.timeout_s)
+            self.timed(param, hook.timeout_s)
         return param
 
     def call_param(self, events: Sequence[ChangeEvent], hook: HookSpec, call_id: str,
@@ -295,7 +295,7 @@ class ParamFactory:
         param = self._deferred(hook, events, (call_id, transaction))
         param._records = records
         if hook.timeout_s is not None:
-            self._timed(param, hook.timeout_s)
+            self.timed(param, hook.timeout_s)
         return param
 
     def _deferred(self, hook: HookSpec, events: Sequence[ChangeEvent],
@@ -313,7 +313,7 @@ class ParamFactory:
         return param
 
     @staticmethod
-    def _timed(param: CheckpointParam, timeout_s: float) -> None:
+    def timed(param: CheckpointParam, timeout_s: float) -> None:
         """A hook with a timeout: its own cancel flag (set when the dispatcher gives up) and deadline."""
         param._cancel = threading.Event()
         param._deadline = time.time() + timeout_s

@@ -143,11 +143,13 @@ def _at_inside_userinfo(rest: str) -> bool:
     first, last = rest.find("@"), rest.rfind("@")
     if first == last:
         return False
-    between = rest[first + 1 : last]  # a query (`host?k=v@x`) has a `?` then an `=` here: not user info
-    return "/" not in between and not _QUERY_PAIR.search(between) and _HOST_AFTER.match(rest, last + 1) is not None
+    between = rest[first + 1 : last]  # a query (`host?k=v@x`, `host:5432?a@b`) here: not user info
+    return ("/" not in between and not _QUERY_PAIR.search(between) and not _HOST_PORT_QUERY.match(between)
+            and _HOST_AFTER.match(rest, last + 1) is not None)
 
 
 _QUERY_PAIR: Final = re.compile(r"\?[^=]*=")
+_HOST_PORT_QUERY: Final = re.compile(r"[\w.-]+:\d+\?")
 
 _HOST_AFTER: Final = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[\w.-]+)(?::\d+)?(?:[/?]|$)")
 

@@ -14,7 +14,7 @@ def check_postgres(props: dict[str, str], timeout_s: float = 10.0) -> None:
     host = props.get("database.hostname", "127.0.0.1")
     port = props.get("database.port", "5432")
     user = props.get("database.user", "")
-    if not port.strip().isdigit() or not 0 < int(port) < 65536:
+    if not (port.isascii() and port.isdecimal()) or not 0 < int(port) < 65536:
         raise ConfigError(f"connector property database.port must be a port number (1-65535), not {port[:40]!r} "
                           "(in Kubernetes, a service named like the variable that fills it sets it to tcp://…)")
     where = f"PostgreSQL at {host}:{port} as {user!r}"

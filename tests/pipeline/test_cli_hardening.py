@@ -53,6 +53,9 @@ def test_a_yaml_error_never_shows_the_value(tmp_path: Path, body: str, says: str
 
 def test_a_config_that_is_not_utf8_or_has_odd_top_level_keys_is_a_config_error(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
+    cfg.write_text("pipeline: p\x01\n")  # a control character: a reader error, not a tag's
+    with pytest.raises(ConfigError, match=r"is not valid YAML: cannot be parsed \(ReaderError\)"):
+        load_settings(cfg)
     cfg.write_bytes(b"pipeline: p\xff\n")
     with pytest.raises(ConfigError, match=r"is not UTF-8 text \(byte 12"):
         load_settings(cfg)
@@ -74,7 +77,7 @@ def test_a_connector_file_that_is_not_utf8_is_a_connector_error(tmp_path: Path) 
         load_connector(path, {})
 
 
-@pytest.mark.parametrize("port", ["54x32", "tcp://10.0.0.3:5432", "0", "70000", ""])
+@pytest.mark.parametrize("port", ["54x32", "tcp://10.0.0.3:5432", "0", "70000", "", "²", "5432 "])
 def test_a_preflight_port_that_is_not_a_number_is_a_config_error(port: str) -> None:
     with pytest.raises(ConfigError, match=r"database\.port must be a port number"):
         check_postgres({"database.hostname": "127.0.0.1", "database.port": port}, timeout_s=1)
@@ -196,3 +199,37 @@ def test_ledger_commands_do_not_load_hooks(tmp_path: Path) -> None:
     assert code == EXIT_DATABASE and "supports MariaDB/MySQL and PostgreSQL, not sqlite" in out, out
     code, out = run("ledger", "create", "--config", str(cfg), "--database", "other")
     assert code == EXIT_CONFIG and "no auxiliary database 'other'" in out, out
+
+
+def test_hooks_test_gives_each_call_its_own_cancel_flag_and_masks_what_the_hook_raises(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: giving up on a call of a hook without timeout_s set the flag every such
+    call shares, so each later call started cancelled; a TimeoutError or sys.exit the hook raised
+    itself was printed unmasked (and the first looked like hooks test giving up)."""
+    from sidecar.param import NOT_CANCELLED
+
+    monkeypatch.setenv("NOTIFY_API_TOKEN", "tok-7H3xQ9wLmP2s")
+    (tmp_path / "hooks").mkdir()
+    (tmp_path / "hooks" / "first_slow.py").write_text(
+        "CALLS = []\n"
+        "def checkpoint(param):\n"
+        "    CALLS.append(1)\n"
+        "    if param.ctx.cancelled.is_set():\n"
+        "        raise RuntimeError('started cancelled')\n"
+        "    if len(CALLS) == 1:\n"
+        "        param.ctx.cancelled.wait(30)\n")
+    (tmp_path / "hooks" / "raises.py").write_text(
+        "import os, sys\n"
+        "def checkpoint(param):\n"
+        "    if param.record.get('id') == 1:\n"
+        "        raise TimeoutError(f\"GET ?token={os.environ['NOTIFY_API_TOKEN']} timed out\")\n"
+        "    sys.exit(f\"token={os.environ['NOTIFY_API_TOKEN']}\")\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(BASE + "hooks:\n  first_slow: {path: hooks/first_slow.py, tables: [public.orders]}\n"
+                   "  raises: {path: hooks/raises.py, tables: [public.orders]}\n")
+    code, out = run("hooks", "test", "first_slow", "--config", str(cfg), "--timeout", "0.3")
+    assert "FAILED: the call did not finish within 0.3 s" in out and "started cancelled" not in out, out
+    assert out.count("  ok ") >= 5 and not NOT_CANCELLED.is_set()
+    code, out = run("hooks", "test", "raises", "--config", str(cfg))
+    assert code == 1 and "FAILED TimeoutError: GET ?token=*** timed out" in out, out
+    assert "FAILED SystemExit: the hook called sys.exit('token=***')" in out and "tok-7H3xQ9wLmP2s" not in out

@@ -226,8 +226,9 @@ def test_halt_policy_holds_the_transaction_offsets() -> None:
     assert source.committed.get(("fxpo.transaction", 0), 0) <= 6
 
 
-def replay_with(tmp_path: Path, store_path: Path, hook_source: str) -> tuple[Path, Any]:
-    """`dead-letters replay` of `store_path` with a transaction hook `tx` of this source: (config, result)."""
+def replay_with(tmp_path: Path, store_path: Path, hook_source: str, **options: Any) -> tuple[Path, Any]:
+    """`dead-letters replay` of `store_path` with a transaction hook `tx` of this source (and these
+    options): (config, result)."""
     import yaml
     from click.testing import CliRunner
 
@@ -238,7 +239,7 @@ def replay_with(tmp_path: Path, store_path: Path, hook_source: str) -> tuple[Pat
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({
         "pipeline": "test-pipeline", "source": {"kind": "file", "file": {"path": str(store_path)}},
-        "hooks": {"tx": {"path": str(hook), "mode": "transaction"}},
+        "hooks": {"tx": {"path": str(hook), "mode": "transaction", **options}},
         "dead_letters": {"kind": "file", "path": str(store_path)}}))
     return cfg, CliRunner().invoke(main, ["dead-letters", "replay", "--config", str(cfg)])
 
@@ -277,6 +278,37 @@ def test_dead_letter_replay_reassembles_the_call(tmp_path: Path) -> None:
     again = CliRunner().invoke(main, ["dead-letters", "replay", "--config", str(cfg)])
     assert "replayed 0 ok, 0 failed (kept), 5 already replayed before" in again.output
     assert len(out.read_text().splitlines()) == 1
+
+
+def test_dead_letter_replay_of_a_call_narrowed_by_where_gets_the_same_records(tmp_path: Path) -> None:
+    """A transaction call narrowed by `where:` that failed is replayed with the records the hook
+    got, not every record of the transaction its entries hold (found by review)."""
+    store_path = tmp_path / "dl.jsonl"
+    store = FileDeadLetters(store_path)
+    failed: list[Any] = []
+
+    def broken(p: Any) -> None:
+        failed.append([p.ctx.event_id, [r["_event_id"] for r in p.records]])
+        raise RuntimeError("aux db refuses")
+
+    every = frozenset({"c", "u", "d", "r", "t"})
+    run_pipeline(arrange("postgres-schemas", "data_first"),
+                 [HookSpec("tx", broken, "t", mode="transaction", max_attempts=1, ops=every, where="_op == 'u'")],
+                 dead_letters=store)
+    store.close()
+    whole: list[Any] = []
+    run_pipeline(arrange("postgres-schemas", "data_first"), [tx_hook(whole, ops=every)])
+    sizes = {c.ctx.event_id: len(c.records) for c in whole}
+    assert failed and any(len(ids) < sizes[call_id] for call_id, ids in failed)  # some calls were narrowed
+    out = tmp_path / "calls.jsonl"
+    hook = (
+        "import json\n"
+        "def checkpoint(param):\n"
+        f"    with open({str(out)!r}, 'a') as f:\n"
+        "        f.write(json.dumps([param.ctx.event_id, [r['_event_id'] for r in param.records]]) + '\\n')\n")
+    _, result = replay_with(tmp_path, store_path, hook, ops=sorted(every), where="_op == 'u'")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line) for line in out.read_text().splitlines()] == failed
 
 
 def synthetic_transaction(tx: int, rows: int, prefix: str = "syn") -> tuple[list[RawMessage], list[RawMessage]]:

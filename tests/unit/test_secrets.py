@@ -75,6 +75,7 @@ def test_a_password_with_an_unescaped_at_and_a_question_mark_is_read_whole(url: 
 @pytest.mark.parametrize(("url", "host", "query"), [
     ("mysql+pymysql://u:p@host?x=a@b.com", "host", {"x": "a@b.com"}),  # an `@` in the query, no database
     ("mysql://u:p@host/db?x=a@b", "host", {"x": "a@b"}),
+    ("postgresql://u:p@host:5432?a@b", "host", {}),  # a query without `=` after host:port (review)
 ])
 def test_an_at_in_the_query_stays_in_the_query(url: str, host: str, query: dict[str, str]) -> None:
     from sqlalchemy.engine import make_url
