@@ -180,6 +180,7 @@ def check(config_path: str | None, timeout: float) -> None:
     from sqlalchemy import text
 
     from sidecar.app import build_hooks, build_settings_databases
+    from sidecar.execute import GaveUp, within
     from sidecar.logs import configure_logging
 
     try:
@@ -194,24 +195,19 @@ def check(config_path: str | None, timeout: float) -> None:
         click.echo(f"hooks: ok ({', '.join(h.name for h in hooks) or 'none'})")
         dbs = build_settings_databases(settings)
         for name, engine in dbs.all().items():
-            outcome: list[BaseException | None] = []
 
-            def select_one(engine: Any = engine, outcome: list[BaseException | None] = outcome) -> None:
-                try:
-                    with engine.connect() as conn:
-                        conn.execute(text("SELECT 1"))
-                    outcome.append(None)
-                except Exception as exc:
-                    outcome.append(exc)
+            def select_one(engine: Any = engine) -> None:
+                with engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
 
-            probe = threading.Thread(target=select_one, name=f"check-{name}", daemon=True)
-            probe.start()
-            probe.join(timeout)  # a server that accepts and never answers must not hang `check`
             shown = mask_url(engine.url.render_as_string(hide_password=False))
-            if not outcome:
-                raise DependencyError(f"database {name} ({shown}) did not answer within {timeout:g} s (--timeout)")
-            if outcome[0] is not None:
-                raise DependencyError(f"database {name} ({shown}) is unreachable: {scrub(str(outcome[0]))}") from None
+            try:  # a server that accepts and never answers must not hang `check`
+                within(select_one, timeout, f"check-{name}")
+            except GaveUp:
+                raise DependencyError(f"database {name} ({shown}) did not answer within {timeout:g} s "
+                                      "(--timeout)") from None
+            except Exception as exc:
+                raise DependencyError(f"database {name} ({shown}) is unreachable: {scrub(str(exc))}") from None
             click.echo(f"database {name}: ok")
         dbs.dispose()
         if settings.source.kind == "embedded" and settings.source.embedded is not None:

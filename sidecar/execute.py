@@ -277,6 +277,33 @@ class Executor:
             self._loop.call_soon_threadsafe(self._loop.stop)
 
 
+class GaveUp(Exception):
+    """`within` stopped waiting for a call that had not returned (not a TimeoutError the call raised)."""
+
+
+def within(fn: Callable[[], Any], timeout_s: float, name: str) -> Any:
+    """`fn()` on a daemon thread, waited for `timeout_s` (the CLI's one-off calls: `check`'s
+    database probe, a `hooks test` call). Returns its result or re-raises what it raised (SystemExit
+    too); GaveUp if it is still running then — the thread is left to end by itself."""
+    outcome: list[tuple[bool, Any]] = []
+
+    def target() -> None:
+        try:
+            outcome.append((True, fn()))
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if not outcome:
+        raise GaveUp(f"did not finish within {timeout_s:g} s")
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
 def call_once(fn: Call, param: Any) -> Any:
     """Call a hook once on this thread, sync or async (dead-letter replay, `sidecar.testing`)."""
     result = fn(param)

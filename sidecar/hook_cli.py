@@ -6,7 +6,6 @@ from __future__ import annotations
 import keyword
 import re
 import sys
-import threading
 import time
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -186,35 +185,6 @@ def hooks_list(config_path: str | None) -> None:
         sys.exit(cli.EXIT_HOOK)
 
 
-def _bounded(call: Any, fn: Any, param: Any, timeout_s: float) -> None:
-    """`call(fn, param)` on a daemon thread, waited for `timeout_s`: a call still running then is
-    given up on (its `ctx.cancelled` set; the thread is left to end by itself) as TimeoutError."""
-    outcome: list[BaseException | None] = []
-
-    def target() -> None:
-        try:
-            call(fn, param)
-            outcome.append(None)
-        except BaseException as exc:  # handed to the caller's thread, SystemExit included
-            outcome.append(exc)
-
-    from sidecar.param import NOT_CANCELLED
-
-    thread = threading.Thread(target=target, name="hooks-test-call", daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    if not outcome:
-        if param.ctx.cancelled is not NOT_CANCELLED:  # never the flag every call without a timeout shares
-            param.cancel()
-        raise GaveUp(f"the call did not finish within {timeout_s:g} s (timeout_s, or --timeout); given up on")
-    if outcome[0] is not None:
-        raise outcome[0]
-
-
-class GaveUp(Exception):
-    """`hooks test` stopped waiting for a call (not a TimeoutError the hook raised itself)."""
-
-
 @dataclass
 class Tally:
     calls: int = 0
@@ -297,15 +267,17 @@ def hooks_test(name: str, file: str | None, config_path: str | None, timeout_s: 
 def _test_call(head: str, fn: Any, param: Any, timeout_s: float, tally: Tally) -> None:
     """One call of `hooks test`: bounded, its outcome printed and counted."""
     from sidecar.control import Retry, SkipEvent
-    from sidecar.execute import call_once
+    from sidecar.execute import GaveUp, call_once, within
 
     tally.calls += 1
     started = time.perf_counter()
     try:
-        _bounded(call_once, fn, param, timeout_s)
-    except GaveUp as exc:
+        within(lambda: call_once(fn, param), timeout_s, "hooks-test-call")
+    except GaveUp:
+        param.cancel()  # its own flag: the hook spec carries the bound, so the param has its own
         tally.failed += 1
-        click.echo(f"{head}  FAILED: {exc}")
+        click.echo(f"{head}  FAILED: the call did not finish within {timeout_s:g} s (timeout_s, or --timeout); "
+                   "given up on")
     except SystemExit as exc:  # a hook must not end the command (nor skip its summary)
         tally.failed += 1
         click.echo(f"{head}  FAILED SystemExit: the hook called sys.exit({scrub(repr(exc.code))})")
@@ -338,14 +310,15 @@ def _test_bulk(hook: HookSpec, messages: list[Any], decoder: Any, settings: Sett
 
     where = compile_where(hook.name, hook.where) if hook.where else None
     pending: list[tuple[int, ChangeEvent]] = []
-    pending_tx: list[str | None] = [None]
+    pending_tx: str | None = None
 
     def flush() -> None:
+        nonlocal pending_tx
         if not pending:
             return
         events = [e for _, e in pending]
         first, last = pending[0][0], pending[-1][0]
-        tx_id = pending_tx[0]
+        tx_id = pending_tx
         batch = None if tx_id is not None else TransactionInfo(id=None, committed_at=events[0].committed_at)
         param = make_call_param(events, pipeline=settings.pipeline, hook_name=hook.name, transaction=batch,
                                 source_tables={t: c.source_table for t, c in settings.tables.items()},
@@ -367,13 +340,13 @@ def _test_bulk(hook: HookSpec, messages: list[Any], decoder: Any, settings: Sett
         else:
             _test_call(head, hook.fn, param, timeout_s, tally)
         pending.clear()
-        pending_tx[0] = None
+        pending_tx = None
 
     for n, raw in enumerate(messages, start=1):
         result = decoder.decode(raw, eager=True, key=False)
         if isinstance(result, TransactionMarker):
             tally.other += 1
-            if result.status == "END" and pending and pending_tx[0] == result.group_id:
+            if result.status == "END" and pending and pending_tx == result.group_id:
                 flush()
             continue
         if not isinstance(result, ChangeEvent):
@@ -384,10 +357,10 @@ def _test_bulk(hook: HookSpec, messages: list[Any], decoder: Any, settings: Sett
             tally.not_routed += 1
             continue
         tx = result.transaction.group_id if hook.mode == "transaction" and result.transaction else None
-        if pending and (pending_tx[0] != tx or (tx is None and len(pending) >= hook.max_records)):
+        if pending and (pending_tx != tx or (tx is None and len(pending) >= hook.max_records)):
             flush()
         pending.append((n, result))
-        pending_tx[0] = tx
+        pending_tx = tx
     flush()
 
 

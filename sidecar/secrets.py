@@ -115,10 +115,7 @@ def split_userinfo(url: str) -> tuple[str, str | None, str | None, str]:
     scheme, sep, rest = url.partition("://")
     if not sep:
         return "", None, None, url
-    if _at_inside_userinfo(rest):
-        user, colon, password = rest[: rest.rfind("@")].partition(":")
-        return scheme + "://", user, (password if colon else None), rest[rest.rfind("@") + 1 :]
-    query_at = rest.find("?")
+    query_at = -1 if _at_inside_userinfo(rest) else rest.find("?")
     at = rest.rfind("@", 0, query_at if query_at != -1 else len(rest))
     if at == -1:
         # No `@` before the first `?`: a password may hold the `?` (`user:pa?ss@host`). Read it

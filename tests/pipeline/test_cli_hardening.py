@@ -28,6 +28,13 @@ def clean(monkeypatch: pytest.MonkeyPatch) -> None:
     secrets.REDACTOR.clear()
 
 
+def write_hooks(tmp_path: Path, **sources: str) -> None:
+    """hooks/NAME.py for each NAME=source."""
+    (tmp_path / "hooks").mkdir(exist_ok=True)
+    for name, source in sources.items():
+        (tmp_path / "hooks" / f"{name}.py").write_text(source)
+
+
 def run(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, list(args))
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
@@ -113,14 +120,13 @@ def test_hooks_list_and_test_mask_secrets_in_hook_errors(tmp_path: Path, monkeyp
     """A hook's error holding a secret (an env token, the database password) is masked in
     `hooks test` and in `hooks list`'s import column, as in `check` and the logs."""
     monkeypatch.setenv("NOTIFY_API_TOKEN", "tok-7H3xQ9wLmP2s")
-    (tmp_path / "hooks").mkdir()
-    (tmp_path / "hooks" / "leaky.py").write_text(
-        "import os\n"
-        "def checkpoint(param):\n"
-        "    url = param.auxiliary_db['audit'].url.render_as_string(hide_password=False)\n"
-        "    raise ConnectionError(f\"GET ?token={os.environ['NOTIFY_API_TOKEN']} on {url} failed\")\n")
-    (tmp_path / "hooks" / "broken.py").write_text(
-        "import os\nraise ImportError(f\"token={os.environ['NOTIFY_API_TOKEN']}\")\n")
+    write_hooks(
+        tmp_path,
+        leaky="import os\n"
+              "def checkpoint(param):\n"
+              "    url = param.auxiliary_db['audit'].url.render_as_string(hide_password=False)\n"
+              "    raise ConnectionError(f\"GET ?token={os.environ['NOTIFY_API_TOKEN']} on {url} failed\")\n",
+        broken="import os\nraise ImportError(f\"token={os.environ['NOTIFY_API_TOKEN']}\")\n")
     cfg = tmp_path / "config.yaml"
     cfg.write_text(BASE + f"databases: {{auxiliary: {{audit: 'mysql+pymysql://u:{SECRET}%21@127.0.0.1:9/x'}}}}\n"
                    "hooks:\n  leaky: {path: hooks/leaky.py}\n")
@@ -137,10 +143,10 @@ def test_hooks_list_and_test_mask_secrets_in_hook_errors(tmp_path: Path, monkeyp
 def test_hooks_test_bounds_each_call_and_survives_sys_exit(tmp_path: Path) -> None:
     """A call that does not finish within the hook's timeout_s (or --timeout) is given up on with
     ctx.cancelled set, and a hook calling sys.exit fails its call: the command goes on to the end."""
-    (tmp_path / "hooks").mkdir()
-    (tmp_path / "hooks" / "slow.py").write_text(  # ends once given up on (its thread would linger otherwise)
-        "def checkpoint(param):\n    param.ctx.cancelled.wait(30)\n")
-    (tmp_path / "hooks" / "quits.py").write_text("import sys\ndef checkpoint(param):\n    sys.exit(0)\n")
+    write_hooks(
+        tmp_path,
+        slow="def checkpoint(param):\n    param.ctx.cancelled.wait(30)\n",  # ends once given up on
+        quits="import sys\ndef checkpoint(param):\n    sys.exit(0)\n")
     cfg = tmp_path / "config.yaml"
     cfg.write_text(BASE + "hooks:\n  slow: {path: hooks/slow.py, timeout_s: 0.2, tables: [public.orders], ops: [c]}\n"
                    "  quits: {path: hooks/quits.py}\n")
@@ -209,21 +215,20 @@ def test_hooks_test_gives_each_call_its_own_cancel_flag_and_masks_what_the_hook_
     from sidecar.param import NOT_CANCELLED
 
     monkeypatch.setenv("NOTIFY_API_TOKEN", "tok-7H3xQ9wLmP2s")
-    (tmp_path / "hooks").mkdir()
-    (tmp_path / "hooks" / "first_slow.py").write_text(
-        "CALLS = []\n"
-        "def checkpoint(param):\n"
-        "    CALLS.append(1)\n"
-        "    if param.ctx.cancelled.is_set():\n"
-        "        raise RuntimeError('started cancelled')\n"
-        "    if len(CALLS) == 1:\n"
-        "        param.ctx.cancelled.wait(30)\n")
-    (tmp_path / "hooks" / "raises.py").write_text(
-        "import os, sys\n"
-        "def checkpoint(param):\n"
-        "    if param.record.get('id') == 1:\n"
-        "        raise TimeoutError(f\"GET ?token={os.environ['NOTIFY_API_TOKEN']} timed out\")\n"
-        "    sys.exit(f\"token={os.environ['NOTIFY_API_TOKEN']}\")\n")
+    write_hooks(
+        tmp_path,
+        first_slow="CALLS = []\n"
+                   "def checkpoint(param):\n"
+                   "    CALLS.append(1)\n"
+                   "    if param.ctx.cancelled.is_set():\n"
+                   "        raise RuntimeError('started cancelled')\n"
+                   "    if len(CALLS) == 1:\n"
+                   "        param.ctx.cancelled.wait(30)\n",
+        raises="import os, sys\n"
+               "def checkpoint(param):\n"
+               "    if param.record.get('id') == 1:\n"
+               "        raise TimeoutError(f\"GET ?token={os.environ['NOTIFY_API_TOKEN']} timed out\")\n"
+               "    sys.exit(f\"token={os.environ['NOTIFY_API_TOKEN']}\")\n")
     cfg = tmp_path / "config.yaml"
     cfg.write_text(BASE + "hooks:\n  first_slow: {path: hooks/first_slow.py, tables: [public.orders]}\n"
                    "  raises: {path: hooks/raises.py, tables: [public.orders]}\n")
