@@ -27,7 +27,8 @@ NOTES: dict[str, str] = {
     # Keys whose model field has no description of its own.
     "pipeline": "this pipeline's name: in every log line, metric, dead letter and ledger key",
     "source.kind": "kafka (a consumer of Debezium's topics), embedded (Debezium in this process) or file "
-                   "(a JSON-lines file: for `replay`, `hooks test` and the dead-letter commands; `run` refuses it)",
+                   "(no stream: a config for `replay FILE`, `hooks test [FILE]` and the dead-letter commands, which "
+                   "take their input as an argument; `run` refuses it)",
     "source.kafka.bootstrap_servers": "the brokers (librdkafka `bootstrap.servers`)",
     "source.kafka.group_id": "the consumer group (one member per pipeline with transaction hooks)",
     "source.kafka.transaction_topic": "not read (older configs still load): transaction markers are taken from "
@@ -40,7 +41,8 @@ NOTES: dict[str, str] = {
     "source.embedded.extra_classpath": "more jars (e.g. another connector) for the engine",
     "source.embedded.engine_log_level": "the Debezium engine's log level in the sidecar's log",
     "source.embedded.poll_timeout_s": "how long an idle loop waits for the engine's next batch",
-    "source.file.path": "the JSON-lines file of `source.kind: file`",
+    "source.file.path": "required with `source.kind: file` but read by no command (each takes its input "
+                        "as an argument); a reminder of the file the config is meant for",
     "databases.source": "SQLAlchemy URL (or file:/path) of the pipeline's source database: `param.source_db`",
     "databases.destination": "SQLAlchemy URL (or file:/path) of the destination database: `param.destination_db`",
     "databases.auxiliary": "name → SQLAlchemy URL (or file:/path) of databases hooks write into: "

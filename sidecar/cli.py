@@ -27,7 +27,7 @@ from sidecar.errors import (
     SidecarError,
     SourceError,
 )
-from sidecar.hook_cli import hooks
+from sidecar.hook_cli import finite, hooks
 
 if TYPE_CHECKING:
     from sidecar.config import Settings
@@ -131,14 +131,15 @@ def run(config_path: str | None) -> None:
 @config_option
 @click.option("--hook", "hook_target", help="run only this hook file: PATH.py[:FUNCTION] (no config needed)")
 @click.option("--attempts", default=1, show_default=True, help="attempts per hook before counting it failed")
-@click.option("--timeout", "timeout_s", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--timeout", "timeout_s", default=60.0, show_default=True, callback=finite,
+              type=click.FloatRange(min=0, min_open=True),
               help="seconds one call may take (for hooks without their own timeout_s); then it counts as failed")
 def replay(file: str, config_path: str | None, hook_target: str | None, attempts: int, timeout_s: float) -> None:
     """Run hooks on captured Debezium messages from a JSON-lines FILE; non-zero exit if a hook failed."""
     from dataclasses import replace
 
     from sidecar.app import build_app, replay_file
-    from sidecar.config import Settings, load_settings
+    from sidecar.config import Settings, load_settings, register_secrets
     from sidecar.hooks import load_hook
     from sidecar.logs import configure_logging
 
@@ -147,6 +148,7 @@ def replay(file: str, config_path: str | None, hook_target: str | None, attempts
             settings = load_settings(config_path)
         else:
             settings = Settings(pipeline="replay", source={"kind": "file", "file": {"path": file}})  # type: ignore[arg-type]
+            register_secrets(settings)  # secret-named environment variables, as a loaded config registers them
         configure_logging(settings.log.level, settings.log.format)
         only = [load_hook(Path(hook_target.split(":")[0]).stem, path=hook_target)] if hook_target else None
         app = build_app(settings, Path(config_path).parent if config_path else None, max_attempts=attempts,
@@ -173,7 +175,8 @@ def replay(file: str, config_path: str | None, hook_target: str | None, attempts
 
 @main.command()
 @config_option
-@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True, max=600),
+@click.option("--timeout", default=5.0, show_default=True, callback=finite,
+              type=click.FloatRange(min=0, min_open=True, max=600),
               help="seconds per reachability probe (each database, the broker)")
 def check(config_path: str | None, timeout: float) -> None:
     """Check config, hook imports, database and broker reachability (exit code says which failed)."""

@@ -4,6 +4,7 @@ try one hook on captured messages."""
 from __future__ import annotations
 
 import keyword
+import math
 import re
 import sys
 import time
@@ -58,6 +59,13 @@ def load_one(settings: Settings, name: str, base_dir: Path) -> HookSpec:
 @click.group("hooks")
 def hooks() -> None:
     """Create hooks from templates, list the configured ones, try one on captured messages."""
+
+
+def finite(_ctx: Any, _param: Any, value: float) -> float:
+    """A click callback: a number of seconds must be finite (nan passes FloatRange's bounds)."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"must be a number of seconds, not {value:g}")
+    return value
 
 
 config_option = click.option(
@@ -199,7 +207,7 @@ class Tally:
 @click.argument("name")
 @click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
 @config_option
-@click.option("--timeout", "timeout_s", default=60.0, show_default=True,
+@click.option("--timeout", "timeout_s", default=60.0, show_default=True, callback=finite,
               type=click.FloatRange(min=0, min_open=True, max=86400),
               help="seconds one call may take (for a hook without its own timeout_s); then it counts as failed")
 def hooks_test(name: str, file: str | None, config_path: str | None, timeout_s: float) -> None:

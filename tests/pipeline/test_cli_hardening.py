@@ -238,3 +238,25 @@ def test_hooks_test_gives_each_call_its_own_cancel_flag_and_masks_what_the_hook_
     code, out = run("hooks", "test", "raises", "--config", str(cfg))
     assert code == 1 and "FAILED TimeoutError: GET ?token=*** timed out" in out, out
     assert "FAILED SystemExit: the hook called sys.exit('token=***')" in out and "tok-7H3xQ9wLmP2s" not in out
+
+
+def test_replay_without_a_config_masks_secret_named_environment_variables(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by a new-user trial: only a loaded config registered them, so `replay FILE --hook`
+    printed a token a hook's error carried."""
+    monkeypatch.setenv("MY_API_TOKEN", "abcdefgh123xyz")
+    write_hooks(tmp_path, leaky="import os\ndef checkpoint(param):\n"
+                                "    raise RuntimeError('auth failed with token ' + os.environ['MY_API_TOKEN'])\n")
+    data = Path(__file__).resolve().parents[2] / "sidecar" / "examples" / "changes.jsonl"
+    code, out = run("replay", str(data), "--hook", str(tmp_path / "hooks" / "leaky.py"))
+    assert code != 0 and "auth failed with token" in out and "abcdefgh123xyz" not in out, out
+
+
+@pytest.mark.parametrize("command", [["check"], ["hooks", "test", "x"], ["replay", "{data}"]])
+def test_a_timeout_of_nan_is_refused(tmp_path: Path, command: list[str]) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(BASE)
+    (tmp_path / "x.jsonl").write_text("")
+    args = [a.format(data=tmp_path / "x.jsonl") for a in command]
+    code, out = run(*args, "--config", str(cfg), "--timeout", "nan")
+    assert code == 2 and "must be a number of seconds, not nan" in out, out
