@@ -22,12 +22,14 @@ with transaction blocks) and `<prefix>.transaction` (BEGIN/END markers), then ru
 - sidecar, both hooks `mode: record`, serial (the old behaviour, 164 records/s in issue 9);
 - with `--concurrency N`: also both hooks `mode: transaction, ordering: none, concurrency: N`
   (calls overlap; fine for these two hooks, whose writes commute), on topics of its own.
+After each run its rows are deleted (audit rows by key, its ledger claims and stats row) and
+after each round its topics, so every run starts from the same tables (`--keep-rows`: keep them).
 Rounds alternate; the table shows medians. A second table shows where the time goes: per hook
 call its wall time and its thread's CPU time (medians), and for the sidecar the loop thread's CPU
 per record (`time.thread_time` around `run`: intake, decode, assembly, commits; start-up included).
 
     .venv/bin/python bench/transactions.py [--rounds 3] [--transactions 1000] [--record-messages 2000]
-        [--concurrency N]
+        [--concurrency N] [--keep-rows]
 """
 
 from __future__ import annotations
@@ -122,14 +124,52 @@ def fill(prefix: str, transactions: int) -> list[str]:
     return [data, markers]
 
 
-def event_ids(transactions: int) -> list[list[str]]:
+def ids_of(prefix: str, transactions: int, first: int = 1) -> list[list[str]]:
     """Per transaction, the event ids the sidecar gives its 20 records: envelopes as `fill`
-    writes them, under a prefix of their own, decoded as the sidecar decodes them."""
+    writes them under `prefix`, decoded as the sidecar decodes them."""
     from sidecar.testing import decode_message
 
-    prefix = f"benchbare{uuid.uuid4().hex[:8]}"
     return [[decode_message(envelope(prefix, tx, o, tx * ROWS + o)[1]).event_id for o in range(1, ROWS + 1)]
-            for tx in range(transactions)]
+            for tx in range(first, first + transactions)]
+
+
+def event_ids(transactions: int) -> list[list[str]]:
+    """The bare run's keys: ids of the same shape under a prefix of its own (no collision)."""
+    return ids_of(f"benchbare{uuid.uuid4().hex[:8]}", transactions, first=0)
+
+
+KEEP = False
+"""--keep-rows: leave what each run wrote (to measure on tables that grow from run to run)."""
+
+
+def forget(pipeline: str, ids: list[list[str]]) -> None:
+    """Delete what one run wrote: its audit rows (by their keys), its ledger claims and its
+    stats row. Every run then starts from the same tables: rows left behind by earlier runs
+    (9 M per table here after a few dozen) outgrow the stack's 128 MiB buffer pool and made the
+    same run several times slower than on a fresh stack."""
+    if KEEP:
+        return
+    from sqlalchemy import bindparam, create_engine, text
+
+    engine = create_engine(AUX_URL)
+    delete = text("DELETE FROM pipeline_audit_log WHERE event_id IN :ids").bindparams(
+        bindparam("ids", expanding=True))
+    flat = [i for tx in ids for i in tx]
+    with engine.begin() as conn:
+        for at in range(0, len(flat), 1000):
+            conn.execute(delete, {"ids": flat[at:at + 1000]})
+        conn.execute(text("DELETE FROM checkpoint_ledger WHERE pipeline = :p"), {"p": pipeline})
+        conn.execute(text("DELETE FROM pipeline_stats WHERE pipeline = :p"), {"p": pipeline})
+    engine.dispose()
+
+
+def drop_topics(topics: list[str]) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    if topics and not KEEP:
+        admin = AdminClient({"bootstrap.servers": KAFKA})  # (kept alive until every future is done)
+        for future in admin.delete_topics(topics).values():
+            future.result(30)
 
 
 def bare(transactions: int, sequential: bool = False) -> float:
@@ -183,6 +223,7 @@ def bare(transactions: int, sequential: bool = False) -> float:
         t.join()
     elapsed = time.perf_counter() - started
     engine.dispose()
+    forget(pipeline, ids + warm)
     _diag(BARE_SEQUENTIAL if sequential else BARE, times, None)
     return transactions * ROWS / elapsed
 
@@ -207,11 +248,12 @@ def sidecar(topics: list[str], records: int, mode: str, concurrency: int = 0) ->
     lock = threading.Lock()
     state = {"n": 0, "first": 0.0, "last": 0.0}
     tmp = Path(tempfile.mkdtemp(prefix="cs-bench-"))
+    pipeline = f"bench-{uuid.uuid4().hex[:6]}"
     hook: dict[str, Any] = {"tables": ["public.orders"], "mode": mode}
     if concurrency:
         hook.update(ordering="none", concurrency=concurrency)
     settings = Settings(
-        pipeline=f"bench-{uuid.uuid4().hex[:6]}",
+        pipeline=pipeline,
         source={"kind": "kafka", "kafka": {"bootstrap_servers": KAFKA, "group_id": f"bench-{uuid.uuid4().hex[:8]}",
                                            "topics": topics}},  # type: ignore[arg-type]
         databases={"auxiliary": {"audit": AUX_URL}},  # type: ignore[arg-type]
@@ -251,6 +293,7 @@ def sidecar(topics: list[str], records: int, mode: str, concurrency: int = 0) ->
     finally:
         watchdog.cancel()
     loop_cpu = time.thread_time() - loop_cpu
+    forget(pipeline, ids_of(topics[0].split(".")[0], records // ROWS))
     if state["n"] < records:
         raise SystemExit(f"sidecar {mode}: only {state['n']} of {records} records within 600 s")
     _diag(label(mode, concurrency), times, loop_cpu / state["n"])
@@ -272,7 +315,11 @@ def main() -> None:
     ap.add_argument("--record-messages", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=0,
                     help="also run the transaction hooks with ordering none and up to N calls at once")
+    ap.add_argument("--keep-rows", action="store_true",
+                    help="leave each run's rows and topics (by default deleted: every run starts from the same tables)")
     args = ap.parse_args()
+    global KEEP
+    KEEP = args.keep_rows
     names = [BARE, label("transaction"), label("record"), BARE_SEQUENTIAL]
     if args.concurrency:
         names.insert(2, label("transaction", args.concurrency))
@@ -295,6 +342,7 @@ def main() -> None:
                 rate = sidecar(conc_topics, args.transactions * ROWS, "transaction", args.concurrency)
             rates[name].append(rate)
             print(f"round {r + 1}: {name:{width}} {rate:8,.0f} records/s", flush=True)
+        drop_topics(tx_topics + conc_topics + rec_topics)
     med = {k: statistics.median(v) for k, v in rates.items()}
     print("\n| run | records/s (median) | every round | vs bare | vs record serial |")
     print("|---|---|---|---|---|")
