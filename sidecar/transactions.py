@@ -87,8 +87,16 @@ class Transaction(Generic[Item]):
             self.expected = expected
         return self.received >= expected
 
-    def call_id(self, part: int) -> str:
-        return hashlib.sha256(f"txn|{self.scope}|{self.group_id}|{part}".encode()).hexdigest()[:32]
+    def call_id(self, part: int, event_ids: list[str]) -> str:
+        """The id of one delivery (`ctx.event_id` of its calls): scope, transaction id, part and
+        the ids of its records. A redelivered transaction gets its ids again; records that come
+        after their transaction was handed over (past its END's count, or its END timeout)
+        make a call of a different id, though their transaction and part are the same."""
+        h = hashlib.sha256(f"txn|{self.scope}|{self.group_id}|{part}".encode())
+        for eid in event_ids:
+            h.update(b"|")
+            h.update(eid.encode())
+        return h.hexdigest()[:32]
 
 
 @dataclass
@@ -193,8 +201,9 @@ class Assembler(Generic[Item]):
             part=txn.parts,
             last=last,
         )
-        self.out.append(Delivery(txn, [i for _, _, i, _ in pending], [e for _, _, _, e in pending], info,
-                                 txn.call_id(txn.parts)))
+        events = [e for _, _, _, e in pending]
+        self.out.append(Delivery(txn, [i for _, _, i, _ in pending], events, info,
+                                 txn.call_id(txn.parts, [e.event_id for e in events])))
         if last:
             txn.closed = True
             txn.incomplete = incomplete

@@ -132,3 +132,24 @@ def test_subscription_from_config_names_and_pattern() -> None:
     pattern = subscription(settings(topic_pattern=r"^shop\.public\.(orders|customers)$"))
     assert pattern is not None and pattern("shop.public.customers") and not pattern("shop.public.load_rows")
     assert subscription(Settings(pipeline="p", source={"kind": "file", "file": {"path": "x"}})) is None  # type: ignore[arg-type]
+
+
+def test_late_records_of_a_handed_over_transaction_get_a_call_id_of_their_own() -> None:
+    """A transaction handed over at its END timeout, whose other records come later, is called
+    again under the same transaction id and part: its call id (a hook's idempotency key for the
+    call) must differ, or a hook keyed by it would drop those records as a repeat. The same
+    records delivered again keep their id."""
+    def run(late: bool) -> list[tuple[str | None, int | None, str]]:
+        a: Assembler[int] = Assembler(end_timeout_s=10)
+        a.marker(marker("BEGIN", "7"), 0, 0.0)
+        a.event(event("7", 1, 1), 1, 0.0)
+        a.expire(11.0)
+        if late:
+            a.event(event("7", 2, 2), 2, 12.0)
+            a.expire(23.0)
+        return [(d.info.id, d.info.part, d.call_id) for d in a.out]
+
+    (first,) = run(late=False)
+    again, late = run(late=True)
+    assert again == first  # a redelivery: the same id
+    assert late[:2] == first[:2] == ("7", 1) and late[2] != first[2]
