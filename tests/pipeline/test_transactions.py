@@ -715,3 +715,31 @@ def test_where_filters_each_record_of_a_transaction_call(name: str) -> None:
     assert all(c.record is c.records[0] and c.ctx.op == "u" for c in filtered)
     for unit, ms in units(name).items():
         assert source.committed[unit] == ms[-1].offset + 1  # type: ignore[operator]
+
+
+def test_where_on_a_retried_call_counts_filtered_records_once() -> None:
+    """A transaction call narrowed by `where:` that fails and is retried: the records its where
+    let through are the same at every attempt, and the others are counted as filtered once, not
+    once per attempt. (Before, every attempt tested and counted them again.)"""
+    from sidecar.where import FILTERED
+
+    msgs = arrange("postgres-schemas", "data_first")
+    every = frozenset({"c", "u", "d", "r", "t"})
+    ok: list[Any] = []
+    before = FILTERED.snapshot().get(("tx", "no_match"), 0)  # (process-wide: other tests count too)
+    run_pipeline(msgs, [tx_hook(ok, ops=every, where="_op == 'u'")])
+    once = FILTERED.snapshot().get(("tx", "no_match"), 0) - before
+    attempts: dict[str, int] = {}
+    calls: list[Any] = []
+
+    def flaky(param: Any) -> None:
+        attempts[param.ctx.event_id] = attempts.get(param.ctx.event_id, 0) + 1
+        if attempts[param.ctx.event_id] == 1:
+            raise RuntimeError("first attempt fails")
+        calls.append(param)
+
+    run_pipeline(msgs, [HookSpec("tx", flaky, "test", mode="transaction", ops=every, where="_op == 'u'",
+                                 initial_backoff_s=0.001, max_backoff_s=0.001)])
+    assert once > 0 and calls and all(n == 2 for n in attempts.values())
+    assert FILTERED.snapshot().get(("tx", "no_match"), 0) - before == 2 * once  # the same in both runs: once
+    assert [[r["_event_id"] for r in c.records] for c in calls] == [[r["_event_id"] for r in c.records] for c in ok]
