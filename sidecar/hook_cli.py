@@ -3,10 +3,14 @@ try one hook on captured messages."""
 
 from __future__ import annotations
 
+import contextlib
 import keyword
 import math
+import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -129,25 +133,33 @@ def hooks_new(name: str, config_path: str | None, template: str, mode: str, tabl
             entry["ops"] = list(ops)
         elif template == "notify":
             entry["ops"] = ["c", "u"]
-        original = Path(path).read_text(encoding="utf-8")
-        updated = add_hook_entry(original, name, entry)
+        with open(path, encoding="utf-8", newline="") as fh:
+            original = fh.read()
+        crlf = "\r\n" in original  # written back with the line ends it had
+        updated = add_hook_entry(original.replace("\r\n", "\n"), name, entry)
         written: list[Path] = []
+        made: list[Path] = []  # directories this command created
         try:
             for target, body in ((hook_file, render(f"{template}.py", **values)),
                                  (test_file, render(f"test_{template}.py", **values))):
+                missing = [d for d in (target.parent, *target.parent.parents) if not d.exists()]
                 target.parent.mkdir(parents=True, exist_ok=True)
+                made[:0] = missing  # innermost first
                 target.write_text(body, encoding="utf-8")
                 written.append(target)
-            Path(path).write_text(updated, encoding="utf-8")
+            _replace_file(Path(path), updated.replace("\n", "\r\n") if crlf else updated)
             written.append(Path(path))
             if name not in load_settings(path).hooks:
                 raise ConfigError(f"the new entry did not land under hooks: in {path}")
         except (ConfigError, OSError) as exc:
             if Path(path) in written:
-                Path(path).write_text(original, encoding="utf-8")
+                _replace_file(Path(path), original)
             for f in written:
                 if f != Path(path):
                     f.unlink()
+            for d in sorted(set(made), key=lambda d: len(d.parts), reverse=True):
+                with contextlib.suppress(OSError):
+                    d.rmdir()  # only if empty
             if isinstance(exc, OSError):
                 raise ConfigError(f"cannot write {exc.filename or path}: {exc.strerror or exc} (nothing was "
                                   "left written)") from None
@@ -158,6 +170,25 @@ def hooks_new(name: str, config_path: str | None, template: str, mode: str, tabl
     click.echo(f"wrote {test_file.relative_to(base)} (run it: python -m pytest {test_file.relative_to(base)})")
     click.echo(f"added hooks.{name} to {path}")
     click.echo(f"try it: checkpoint-sidecar hooks test {name} --config {path}")
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Write `text` to `path` whole or not at all (a temporary file beside it, renamed over it,
+    with the original's permissions; a symbolic link's target is replaced): a failed write never
+    leaves a truncated config."""
+    path = path.resolve()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        shutil.copymode(path, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 @hooks.command("list")

@@ -189,9 +189,40 @@ def test_hooks_new_refuses_odd_names_and_leaves_nothing_behind_when_a_write_fail
     code, out = run("hooks", "new", "audit2", "--config", str(cfg))
     assert code == EXIT_CONFIG and "cannot write" in out and "nothing was left written" in out, out
     assert not (tmp_path / "hooks" / "audit2.py").exists() and cfg.read_text() == BASE
+    assert not (tmp_path / "hooks").exists()  # the folder it made is gone too
     (tmp_path / "tests").unlink()
     code, out = run("hooks", "new", "audit2", "--config", str(cfg))
     assert code == 0 and "added hooks.audit2" in out, out
+
+
+def test_hooks_new_never_leaves_a_truncated_config_and_keeps_its_line_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The config is replaced whole or not at all: a write that fails (disk full) leaves it as it
+    was (before, it was rewritten in place, and a failed write truncated it). A config with
+    CRLF line ends keeps them; its permissions stay."""
+    import errno
+
+    import sidecar.hook_cli
+
+    crlf = BASE.replace("\n", "\r\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_bytes(crlf.encode())
+    cfg.chmod(0o640)
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(sidecar.hook_cli.os, "fsync", full)
+        code, out = run("hooks", "new", "audit2", "--config", str(cfg))
+    assert code == EXIT_CONFIG and "No space left on device" in out and "nothing was left written" in out, out
+    assert cfg.read_bytes() == crlf.encode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]  # no hook, test, folder or temp file
+    code, out = run("hooks", "new", "audit2", "--config", str(cfg))
+    assert code == 0, out
+    text = cfg.read_bytes().decode()
+    assert text.startswith(crlf) and "audit2" in text and "\n" not in text.replace("\r\n", "")
+    assert cfg.stat().st_mode & 0o777 == 0o640
 
 
 def test_ledger_commands_do_not_load_hooks(tmp_path: Path) -> None:
