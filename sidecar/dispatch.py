@@ -774,7 +774,7 @@ class Dispatcher:
         ctx = job.param.ctx
         tx = ctx.transaction
         # `link`: this call's entries, told apart from another call's with the same id (the same
-        # transaction dead-lettered again after a restart; a stray event after its END) at replay.
+        # records dead-lettered again after a restart) at replay.
         call = {"id": ctx.event_id, "link": uuid.uuid4().hex, "mode": spec.mode, "count": len(job.events),
                 "transaction": None if tx is None else {
                     "id": tx.id, "event_count": tx.event_count, "part": tx.part, "last": tx.last,

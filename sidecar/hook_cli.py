@@ -4,11 +4,12 @@ try one hook on captured messages."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import keyword
 import math
 import os
 import re
-import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -142,9 +143,8 @@ def hooks_new(name: str, config_path: str | None, template: str, mode: str, tabl
         try:
             for target, body in ((hook_file, render(f"{template}.py", **values)),
                                  (test_file, render(f"test_{template}.py", **values))):
-                missing = [d for d in (target.parent, *target.parent.parents) if not d.exists()]
+                made[:0] = [d for d in (target.parent, *target.parent.parents) if not d.exists()]
                 target.parent.mkdir(parents=True, exist_ok=True)
-                made[:0] = missing  # innermost first
                 target.write_text(body, encoding="utf-8")
                 written.append(target)
             _replace_file(Path(path), updated.replace("\n", "\r\n") if crlf else updated)
@@ -173,22 +173,49 @@ def hooks_new(name: str, config_path: str | None, template: str, mode: str, tabl
 
 
 def _replace_file(path: Path, text: str) -> None:
-    """Write `text` to `path` whole or not at all (a temporary file beside it, renamed over it,
-    with the original's permissions; a symbolic link's target is replaced): a failed write never
-    leaves a truncated config."""
+    """Write `text` to `path` whole or not at all: a temporary file beside it, with the original's
+    permissions and owner, renamed over it (a symbolic link's target is replaced; a hard link to
+    the old file keeps the old text). A failed write then never leaves a truncated config. Where
+    the folder takes no new file (read-only folder, a single-file bind mount) it is written in place."""
     path = path.resolve()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        if exc.errno not in _IN_PLACE:
+            raise
+        _write_in_place(path, text)
+        return
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        shutil.copymode(path, tmp)
-        os.replace(tmp, path)
+        st = path.stat()
+        os.chmod(tmp, stat.S_IMODE(st.st_mode))
+        with contextlib.suppress(PermissionError):
+            os.chown(tmp, st.st_uid, st.st_gid)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            if exc.errno not in _IN_PLACE:
+                raise
+            os.unlink(tmp)
+            _write_in_place(path, text)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+_IN_PLACE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.EBUSY, errno.EXDEV}
+"""Errors of making or renaming a file beside the config after which it is written in place."""
+
+
+def _write_in_place(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 @hooks.command("list")

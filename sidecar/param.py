@@ -50,7 +50,7 @@ class CheckpointParam:
     handled as a decode failure (dead letter with the reason), even if the hook catches it."""
 
     __slots__ = ("_call", "_cancel", "_ctx", "_dbs", "_deadline", "_decode_error", "_events", "_factory", "_hook",
-                 "_logger", "_record", "_records", "_spec", "where_kept")
+                 "_logger", "_record", "_records", "_spec", "_where_kept")
 
     # Built on first read from _factory/_spec/_events/_call (None: given to __init__).
     _ctx: PipelineContext | None
@@ -66,7 +66,7 @@ class CheckpointParam:
     _call: tuple[str, TransactionInfo] | None  # transaction/batch calls: (call id, transaction)
     _cancel: threading.Event  # ctx.cancelled (a hook with a timeout has its own)
     _deadline: float | None  # ctx.deadline
-    where_kept: list[int] | None
+    _where_kept: list[int] | None
     """Internal (`sidecar.route`): which records of a bulk call the hook's `where:` matched, decided
     at the first attempt (a retry neither tests nor counts them again)."""
 
@@ -80,7 +80,7 @@ class CheckpointParam:
         self._records = records if records else [record]  # record mode: records == [record]
         self._dbs = (source_db, destination_db, {} if auxiliary_db is None else auxiliary_db)
         self._hook = hook
-        self._decode_error = self.where_kept = None
+        self._decode_error = self._where_kept = None
         self._factory = self._spec = self._call = None
         self._events = ()
         self._cancel = ctx.cancelled
@@ -168,7 +168,7 @@ class CheckpointParam:
             setattr(other, name, getattr(self, name))
         other._records = [records[i] for i in keep]
         other._record = other._records[0]
-        other.where_kept = None
+        other._where_kept = None
         if self._factory is not None and self._events:
             other._events = [self._events[i] for i in keep]
             other._ctx = other._logger = None  # built again from the records kept
@@ -305,7 +305,7 @@ class ParamFactory:
     def _deferred(self, hook: HookSpec, events: Sequence[ChangeEvent],
                   call: tuple[str, TransactionInfo] | None) -> CheckpointParam:
         param = _new_param(CheckpointParam)
-        param._ctx = param._logger = param._record = param._records = param._decode_error = param.where_kept = None
+        param._ctx = param._logger = param._record = param._records = param._decode_error = param._where_kept = None
         param._dbs = self.databases
         param._hook = hook.name
         param._factory = self

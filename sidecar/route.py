@@ -37,11 +37,11 @@ class _Filtered:
     def __call__(self, param: Any) -> Any:
         if getattr(param, "bulk", False):  # a transaction or batch call: every record is tested
             records = param.records
-            keep = getattr(param, "where_kept", None)
+            keep = getattr(param, "_where_kept", None)
             if keep is None:  # the first attempt: tested (and the others counted) once per call
                 keep = [i for i, record in enumerate(records) if self._matches(param, record)]
-                if hasattr(param, "where_kept"):
-                    param.where_kept = keep
+                if hasattr(param, "_where_kept"):
+                    param._where_kept = keep
             if not keep:
                 return None  # no record matches: no call
             return self.fn(param if len(keep) == len(records) else param.narrowed(keep))

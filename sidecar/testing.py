@@ -141,12 +141,18 @@ def make_call_param(
         source_tables=source_tables,
     )
     spec = HookSpec(name=hook_name, fn=lambda p: None, origin="test", mode="transaction" if transaction.id else "batch")
-    call_id = transaction_call_id(transaction) if transaction.id else batch_call_id([e.event_id for e in events])
+    event_ids = [e.event_id for e in events]
+    call_id = transaction_call_id(transaction, event_ids) if transaction.id else batch_call_id(event_ids)
     return factory.call_param(events, spec, call_id, transaction)
 
 
-def transaction_call_id(transaction: TransactionInfo) -> str:
-    return hashlib.sha256(f"txn|test|{transaction.id}|{transaction.part or 1}".encode()).hexdigest()[:32]
+def transaction_call_id(transaction: TransactionInfo, event_ids: Sequence[str] = ()) -> str:
+    """A test transaction call's id: as a run's (transaction id, part and the records' ids), scope `test`."""
+    h = hashlib.sha256(f"txn|test|{transaction.id}|{transaction.part or 1}".encode())
+    for eid in event_ids:
+        h.update(b"|")
+        h.update(eid.encode())
+    return h.hexdigest()[:32]
 
 
 def run_hook(fn: Callable[[CheckpointParam], Any], event: ChangeEvent | Sequence[ChangeEvent],

@@ -291,3 +291,31 @@ def test_a_timeout_of_nan_is_refused(tmp_path: Path, command: list[str]) -> None
     args = [a.format(data=tmp_path / "x.jsonl") for a in command]
     code, out = run(*args, "--config", str(cfg), "--timeout", "nan")
     assert code == 2 and "must be a number of seconds, not nan" in out, out
+
+
+def test_hooks_new_keeps_the_config_owner_and_writes_in_place_where_the_folder_takes_no_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: the renamed-over file belonged to whoever ran the command (a root run
+    took a user's config from them), and a folder without write access (a single-file mount)
+    made the command fail where writing in place worked before."""
+    import errno
+    import os
+
+    import sidecar.hook_cli
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(BASE)
+    owner = 65534 if os.geteuid() == 0 else os.geteuid()  # nobody, when this may give files away
+    os.chown(cfg, owner, owner if os.geteuid() == 0 else os.getegid())
+    code, out = run("hooks", "new", "audit2", "--config", str(cfg))
+    assert code == 0, out
+    assert cfg.stat().st_uid == owner and "audit2" in cfg.read_text()
+
+    def no_new_file(*args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(sidecar.hook_cli.tempfile, "mkstemp", no_new_file)
+    inode = cfg.stat().st_ino
+    code, out = run("hooks", "new", "audit3", "--config", str(cfg))
+    assert code == 0, out
+    assert cfg.stat().st_ino == inode and "audit3" in cfg.read_text() and "audit2" in cfg.read_text()

@@ -153,3 +153,13 @@ def test_late_records_of_a_handed_over_transaction_get_a_call_id_of_their_own() 
     again, late = run(late=True)
     assert again == first  # a redelivery: the same id
     assert late[:2] == first[:2] == ("7", 1) and late[2] != first[2]
+
+
+def test_test_call_params_of_other_records_of_one_transaction_have_other_ids() -> None:
+    """`sidecar.testing.make_call_param` ids as a run's: the records are part of the id."""
+    from sidecar.testing import make_call_param
+
+    first, late = make_call_param([event("7", 1, 1)]), make_call_param([event("7", 2, 2)])
+    assert first.ctx.transaction.id == late.ctx.transaction.id == "7"
+    assert first.ctx.event_id != late.ctx.event_id
+    assert make_call_param([event("7", 1, 1)]).ctx.event_id == first.ctx.event_id
