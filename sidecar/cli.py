@@ -11,11 +11,10 @@ import math
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -234,17 +233,26 @@ def _positive_days(value: float) -> float:
     return value
 
 
-@contextmanager
-def _ledger_errors(database: str, engine: Any) -> Iterator[None]:
-    """A database error in a ledger command: exit 4 with one line, as `check` reports one."""
+def _ledger_run(database: str, engine: Any, fn: Callable[[], _T], timeout_s: float) -> _T:
+    """A ledger command's database work, bounded by --timeout (a server that accepts and never
+    answers must not hang it); a database error is exit 4 with one line, as `check` reports one."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from sidecar.execute import GaveUp, within
+
+    shown = mask_url(engine.url.render_as_string(hide_password=False))
     try:
-        yield
+        result: _T = within(fn, timeout_s, "ledger")
+        return result
+    except GaveUp:
+        raise DependencyError(f"auxiliary database {database} ({shown}) did not finish within {timeout_s:g} s "
+                              "(--timeout)") from None
     except (SQLAlchemyError, ValueError) as exc:
-        shown = mask_url(engine.url.render_as_string(hide_password=False))
         first = (scrub(str(exc)).strip().splitlines() or [type(exc).__name__])[0]
         raise DependencyError(f"auxiliary database {database} ({shown}): {first}") from None
+
+
+_T = TypeVar("_T")
 
 
 @main.group("ledger")
@@ -254,19 +262,22 @@ def ledger() -> None:
 
 database_option = click.option("--database", "database", default="audit", show_default=True,
                                help="the auxiliary database (databases.auxiliary.NAME) holding the ledger")
+ledger_timeout_option = click.option(
+    "--timeout", "timeout_s", default=120.0, show_default=True, callback=finite,
+    type=click.FloatRange(min=0, min_open=True), help="seconds to wait for the database before giving up (exit 4)")
 
 
 @ledger.command("create")
 @config_option
 @database_option
-def ledger_create(config_path: str | None, database: str) -> None:
+@ledger_timeout_option
+def ledger_create(config_path: str | None, database: str, timeout_s: float) -> None:
     """Create the checkpoint_ledger table (MariaDB/MySQL or PostgreSQL) if it does not exist."""
     from sidecar import ledger as ledger_ops
 
     try:
         engine = _ledger_engine(config_path, database)
-        with _ledger_errors(database, engine):
-            ledger_ops.create_table(engine)
+        _ledger_run(database, engine, lambda: ledger_ops.create_table(engine), timeout_s)
         engine.dispose()
     except SidecarError as exc:
         _fail(exc)
@@ -279,14 +290,14 @@ def ledger_create(config_path: str | None, database: str) -> None:
 @click.option("--older-than-days", type=float, required=True, callback=lambda _c, _p, v: _positive_days(v),
               help="delete ids applied before this (more than 0); a record redelivered after its id is pruned is "
               "applied again")
-def ledger_prune(config_path: str | None, database: str, older_than_days: float) -> None:
+@ledger_timeout_option
+def ledger_prune(config_path: str | None, database: str, older_than_days: float, timeout_s: float) -> None:
     """Delete old ledger rows (see the README on the redelivery window this gives up)."""
     from sidecar import ledger as ledger_ops
 
     try:
         engine = _ledger_engine(config_path, database)
-        with _ledger_errors(database, engine):
-            removed = ledger_ops.prune(engine, older_than_days)
+        removed = _ledger_run(database, engine, lambda: ledger_ops.prune(engine, older_than_days), timeout_s)
         engine.dispose()
     except SidecarError as exc:
         _fail(exc)

@@ -319,3 +319,24 @@ def test_hooks_new_keeps_the_config_owner_and_writes_in_place_where_the_folder_t
     code, out = run("hooks", "new", "audit3", "--config", str(cfg))
     assert code == 0, out
     assert cfg.stat().st_ino == inode and "audit3" in cfg.read_text() and "audit2" in cfg.read_text()
+
+
+@pytest.mark.parametrize("command", [["create"], ["prune", "--older-than-days", "7"]])
+def test_ledger_commands_give_up_on_a_database_that_never_answers(tmp_path: Path, command: list[str]) -> None:
+    """A listener that takes connections and never speaks: `ledger create/prune --timeout 1` is
+    exit 4 in about a second, naming the database with its password masked (not a hang)."""
+    import socket
+    import time
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        cfg = tmp_path / "config.yaml"
+        cfg.write_text(BASE + f"databases: {{auxiliary: {{audit: 'mysql+pymysql://u:{SECRET}@127.0.0.1:{port}/x'}}}}\n")
+        started = time.monotonic()
+        code, out = run("ledger", *command, "--config", str(cfg), "--timeout", "1")
+        took = time.monotonic() - started
+    assert code == EXIT_DATABASE, out
+    assert f"auxiliary database audit (mysql+pymysql://u:***@127.0.0.1:{port}/x) did not finish within 1 s" in out
+    assert took < 8 and SECRET not in out
