@@ -493,10 +493,36 @@ def load_settings(path: str | os.PathLike[str] | None) -> Settings:
         raise ConfigError(_format_error(exc, shown)) from None
     except SettingsError as exc:  # an env override holding a whole section that is not JSON
         field = re.search(r'field "([^"]+)"', str(exc))
-        name = f"SIDECAR_{field.group(1).upper()}" if field else "a SIDECAR_* variable"
+        name = _not_json_variable(field.group(1)) if field else "a SIDECAR_* variable"
         cause = exc.__cause__
         where = f" ({cause.msg} at character {cause.pos})" if isinstance(cause, json.JSONDecodeError) else ""
         raise ConfigError(f"environment variable {name} must be JSON (an object for a section){where}; or set "
                           f"its keys one by one, e.g. {name}__<KEY>=value") from None
     register_secrets(settings)
     return settings
+
+
+def _not_json_variable(field: str) -> str:
+    """The SIDECAR_* variable behind a section that is not JSON: pydantic-settings names only the
+    top-level field (`databases`), while the variable may be a nested one that holds a section
+    itself (SIDECAR_DATABASES__AUXILIARY). The deepest such variable whose value is not JSON."""
+    prefix = f"SIDECAR_{field.upper()}"
+    found = prefix
+    for key, value in os.environ.items():
+        key = key.upper()
+        if not (key == prefix or key.startswith(prefix + "__")) or len(key) <= len(found):
+            continue
+        model: Any = Settings
+        for part in key[len("SIDECAR_"):].lower().split("__"):
+            info = getattr(model, "model_fields", {}).get(part)
+            model = None if info is None else info.annotation
+            if model is None:
+                break
+        origin = getattr(model, "__origin__", None)
+        if model is None or not (origin is dict or hasattr(model, "model_fields")):
+            continue  # not a section: its value is taken as it is
+        try:
+            json.loads(value)
+        except ValueError:
+            found = key
+    return found

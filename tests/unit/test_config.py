@@ -134,3 +134,15 @@ def test_a_section_env_override_that_is_not_json_is_a_config_error(monkeypatch: 
         load_settings(None)
     assert "SIDECAR_DATABASES must be JSON" in str(err.value) and "SIDECAR_DATABASES__<KEY>" in str(err.value)
     assert "Zq8EnvSecret" not in str(err.value)
+
+
+def test_a_nested_section_env_override_that_is_not_json_is_named_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIDECAR_DATABASES__AUXILIARY holds a section (name → URL) too: a URL there is named as that
+    variable, not as SIDECAR_DATABASES (which the user did not set), and the way out is one level
+    deeper. A plain nested value (a URL for destination) is not a suspect."""
+    monkeypatch.setenv("SIDECAR_DATABASES__AUXILIARY", "mysql+pymysql://u:Zq8EnvSecret@127.0.0.1/db")
+    monkeypatch.setenv("SIDECAR_DATABASES__DESTINATION", "postgresql://u:Zq8EnvSecret@127.0.0.1/db")
+    with pytest.raises(ConfigError) as err:
+        load_settings(None)
+    assert "SIDECAR_DATABASES__AUXILIARY must be JSON" in str(err.value), err.value
+    assert "SIDECAR_DATABASES__AUXILIARY__<KEY>=value" in str(err.value) and "Zq8EnvSecret" not in str(err.value)
