@@ -28,11 +28,23 @@ def normalize_url(url: str) -> str:
     return f"{scheme}{user}:{escaped}@{rest}"
 
 
+class Auxiliary(dict[str, Engine]):
+    """`param.auxiliary_db`: a name the config does not have is a KeyError that says which it has."""
+
+    def __missing__(self, name: str) -> Engine:
+        have = ", ".join(sorted(self)) or "none"
+        raise KeyError(f"no auxiliary database {name!r} in the config (databases.auxiliary has: {have})")
+
+
 @dataclass
 class Databases:
     source: Engine | None = None
     destination: Engine | None = None
-    auxiliary: Mapping[str, Engine] = field(default_factory=dict)
+    auxiliary: Mapping[str, Engine] = field(default_factory=Auxiliary)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.auxiliary, Auxiliary):
+            self.auxiliary = Auxiliary(self.auxiliary)
 
     def all(self) -> dict[str, Engine]:
         named: dict[str, Engine] = {}
@@ -96,7 +108,7 @@ def _engine(key: str, url: str | None, pool_size: int = 2) -> Engine | None:
 def build_databases(source: str | None, destination: str | None, auxiliary: Mapping[str, str],
                     pool_size: int = 2) -> Databases:
     """`pool_size`: connections kept per database (the sidecar passes the hooks' total concurrency)."""
-    aux: dict[str, Engine] = {}
+    aux = Auxiliary()
     for name, url in auxiliary.items():
         engine = _engine(f"auxiliary.{name}", url, pool_size)
         if engine is not None:

@@ -169,7 +169,9 @@ def hooks_new(name: str, config_path: str | None, template: str, mode: str, tabl
     click.echo(f"wrote {hook_file.relative_to(base)} ({template} template, mode {mode})")
     click.echo(f"wrote {test_file.relative_to(base)} (run it: python -m pytest {test_file.relative_to(base)})")
     click.echo(f"added hooks.{name} to {path}")
-    click.echo(f"try it: checkpoint-sidecar hooks test {name} --config {path}")
+    click.echo(f"try it: checkpoint-sidecar hooks test {name} --config {path}"
+               + (f" (calls it for real: it writes to databases.auxiliary.{database})"
+                  if template in ("audit", "stats") else ""))
 
 
 def _replace_file(path: Path, text: str) -> None:
@@ -212,10 +214,21 @@ _IN_PLACE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.EBUSY, errno.EXDEV}
 
 
 def _write_in_place(path: Path, text: str) -> None:
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    """Overwrite `path`; if that fails part-way (disk full, a file size limit), its previous text
+    is written back before the error is raised (it is no longer than the new one)."""
+    with open(path, encoding="utf-8", newline="") as f:
+        previous = f.read()
+    try:
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError:
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(previous)
+            f.flush()
+            os.fsync(f.fileno())
+        raise
 
 
 @hooks.command("list")

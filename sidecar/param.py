@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import Engine
 
+from sidecar.databases import Auxiliary
 from sidecar.events import ChangeEvent, DecodeError, Op, TransactionInfo
 from sidecar.logs import LazyLogger
 
@@ -78,7 +79,7 @@ class CheckpointParam:
         self._logger = logger
         self._record = record
         self._records = records if records else [record]  # record mode: records == [record]
-        self._dbs = (source_db, destination_db, {} if auxiliary_db is None else auxiliary_db)
+        self._dbs = (source_db, destination_db, Auxiliary(auxiliary_db or {}))
         self._hook = hook
         self._decode_error = self._where_kept = None
         self._factory = self._spec = self._call = None

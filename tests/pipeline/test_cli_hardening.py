@@ -325,3 +325,33 @@ def test_hooks_new_keeps_the_config_owner_and_writes_in_place_where_the_folder_t
     code, out = run("hooks", "new", "audit3", "--config", str(cfg))
     assert code == 0, out
     assert cfg.stat().st_ino == inode and "audit3" in cfg.read_text() and "audit2" in cfg.read_text()
+
+
+def test_hooks_new_in_place_puts_the_config_back_when_the_write_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by a new-user trial: where the folder takes no new file the config is written in
+    place, and a write that failed part-way (file size limit, disk full) left it cut off while the
+    command said nothing was left written. Its previous text is now written back."""
+    import errno
+
+    import sidecar.hook_cli
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(BASE)
+    real_fsync = sidecar.hook_cli.os.fsync
+    failed: list[int] = []
+
+    def no_new_file(*args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    def full_once(fd: int) -> None:
+        if not failed:
+            failed.append(fd)
+            raise OSError(errno.EFBIG, "File too large")
+        real_fsync(fd)
+
+    monkeypatch.setattr(sidecar.hook_cli.tempfile, "mkstemp", no_new_file)
+    monkeypatch.setattr(sidecar.hook_cli.os, "fsync", full_once)
+    code, out = run("hooks", "new", "audit2", "--config", str(cfg))
+    assert failed and code == EXIT_CONFIG and "File too large" in out and "nothing was left written" in out, out
+    assert cfg.read_text() == BASE and sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]

@@ -135,3 +135,18 @@ def test_relative_hook_path_prefers_the_config_folder(tmp_path: Path, monkeypatc
     assert spec.fn.__globals__["WHO"] == "mounted"
     only_cwd = load_hook("x", path="hooks/x.py", base_dir=tmp_path / "elsewhere")
     assert only_cwd.fn.__globals__["WHO"] == "image"
+
+
+def test_an_auxiliary_database_the_config_lacks_is_a_key_error_that_says_which_it_has() -> None:
+    """Found by a new-user trial: `hooks new --template stats --database nope` writes a hook that
+    reads param.auxiliary_db["nope"]; every call failed with a bare KeyError: 'nope'."""
+    from sqlalchemy import create_engine
+
+    from sidecar.testing import make_event, make_param
+
+    engine = create_engine("sqlite://")
+    param = make_param(make_event("public.t", after={"id": 1}), auxiliary_db={"audit": engine})
+    assert param.auxiliary_db["audit"] is engine and param.auxiliary_db.get("nope") is None
+    says = r"no auxiliary database 'nope' in the config \(databases.auxiliary has: audit\)"
+    with pytest.raises(KeyError, match=says):
+        param.auxiliary_db["nope"]
