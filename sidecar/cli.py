@@ -234,18 +234,26 @@ def _positive_days(value: float) -> float:
 
 
 def _ledger_run(database: str, engine: Any, fn: Callable[[], _T], timeout_s: float) -> _T:
-    """A ledger command's database work, bounded by --timeout (a server that accepts and never
-    answers must not hang it); a database error is exit 4 with one line, as `check` reports one."""
+    """A ledger command's database work. First a `SELECT 1` bounded by --timeout (a server that
+    accepts and never answers must not hang the command); then the work itself, not bounded:
+    giving up on a long prune would leave its DELETE running on the server with nothing gained.
+    A database error is exit 4 with one line, as `check` reports one."""
+    from sqlalchemy import text
     from sqlalchemy.exc import SQLAlchemyError
 
     from sidecar.execute import GaveUp, within
 
     shown = mask_url(engine.url.render_as_string(hide_password=False))
+
+    def probe() -> None:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
     try:
-        result: _T = within(fn, timeout_s, "ledger")
-        return result
+        within(probe, timeout_s, "ledger-probe")
+        return fn()
     except GaveUp:
-        raise DependencyError(f"auxiliary database {database} ({shown}) did not finish within {timeout_s:g} s "
+        raise DependencyError(f"auxiliary database {database} ({shown}) did not answer within {timeout_s:g} s "
                               "(--timeout)") from None
     except (SQLAlchemyError, ValueError) as exc:
         first = (scrub(str(exc)).strip().splitlines() or [type(exc).__name__])[0]
@@ -263,8 +271,10 @@ def ledger() -> None:
 database_option = click.option("--database", "database", default="audit", show_default=True,
                                help="the auxiliary database (databases.auxiliary.NAME) holding the ledger")
 ledger_timeout_option = click.option(
-    "--timeout", "timeout_s", default=120.0, show_default=True, callback=finite,
-    type=click.FloatRange(min=0, min_open=True), help="seconds to wait for the database before giving up (exit 4)")
+    "--timeout", "timeout_s", default=30.0, show_default=True, callback=finite,
+    type=click.FloatRange(min=0, min_open=True, max=600),
+    help="seconds the database has to answer a first SELECT 1 before the command gives up (exit 4); the work "
+    "itself is not cut short")
 
 
 @ledger.command("create")

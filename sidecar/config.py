@@ -16,6 +16,8 @@ import contextlib
 import json
 import os
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -491,38 +493,87 @@ def load_settings(path: str | os.PathLike[str] | None) -> Settings:
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_format_error(exc, shown)) from None
+    except RecursionError:  # an env override nested deeper than the JSON parser follows
+        deep = [k for k, v in os.environ.items() if k.upper().startswith("SIDECAR_") and _too_deep(v)]
+        raise ConfigError(f"environment variable {deep[0] if deep else 'SIDECAR_*'} is nested too deeply to read "
+                          "as JSON") from None
     except SettingsError as exc:  # an env override holding a whole section that is not JSON
         field = re.search(r'field "([^"]+)"', str(exc))
-        name = _not_json_variable(field.group(1)) if field else "a SIDECAR_* variable"
+        name, kind = _not_json_variable(field.group(1)) if field else ("a SIDECAR_* variable", "object")
         cause = exc.__cause__
         where = f" ({cause.msg} at character {cause.pos})" if isinstance(cause, json.JSONDecodeError) else ""
+        if kind == "list":
+            raise ConfigError(f"environment variable {name} must be a JSON list, e.g. {name}='[\"a\", \"b\"]'"
+                              f"{where}") from None
         raise ConfigError(f"environment variable {name} must be JSON (an object for a section){where}; or set "
                           f"its keys one by one, e.g. {name}__<KEY>=value") from None
     register_secrets(settings)
     return settings
 
 
-def _not_json_variable(field: str) -> str:
+def _not_json_variable(field: str) -> tuple[str, str]:
     """The SIDECAR_* variable behind a section that is not JSON: pydantic-settings names only the
     top-level field (`databases`), while the variable may be a nested one that holds a section
-    itself (SIDECAR_DATABASES__AUXILIARY). The deepest such variable whose value is not JSON."""
+    itself (SIDECAR_DATABASES__AUXILIARY, SIDECAR_SOURCE__KAFKA__TOPICS). The deepest such
+    variable whose value is not JSON, spelled as it is set."""
     prefix = f"SIDECAR_{field.upper()}"
-    found = prefix
+    found, found_kind, depth = prefix, "object", 0
     for key, value in os.environ.items():
-        key = key.upper()
-        if not (key == prefix or key.startswith(prefix + "__")) or len(key) <= len(found):
+        upper = key.upper()
+        if not (upper == prefix or upper.startswith(prefix + "__")):
             continue
-        model: Any = Settings
-        for part in key[len("SIDECAR_"):].lower().split("__"):
-            info = getattr(model, "model_fields", {}).get(part)
-            model = None if info is None else info.annotation
-            if model is None:
-                break
-        origin = getattr(model, "__origin__", None)
-        if model is None or not (origin is dict or hasattr(model, "model_fields")):
-            continue  # not a section: its value is taken as it is
+        parts = upper[len("SIDECAR_"):].lower().split("__")
+        kind = _section_kind(parts)
+        if len(parts) <= depth or kind is None:
+            continue
         try:
             json.loads(value)
-        except ValueError:
-            found = key
-    return found
+        except (ValueError, RecursionError):
+            found, found_kind, depth = key, kind, len(parts)
+    return found, found_kind
+
+
+def _too_deep(value: str) -> bool:
+    try:
+        json.loads(value)
+    except RecursionError:
+        return True
+    except ValueError:
+        pass
+    return False
+
+
+def _section_kind(path: list[str]) -> str | None:
+    """What this field path holds (a dict key, in a mapping of sections, is any name): "object"
+    (a mapping or a model) or "list" — values pydantic-settings reads as JSON — or None."""
+    kind: Any = Settings
+    for part in path:
+        kind = _unwrap(kind)
+        if typing.get_origin(kind) is dict:
+            kind = typing.get_args(kind)[1] if len(typing.get_args(kind)) == 2 else None
+        elif hasattr(kind, "model_fields"):
+            info = kind.model_fields.get(part)
+            kind = None if info is None else info.annotation
+        else:
+            return None
+        if kind is None:
+            return None
+    kind = _unwrap(kind)
+    if typing.get_origin(kind) in (list, tuple, set, frozenset):
+        return "list"
+    return "object" if typing.get_origin(kind) is dict or hasattr(kind, "model_fields") else None
+
+
+def _unwrap(kind: Any) -> Any:
+    """`X | None`, `Optional[X]`, `Annotated[X, …]` → X (the first non-None member of a union)."""
+    while True:
+        origin = typing.get_origin(kind)
+        if origin is typing.Annotated:
+            kind = typing.get_args(kind)[0]
+        elif origin is typing.Union or origin is types.UnionType:
+            members = [a for a in typing.get_args(kind) if a is not type(None)]
+            if not members:
+                return kind
+            kind = members[0]
+        else:
+            return kind

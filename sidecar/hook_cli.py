@@ -223,11 +223,18 @@ def _write_in_place(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-    except OSError:
-        with open(path, "w", encoding="utf-8", newline="") as f:
-            f.write(previous)
-            f.flush()
-            os.fsync(f.fileno())
+    except OSError as exc:
+        try:
+            with open(path, "w", encoding="utf-8", newline="") as f:
+                f.write(previous)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as again:  # the config is now cut off: keep its text where it can be found
+            fd, saved = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".saved")
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                f.write(previous)
+            raise ConfigError(f"cannot write {path}: {exc.strerror or exc}, and putting its previous text back "
+                              f"failed too ({again.strerror or again}): it is saved in {saved}; copy it back") from None
         raise
 
 

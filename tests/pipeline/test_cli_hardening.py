@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -159,8 +160,8 @@ def test_hooks_test_bounds_each_call_and_survives_sys_exit(tmp_path: Path) -> No
 
 @pytest.mark.parametrize(("command", "says"), [
     (["check"], "database auxiliary.audit ({url}) did not answer within 1 s"),
-    (["ledger", "create"], "auxiliary database audit ({url}) did not finish within 1 s"),
-    (["ledger", "prune", "--older-than-days", "7"], "auxiliary database audit ({url}) did not finish within 1 s"),
+    (["ledger", "create"], "auxiliary database audit ({url}) did not answer within 1 s"),
+    (["ledger", "prune", "--older-than-days", "7"], "auxiliary database audit ({url}) did not answer within 1 s"),
 ])
 def test_commands_give_up_on_a_database_that_never_answers(tmp_path: Path, command: list[str], says: str) -> None:
     """A listener that takes connections and never speaks: `check`, `ledger create` and `ledger
@@ -355,3 +356,34 @@ def test_hooks_new_in_place_puts_the_config_back_when_the_write_fails(
     code, out = run("hooks", "new", "audit2", "--config", str(cfg))
     assert failed and code == EXIT_CONFIG and "File too large" in out and "nothing was left written" in out, out
     assert cfg.read_text() == BASE and sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
+
+
+def test_hooks_new_in_place_keeps_the_old_text_when_putting_it_back_fails_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: when writing the previous text back failed as well, that error hid the
+    first and the message still said nothing was left written. The text is saved and named."""
+    import errno
+    import re
+
+    import sidecar.hook_cli
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(BASE)
+    real_mkstemp = sidecar.hook_cli.tempfile.mkstemp
+
+    def no_file_beside(*args: Any, **kwargs: Any) -> Any:
+        if "dir" in kwargs:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_mkstemp(*args, **kwargs)
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sidecar.hook_cli.tempfile, "mkstemp", no_file_beside)
+    monkeypatch.setattr(sidecar.hook_cli.os, "fsync", full)
+    code, out = run("hooks", "new", "audit2", "--config", str(cfg))
+    assert code == EXIT_CONFIG and "putting its previous text back failed too" in out, out
+    assert "nothing was left written" not in out
+    saved = re.search(r"it is saved in (\S+);", out)
+    assert saved and Path(saved.group(1)).read_text() == BASE
+    Path(saved.group(1)).unlink()

@@ -146,3 +146,21 @@ def test_a_nested_section_env_override_that_is_not_json_is_named_itself(monkeypa
         load_settings(None)
     assert "SIDECAR_DATABASES__AUXILIARY must be JSON" in str(err.value), err.value
     assert "SIDECAR_DATABASES__AUXILIARY__<KEY>=value" in str(err.value) and "Zq8EnvSecret" not in str(err.value)
+
+
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("SIDECAR_SOURCE__KAFKA__TOPICS", "orders", "SIDECAR_SOURCE__KAFKA__TOPICS must be a JSON list"),
+    ("SIDECAR_SOURCE__KAFKA__SETTINGS", "sasl.mechanism=PLAIN", "SIDECAR_SOURCE__KAFKA__SETTINGS must be JSON"),
+    ("sidecar_databases__auxiliary", "mysql://h/x", "sidecar_databases__auxiliary must be JSON"),
+    ("SIDECAR_DATABASES__AUXILIARY", "[" * 100_000, "SIDECAR_DATABASES__AUXILIARY is nested too deeply"),
+])
+def test_a_section_variable_that_is_not_json_is_named_as_it_is_set(
+        monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str) -> None:
+    """Found by review: optional sections (source.kafka), lists, a variable set in lower case, and
+    a value too deeply nested to parse were named as the top-level SIDECAR_SOURCE / in upper case,
+    or raised; a list is not a section whose keys can be set one by one."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as err:
+        load_settings(None)
+    assert says in str(err.value), err.value
+    assert ("__<KEY>" in str(err.value)) is ("must be JSON" in says)
