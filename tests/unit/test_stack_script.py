@@ -6,7 +6,8 @@ import re
 import subprocess
 from pathlib import Path
 
-STACK = Path(__file__).resolve().parents[2] / "deploy" / "local" / "stack"
+REPO = Path(__file__).resolve().parents[2]
+STACK = REPO / "deploy" / "local" / "stack"
 
 
 def test_kafka_cluster_ids_never_start_with_a_dash() -> None:
@@ -36,3 +37,25 @@ def test_kafka_is_ready_however_much_log_follows_the_start_line(tmp_path: Path) 
     not_yet = subprocess.run(["bash", "-c", funcs + f"kafka_ready {log} 40"], capture_output=True, text=True,
                              timeout=60)
     assert not_yet.returncode != 0
+
+
+def test_make_run_refuses_a_server_on_its_port_that_is_not_this_checkouts_stack(tmp_path: Path) -> None:
+    """Found by a new-user trial: `make run` used whatever listened on 5432/3306 (the machine's own
+    PostgreSQL, another checkout's stack) and created the demo's tables and rows there. It now
+    stops before starting anything, naming the port's owner and the variable that moves it."""
+    import os
+    import socket
+
+    with socket.socket() as listener, socket.socket() as probe:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        probe.bind(("127.0.0.1", 0))  # a port nothing listens on (mariadb: would be started; never reached)
+        port = listener.getsockname()[1]
+        env = {**os.environ, "STACK_PG_PORT": str(port), "STACK_MARIADB_PORT": str(probe.getsockname()[1]),
+               "STACK_STATE_DIR": str(tmp_path / "state")}
+        done = subprocess.run(["deploy/local/run-demo", "embedded"], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert f"port {port} for postgres is in use by a process this checkout's stack did not start" in done.stderr
+    assert "set STACK_PG_PORT to a free port" in done.stderr, done.stderr
+    assert not (tmp_path / "state").exists()  # nothing was started or set up
