@@ -209,7 +209,9 @@ def check(config_path: str | None, timeout: float) -> None:
                 raise DependencyError(f"database {name} ({shown}) did not answer within {timeout:g} s "
                                       "(--timeout)") from None
             except Exception as exc:
-                raise DependencyError(f"database {name} ({shown}) is unreachable: {scrub(str(exc))}") from None
+                first = (scrub(str(exc)).strip().splitlines() or [type(exc).__name__])[0]
+                raise DependencyError(f"database {name} ({shown}) is unreachable or refused the connection: "
+                                      f"{first}") from None
             click.echo(f"database {name}: ok")
         dbs.dispose()
         if settings.source.kind == "embedded" and settings.source.embedded is not None:

@@ -153,7 +153,11 @@ def hooks_new(name: str, config_path: str | None, template: str, mode: str, tabl
                 raise ConfigError(f"the new entry did not land under hooks: in {path}")
         except (ConfigError, OSError) as exc:
             if Path(path) in written:
-                _replace_file(Path(path), original)
+                try:
+                    _replace_file(Path(path), original)
+                except OSError as again:
+                    raise ConfigError(f"cannot put {path} back as it was ({again.strerror or again}): its previous "
+                                      f"text is saved in {_save_copy(Path(path), original)}; copy it back") from None
             for f in written:
                 if f != Path(path):
                     f.unlink()
@@ -230,12 +234,18 @@ def _write_in_place(path: Path, text: str) -> None:
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as again:  # the config is now cut off: keep its text where it can be found
-            fd, saved = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".saved")
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                f.write(previous)
             raise ConfigError(f"cannot write {path}: {exc.strerror or exc}, and putting its previous text back "
-                              f"failed too ({again.strerror or again}): it is saved in {saved}; copy it back") from None
+                              f"failed too ({again.strerror or again}): it is saved in {_save_copy(path, previous)}; "
+                              "copy it back") from None
         raise
+
+
+def _save_copy(path: Path, text: str) -> str:
+    """Keep a config's text in the system's temporary folder (its own folder may take no file)."""
+    fd, saved = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".saved")
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    return saved
 
 
 @hooks.command("list")

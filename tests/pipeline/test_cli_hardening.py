@@ -387,3 +387,20 @@ def test_hooks_new_in_place_keeps_the_old_text_when_putting_it_back_fails_too(
     saved = re.search(r"it is saved in (\S+);", out)
     assert saved and Path(saved.group(1)).read_text() == BASE
     Path(saved.group(1)).unlink()
+
+
+def test_check_reports_a_refused_database_in_one_line(tmp_path: Path) -> None:
+    """Found by a new-user trial: a database that refuses (nothing listens, a wrong password) was
+    reported over several lines, the driver's 'Background on this error' link included."""
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]  # closed again below: nothing listens there
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(BASE + f"databases: {{auxiliary: {{audit: 'mysql+pymysql://u:{SECRET}@127.0.0.1:{port}/x'}}}}\n")
+    code, out = run("check", "--config", str(cfg), "--timeout", "5")
+    assert code == EXIT_DATABASE, out
+    line = next(ln for ln in out.splitlines() if "auxiliary.audit" in ln)
+    assert f"database auxiliary.audit (mysql+pymysql://u:***@127.0.0.1:{port}/x) is unreachable or refused" in line
+    assert "Connection refused" in line and "sqlalche.me" not in out and SECRET not in out
