@@ -314,9 +314,9 @@ class Decoder:
                     pass  # the cut fell inside a value: parse the whole message below
         try:
             doc = loads(value)
-        except ValueError:
-            if loads is _exact_loads:
-                return None, _NOT_JSON, None
+        except ValueError as exc:
+            if loads is _exact_loads or str(exc).startswith(_CUT_OFF):
+                return None, _NOT_JSON, None  # (cut-off JSON is no JSON to any parser)
             try:  # a number beyond a double (1e400) is valid JSON: keep it exact
                 doc = _exact_loads(value)
             except ValueError:
@@ -569,6 +569,8 @@ def _exact_loads(data: bytes) -> Any:
 
 
 _NOT_JSON: Final = _NotJson()
+_CUT_OFF: Final = "unexpected end of data"
+"""How orjson says a document ends too early (no other parser reads it either)."""
 
 
 def data_collection(source: Mapping[str, Any]) -> str:

@@ -829,23 +829,26 @@ class Dispatcher:
         return True
 
     def _reject(self, failure: DecodeFailure, token: Token) -> None:
+        """An undecodable message: counted, logged once (with its dead letter's id when one was
+        written: one line per poison message, not two), dead-lettered, finished."""
         raw = failure.raw
         self.stats.decode_failures += 1
         self.metrics.decode_error(failure.reason)
         self.stats.failure(failure.reason, failure.detail)
-        self.log.error("cannot decode message", reason=failure.reason, detail=failure.detail, topic=raw.topic,
-                       partition=raw.partition, offset=raw.offset,
-                       value_head=(raw.value or b"")[:200].decode("utf-8", "replace"))
+        entry = None
+        if not self.report and self.dead_letters is not None:
+            entry = make_entry(pipeline=self.pipeline, kind="decode_failed", raw=raw, reason=failure.reason,
+                               detail=failure.detail)
+        written = entry is not None and self._write(entry)
+        self.log.error("cannot decode message" + ("; dead-lettered" if written else ""), reason=failure.reason,
+                       detail=failure.detail, topic=raw.topic, partition=raw.partition, offset=raw.offset,
+                       value_head=(raw.value or b"")[:200].decode("utf-8", "replace"),
+                       **({"dead_letter_id": entry["id"]} if written and entry is not None else {}))
         if self.report:
             self.checkpoint.finish(token)
-            return
-        if self.dead_letters is None:
+        elif entry is None:
             self._halt(None, token, raw, failure.reason)
-            return
-        entry = make_entry(pipeline=self.pipeline, kind="decode_failed", raw=raw, reason=failure.reason,
-                           detail=failure.detail)
-        if self._write(entry):
-            self.log.warning("undecodable message dead-lettered", reason=failure.reason, dead_letter_id=entry["id"])
+        elif written:
             self.checkpoint.finish(token)
         else:
             self._rejects.append((time.monotonic() + 5.0, entry, token))

@@ -46,3 +46,26 @@ def test_json_logs_when_not_a_tty(capsys: Any) -> None:
         structlog.reset_defaults()
     doc = json.loads(err)
     assert doc["event"] == "hello" and doc["pipeline"] == "p" and doc["level"] == "info" and "timestamp" in doc
+
+
+def test_an_undecodable_message_is_one_log_line_naming_its_dead_letter(tmp_path: Any) -> None:
+    """A poison message costs one log line, not two (the error, then a warning with the dead
+    letter's id): it carries reason, position, the value's head and the dead letter's id; the
+    message's value is cut off JSON (which no parser reads) and is said to be not JSON."""
+    from sidecar.dead_letters import FileDeadLetters, read_file
+    from sidecar.events import RawMessage
+    from sidecar.testing import run_pipeline
+
+    store = tmp_path / "dl.jsonl"
+    poison = [RawMessage("shop.public.orders", 0, 0, None, b'{"before":null,"after":{"id":1'),
+              RawMessage("shop.public.orders", 0, 1, None, b"not json at all")]
+    with structlog.testing.capture_logs() as logs:
+        source, stats = run_pipeline(poison, [HookSpec("h", lambda p: None, "t")],
+                                     dead_letters=FileDeadLetters(str(store)))
+    assert source.committed == {("shop.public.orders", 0): 2}  # both finished: dead-lettered
+    entries = read_file(str(store))
+    lines = [e for e in logs if "decode" in e["event"] or "dead-letter" in e["event"]]
+    assert [e["event"] for e in lines] == ["cannot decode message; dead-lettered"] * 2, lines
+    assert [e["dead_letter_id"] for e in lines] == [e["id"] for e in entries]
+    assert [(e["reason"], e["offset"]) for e in lines] == [("not_json", 0), ("not_json", 1)]
+    assert lines[0]["value_head"].startswith('{"before"') and stats.decode_failures == 2
