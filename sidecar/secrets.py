@@ -141,14 +141,19 @@ def _at_inside_userinfo(rest: str) -> bool:
     if first == last:
         return False
     between = rest[first + 1 : last]  # a query (`host?k=v@x`, `host:5432?a@b`) here: not user info
-    return ("/" not in between and not _QUERY_PAIR.search(between) and not _HOST_PORT_QUERY.match(between)
-            and _HOST_AFTER.match(rest, last + 1) is not None)
+    if "/" in between or _HOST_PORT_QUERY.match(between) or _HOST_AFTER.match(rest, last + 1) is None:
+        return False
+    # `?k=` between the two: a query holding an `@` (`host?x=a@b.com`) — unless what follows the
+    # last `@` is a host with a port or a path (`u:pa@ss?w=rd@127.0.0.1:3306/db`), which no query
+    # value before the database's path would hold: then the password holds `?k=`.
+    return not _QUERY_PAIR.search(between) or _HOST_PORT_OR_PATH.match(rest, last + 1) is not None
 
 
 _QUERY_PAIR: Final = re.compile(r"\?[^=]*=")
 _HOST_PORT_QUERY: Final = re.compile(r"[\w.-]+:\d+\?")
 
 _HOST_AFTER: Final = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[\w.-]+)(?::\d+)?(?:[/?]|$)")
+_HOST_PORT_OR_PATH: Final = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[\w.-]+)(?::\d+(?:[/?]|$)|/)")
 
 
 def url_secrets(url: str) -> list[str]:

@@ -56,6 +56,8 @@ def test_the_password_masked_is_the_one_sqlalchemy_sends(url: str) -> None:
     "mysql+pymysql://root:Zq8Qm?ark@Secret9x@127.0.0.1:3306/db",  # a `?`, then an unescaped `@`
     "mysql+pymysql://root:Zq8Qm@ark?Secret9x@127.0.0.1:3306/db",  # an `@`, then a `?`, then an `@`
     "mysql+pymysql://u:my@Secret!pw@[::1]:3306",
+    "mysql+pymysql://root:Zq8@ark?w=Secret9x@127.0.0.1:3306/db",  # `@`, then `?k=`, then `@` and a port
+    "postgresql://root:Zq8@ark?w=Secret9x@127.0.0.1/db",  # … and a path
 ])
 def test_a_password_with_an_unescaped_at_and_a_question_mark_is_read_whole(url: str) -> None:
     """Read up to the last `@` when a host follows it: the whole password is masked, and the URL
