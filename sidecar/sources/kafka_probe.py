@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -39,7 +40,12 @@ def _loopback(entry: str) -> bool:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        return False  # a name (other than localhost)
+        if not host or host.strip("0123456789.") or host.startswith("."):
+            return False  # a name (other than localhost)
+        try:  # IPv4 shorthand as the resolver reads it (`127.1` is 127.0.0.1)
+            address = ipaddress.ip_address(socket.inet_aton(host))
+        except OSError:
+            return False
     mapped = getattr(address, "ipv4_mapped", None)
     return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
 
