@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import Engine
@@ -186,10 +186,7 @@ class CheckpointParam:
     def _build_ctx(self) -> PipelineContext:
         factory = self._factory
         assert factory is not None
-        ctx = build_context(self._events[0], factory.pipeline, self._deadline, self._cancel)
-        if self._call is not None:
-            ctx = replace(ctx, event_id=self._call[0], transaction=self._call[1])
-        return ctx
+        return build_context(self._events[0], factory.pipeline, self._deadline, self._cancel, self._call)
 
     def _build_logger(self) -> Any:
         factory, spec = self._factory, self._spec
@@ -244,16 +241,18 @@ def build_record(
 
 
 def build_context(event: ChangeEvent, pipeline: str, deadline: float | None = None,
-                  cancelled: threading.Event = NOT_CANCELLED) -> PipelineContext:
+                  cancelled: threading.Event = NOT_CANCELLED,
+                  call: tuple[str, TransactionInfo] | None = None) -> PipelineContext:
+    """`call`: a transaction or batch call's (id, transaction), in place of the event's."""
     raw = event.raw
     return PipelineContext(
         name=pipeline,
-        event_id=event.event_id,
+        event_id=event.event_id if call is None else call[0],
         op=event.op,
         table=event.table,
         before=event.before,
         source=event.source,
-        transaction=event.transaction,
+        transaction=event.transaction if call is None else call[1],
         topic=raw.topic if raw.partition is not None else None,
         partition=raw.partition,
         offset=raw.offset,
