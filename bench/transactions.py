@@ -165,27 +165,27 @@ def forget(pipeline: str, ids: list[list[str]]) -> None:
 
 
 def drop_group(group: str) -> None:
-    from confluent_kafka.admin import AdminClient
-
-    if not KEEP:
-        admin = AdminClient({"bootstrap.servers": KAFKA})
-        for future in admin.delete_consumer_groups([group], request_timeout=30).values():
-            try:
-                future.result(30)
-            except Exception as exc:
-                print(f"note: consumer group {group} not deleted ({exc})", file=sys.stderr)
+    _drop("consumer group", lambda admin: admin.delete_consumer_groups([group], request_timeout=30))
 
 
 def drop_topics(topics: list[str]) -> None:
+    if topics:
+        _drop("topic", lambda admin: admin.delete_topics(topics))
+
+
+def _drop(kind: str, request: Any) -> None:
+    """Delete what a run made in Kafka (unless --keep-rows); a refusal (e.g. delete.topic.enable=false)
+    is a note: the measurement stands."""
     from confluent_kafka.admin import AdminClient
 
-    if topics and not KEEP:
-        admin = AdminClient({"bootstrap.servers": KAFKA})  # (kept alive until every future is done)
-        for topic, future in admin.delete_topics(topics).items():
-            try:
-                future.result(30)
-            except Exception as exc:  # e.g. delete.topic.enable=false: the measurement stands
-                print(f"note: topic {topic} not deleted ({exc})", file=sys.stderr)
+    if KEEP:
+        return
+    admin = AdminClient({"bootstrap.servers": KAFKA})  # (kept alive until every future is done)
+    for name, future in request(admin).items():
+        try:
+            future.result(30)
+        except Exception as exc:
+            print(f"note: {kind} {name} not deleted ({exc})", file=sys.stderr)
 
 
 def bare(transactions: int, sequential: bool = False) -> float:

@@ -26,7 +26,7 @@ from sidecar.errors import (
     SidecarError,
     SourceError,
 )
-from sidecar.hook_cli import finite, hooks
+from sidecar.hook_cli import finite, first_line, hooks
 
 if TYPE_CHECKING:
     from sidecar.config import Settings
@@ -179,10 +179,8 @@ def replay(file: str, config_path: str | None, hook_target: str | None, attempts
               help="seconds per reachability probe (each database, the broker)")
 def check(config_path: str | None, timeout: float) -> None:
     """Check config, hook imports, database and broker reachability (exit code says which failed)."""
-    from sqlalchemy import text
 
     from sidecar.app import build_hooks, build_settings_databases
-    from sidecar.execute import GaveUp, within
     from sidecar.logs import configure_logging
 
     try:
@@ -197,21 +195,7 @@ def check(config_path: str | None, timeout: float) -> None:
         click.echo(f"hooks: ok ({', '.join(h.name for h in hooks) or 'none'})")
         dbs = build_settings_databases(settings)
         for name, engine in dbs.all().items():
-
-            def select_one(engine: Any = engine) -> None:
-                with engine.connect() as conn:
-                    conn.execute(text("SELECT 1"))
-
-            shown = mask_url(engine.url.render_as_string(hide_password=False))
-            try:  # a server that accepts and never answers must not hang `check`
-                within(select_one, timeout, f"check-{name}")
-            except GaveUp:
-                raise DependencyError(f"database {name} ({shown}) did not answer within {timeout:g} s "
-                                      "(--timeout)") from None
-            except Exception as exc:
-                first = (scrub(str(exc)).strip().splitlines() or [type(exc).__name__])[0]
-                raise DependencyError(f"database {name} ({shown}) is unreachable or refused the connection: "
-                                      f"{first}") from None
+            _probe_database(f"database {name}", engine, timeout)
             click.echo(f"database {name}: ok")
         dbs.dispose()
         if settings.source.kind == "embedded" and settings.source.embedded is not None:
@@ -235,31 +219,40 @@ def _positive_days(value: float) -> float:
     return value
 
 
-def _ledger_run(database: str, engine: Any, fn: Callable[[], _T], timeout_s: float) -> _T:
-    """A ledger command's database work. First a `SELECT 1` bounded by --timeout (a server that
-    accepts and never answers must not hang the command); then the work itself, not bounded:
-    giving up on a long prune would leave its DELETE running on the server with nothing gained.
-    A database error is exit 4 with one line, as `check` reports one."""
+def _probe_database(label: str, engine: Any, timeout_s: float) -> None:
+    """`SELECT 1` bounded by `timeout_s` (a server that accepts and never answers must not hang a
+    command); DependencyError (exit 4) with the masked URL and one line of the cause."""
     from sqlalchemy import text
-    from sqlalchemy.exc import SQLAlchemyError
 
     from sidecar.execute import GaveUp, within
 
-    shown = mask_url(engine.url.render_as_string(hide_password=False))
-
-    def probe() -> None:
+    def select_one() -> None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
+    shown = mask_url(engine.url.render_as_string(hide_password=False))
     try:
-        within(probe, timeout_s, "ledger-probe")
-        return fn()
+        within(select_one, timeout_s, "probe-database")
     except GaveUp:
-        raise DependencyError(f"auxiliary database {database} ({shown}) did not answer within {timeout_s:g} s "
-                              "(--timeout)") from None
+        raise DependencyError(f"{label} ({shown}) did not answer within {timeout_s:g} s (--timeout)") from None
+    except Exception as exc:
+        raise DependencyError(f"{label} ({shown}) is unreachable or refused the connection: "
+                              f"{first_line(exc, type(exc).__name__)}") from None
+
+
+def _ledger_run(database: str, engine: Any, fn: Callable[[], _T], timeout_s: float) -> _T:
+    """A ledger command's database work: first the bounded probe, then the work itself, not
+    bounded — giving up on a long prune would leave its DELETE running on the server with nothing
+    gained. A database error is exit 4 with one line, as `check` reports one."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    label = f"auxiliary database {database}"
+    _probe_database(label, engine, timeout_s)
+    try:
+        return fn()
     except (SQLAlchemyError, ValueError) as exc:
-        first = (scrub(str(exc)).strip().splitlines() or [type(exc).__name__])[0]
-        raise DependencyError(f"auxiliary database {database} ({shown}): {first}") from None
+        shown = mask_url(engine.url.render_as_string(hide_password=False))
+        raise DependencyError(f"{label} ({shown}): {first_line(exc, type(exc).__name__)}") from None
 
 
 _T = TypeVar("_T")

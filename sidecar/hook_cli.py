@@ -73,6 +73,11 @@ def finite(_ctx: Any, _param: Any, value: float) -> float:
     return value
 
 
+def first_line(exc: BaseException, default: str = "") -> str:
+    """An error's message for one output line: masked, its first line (drivers add more)."""
+    return (scrub(str(exc)).strip().splitlines() or [default])[0]
+
+
 config_option = click.option(
     "--config", "config_path", envvar="SIDECAR_CONFIG", type=click.Path(dir_okay=False), help="YAML config file"
 )
@@ -193,9 +198,7 @@ def _replace_file(path: Path, text: str) -> None:
         return
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+            _write_synced(f, text)
         st = path.stat()
         os.chmod(tmp, stat.S_IMODE(st.st_mode))
         with contextlib.suppress(PermissionError):
@@ -224,20 +227,22 @@ def _write_in_place(path: Path, text: str) -> None:
         previous = f.read()
     try:
         with open(path, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+            _write_synced(f, text)
     except OSError as exc:
         try:
             with open(path, "w", encoding="utf-8", newline="") as f:
-                f.write(previous)
-                f.flush()
-                os.fsync(f.fileno())
+                _write_synced(f, previous)
         except OSError as again:  # the config is now cut off: keep its text where it can be found
             raise ConfigError(f"cannot write {path}: {exc.strerror or exc}, and putting its previous text back "
                               f"failed too ({again.strerror or again}): it is saved in {_save_copy(path, previous)}; "
                               "copy it back") from None
         raise
+
+
+def _write_synced(f: Any, text: str) -> None:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
 
 
 def _save_copy(path: Path, text: str) -> str:
@@ -385,8 +390,7 @@ def _test_call(head: str, fn: Any, param: Any, timeout_s: float, tally: Tally) -
         click.echo(f"{head}  FAILED: the hook asked to retry (Retry, delay {exc.delay}s)")
     except Exception as exc:
         tally.failed += 1
-        first_line = (scrub(str(exc)).strip().splitlines() or [""])[0]
-        click.echo(f"{head}  FAILED {type(exc).__name__}: {first_line}")
+        click.echo(f"{head}  FAILED {type(exc).__name__}: {first_line(exc)}")
     else:
         tally.ok += 1
         click.echo(f"{head}  ok {(time.perf_counter() - started) * 1000:.1f} ms")

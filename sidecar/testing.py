@@ -18,7 +18,6 @@ concurrency, retries, failure policies) on messages held in memory.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable, Collection, Hashable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
@@ -41,7 +40,7 @@ from sidecar.metrics import Metrics
 from sidecar.param import CheckpointParam, ParamFactory
 from sidecar.rebalance import Rebalance
 from sidecar.sources import Assignments, Source
-from sidecar.transactions import batch_call_id
+from sidecar.transactions import batch_call_id, transaction_call_id
 
 
 def make_event(
@@ -142,17 +141,9 @@ def make_call_param(
     )
     spec = HookSpec(name=hook_name, fn=lambda p: None, origin="test", mode="transaction" if transaction.id else "batch")
     event_ids = [e.event_id for e in events]
-    call_id = transaction_call_id(transaction, event_ids) if transaction.id else batch_call_id(event_ids)
+    call_id = (transaction_call_id("test", transaction.id, transaction.part or 1, event_ids) if transaction.id
+               else batch_call_id(event_ids))
     return factory.call_param(events, spec, call_id, transaction)
-
-
-def transaction_call_id(transaction: TransactionInfo, event_ids: Sequence[str] = ()) -> str:
-    """A test transaction call's id: as a run's (transaction id, part and the records' ids), scope `test`."""
-    h = hashlib.sha256(f"txn|test|{transaction.id}|{transaction.part or 1}".encode())
-    for eid in event_ids:
-        h.update(b"|")
-        h.update(eid.encode())
-    return h.hexdigest()[:32]
 
 
 def run_hook(fn: Callable[[CheckpointParam], Any], event: ChangeEvent | Sequence[ChangeEvent],

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -87,16 +87,20 @@ class Transaction(Generic[Item]):
             self.expected = expected
         return self.received >= expected
 
-    def call_id(self, part: int, event_ids: list[str]) -> str:
-        """The id of one delivery (`ctx.event_id` of its calls): scope, transaction id, part and
-        the ids of its records. A redelivered transaction gets its ids again; records that come
-        after their transaction was handed over (past its END's count, or its END timeout)
-        make a call of a different id, though their transaction and part are the same."""
-        h = hashlib.sha256(f"txn|{self.scope}|{self.group_id}|{part}".encode())
-        for eid in event_ids:
-            h.update(b"|")
-            h.update(eid.encode())
-        return h.hexdigest()[:32]
+    def call_id(self, part: int, event_ids: Sequence[str]) -> str:
+        return transaction_call_id(self.scope, self.group_id, part, event_ids)
+
+
+def transaction_call_id(scope: str, group_id: str, part: int, event_ids: Sequence[str]) -> str:
+    """The id of one delivery (`ctx.event_id` of its calls): scope, transaction id, part and the
+    ids of its records. A redelivered transaction gets its ids again; records that come after
+    their transaction was handed over (past its END's count, or its END timeout) make a call of
+    a different id, though their transaction and part are the same."""
+    h = hashlib.sha256(f"txn|{scope}|{group_id}|{part}".encode())
+    for eid in event_ids:
+        h.update(b"|")
+        h.update(eid.encode())
+    return h.hexdigest()[:32]
 
 
 @dataclass
@@ -282,4 +286,4 @@ def batch_call_id(event_ids: list[str]) -> str:
     return h.hexdigest()[:32]
 
 
-__all__ = ["INCOMPLETE_REASONS", "Assembler", "Delivery", "Transaction", "batch_call_id"]
+__all__ = ["INCOMPLETE_REASONS", "Assembler", "Delivery", "Transaction", "batch_call_id", "transaction_call_id"]
