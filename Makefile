@@ -6,20 +6,28 @@ STACK := deploy/local/stack
 
 .DEFAULT_GOAL := help
 .PHONY: help venv lock run run-kafka deploy-sync tools test-rules stack-up stack-down stack-status connectors-apply capture-fixtures \
-        lint test test-unit test-integration test-faults bench bench-venv-quix bench-fast-path bench-latency clean
+        lint test test-unit test-pure test-integration test-faults bench bench-venv-quix bench-fast-path bench-latency clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-# Every package (the build backend too) comes from requirements-dev.lock, checked against its
-# hashes; then the project itself, editable, with nothing else fetched.
-.venv/.installed: requirements-dev.lock pyproject.toml
+# Every package (the build backend and mypyc too) comes from requirements-dev.lock, checked
+# against its hashes; then the project itself, editable, with nothing else fetched. The install
+# compiles the hot-path modules setup.py lists (mypyc, ~1 min) next to their sources; a change
+# to one of them compiles again (SIDECAR_COMPILE=0 make venv: the pure-Python build).
+COMPILED_SRC := $(shell grep -o '"sidecar/[a-z_]*\.py"' setup.py | tr -d '"')
+
+.venv/.deps: requirements-dev.lock pyproject.toml
 	python3 -m venv .venv
 	.venv/bin/pip install -q --require-hashes -r requirements-dev.lock
+	touch $@
+
+.venv/.installed: .venv/.deps setup.py $(COMPILED_SRC)
+	rm -f sidecar/*.so ./*__mypyc*.so
 	.venv/bin/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-venv: .venv/.installed ## create .venv and install the package with dev tools (from the hashed lock)
+venv: .venv/.installed ## create .venv and install the package with dev tools (from the hashed lock), compiled
 
 LOCK_FLAGS := --generate-hashes --allow-unsafe --all-build-deps --strip-extras --no-emit-index-url --no-emit-find-links -q
 lock: ## regenerate requirements.lock (image) and requirements-dev.lock (venv, CI) with hashes from pyproject.toml
@@ -56,14 +64,23 @@ lint: venv ## ruff + mypy --strict on sidecar/
 test-unit: venv ## unit + pipeline tests (no services)
 	$(PY) -m pytest tests/unit tests/pipeline -q $(PYTEST_ARGS)
 
+# The same tiers on the pure-Python sources: a copy without the compiled modules, first on the
+# path (.venv/bin/pytest, not `python -m`, and --import-mode=append keep the checkout off it).
+test-pure: venv ## unit + pipeline tests on the pure-Python build (what SIDECAR_COMPILE=0 installs)
+	rm -rf .run/pure && mkdir -p .run/pure .ci-reports && cp -r sidecar .run/pure/
+	find .run/pure -name '*.so' -delete
+	SIDECAR_TEST_BUILD=pure PYTHONPATH=$(CURDIR)/.run/pure .venv/bin/pytest --import-mode=append -p no:cacheprovider \
+	  tests/unit tests/pipeline -q --junitxml=.ci-reports/pure.xml $(PYTEST_ARGS)
+
 test: venv tools stack-up ## all tests but the slow fault scenarios; brings the stack up
 	promtool check rules deploy/prometheus/alerts.yaml
 	cd deploy/prometheus && promtool test rules alerts.test.yaml
-	$(PY) -m pytest tests/unit tests/pipeline tests/integration -q --timeout=600 \
+	SIDECAR_TEST_BUILD=compiled $(PY) -m pytest tests/unit tests/pipeline tests/integration -q --timeout=600 \
 	  --junitxml=.ci-reports/test.xml $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-pure
 
 test-faults: venv stack-up ## slow fault-injection scenarios on the real stack (crash/kill tests)
-	$(PY) -m pytest tests/faults -q --timeout=1200 --junitxml=.ci-reports/faults.xml $(PYTEST_ARGS)
+	SIDECAR_TEST_BUILD=compiled $(PY) -m pytest tests/faults -q --timeout=1200 --junitxml=.ci-reports/faults.xml $(PYTEST_ARGS)
 
 bench: venv stack-up ## side-by-side benchmarks on the local stack (not part of make test): hook concurrency, example hooks vs a bare pool
 	$(PY) bench/concurrency.py
@@ -100,4 +117,4 @@ test-rules: tools ## promtool check + unit tests of the alert rules
 	cd deploy/prometheus && promtool test rules alerts.test.yaml
 
 clean: ## remove venv and caches (not the stack state: use deploy/local/stack reset)
-	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .ci-reports
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .ci-reports build .run/pure sidecar/*.so ./*__mypyc*.so

@@ -157,7 +157,7 @@ class Dispatcher:
         """Take one record (already begun in the checkpoint)."""
         stats = self.stats
         stats.messages += 1
-        if type(decoded) is ChangeEvent:
+        if isinstance(decoded, ChangeEvent):
             stats.events += 1
             key = (decoded.table, decoded.op)
             seen = self._seen  # counted per turn, reported to the metrics by `service`
@@ -880,12 +880,14 @@ class Dispatcher:
             spec = run.lane.hook.spec
             if spec.timeout_s is None or run.orphaned:
                 continue
-            with run.lock:
+            with run.lock:  # (no `continue` inside: the compiled build does not allow it in a `with`)
                 i = run.index
-                if i < 0 or run.abandoned_at == i or now - run.started <= spec.timeout_s:
-                    continue
-                run.abandoned_at = i
-                run.stop = True
+                late = i >= 0 and run.abandoned_at != i and now - run.started > spec.timeout_s
+                if late:
+                    run.abandoned_at = i
+                    run.stop = True
+            if not late:
+                continue
             job = run.jobs[i]
             job.param.cancel()
             run.lane.hook.abandoned += 1

@@ -15,12 +15,7 @@ DEFAULT_OPS: Final[tuple[Op, ...]] = ("c", "u", "d", "r")
 class _Unavailable:
     """A TOASTed column an update did not touch: the value exists but was not sent."""
 
-    _instance: _Unavailable | None = None
-
-    def __new__(cls) -> _Unavailable:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
+    # One instance, UNAVAILABLE: `copy`, `deepcopy` and `pickle` give it back (`__reduce__`).
 
     def __repr__(self) -> str:
         return "sidecar.UNAVAILABLE"
@@ -33,6 +28,10 @@ class _Unavailable:
 
 
 UNAVAILABLE: Final = _Unavailable()
+
+COMPILED: Final = not __file__.endswith(".py")
+"""This module runs compiled (mypyc, `make venv`/the image): then so do the decoder, dispatcher and
+the other hot-path modules (setup.py lists them)."""
 
 
 # RawMessage is made once per record on the hot path: a plain slotted dataclass (a frozen
@@ -99,8 +98,11 @@ _SET_REST: Final = _TXN_SET[3:]
 
 
 def event_transaction(id: str, total_order: int | None, data_collection_order: int | None) -> TransactionInfo:
-    """`TransactionInfo(id=..., total_order=..., data_collection_order=...)` of a data event, built
-    without the frozen dataclass's per-field `object.__setattr__` (one per decoded event); equal to it."""
+    """`TransactionInfo(id=..., total_order=..., data_collection_order=...)` of a data event. Not
+    compiled, built without the frozen dataclass's per-field `object.__setattr__` (one per decoded
+    event); equal to it. Compiled, the plain constructor is the fast one."""
+    if COMPILED:
+        return TransactionInfo(id, total_order, data_collection_order)
     info = object.__new__(TransactionInfo)
     _SET_ID(info, id)
     _SET_TOTAL_ORDER(info, total_order)
@@ -177,70 +179,67 @@ class ChangeEvent:
         self._deferred: Deferred | None = None
         self.commit_us = None if committed_at is None else _epoch_us(committed_at)
 
-    @classmethod
-    def deferred(cls, raw: RawMessage, op: Op, table: str, connector: str, snapshot: bool, commit_us: int | None,
+    @staticmethod
+    def deferred(raw: RawMessage, op: Op, table: str, connector: str, snapshot: bool, commit_us: int | None,
                  deferred: Deferred) -> ChangeEvent:
         """An event whose other fields `deferred` computes when first read."""
-        event = cls.__new__(cls)
-        event.raw = raw
-        event.op = op
-        event.table = table
-        event.connector = connector
-        event.snapshot = snapshot
-        event.commit_us = commit_us  # source commit time, µs since the epoch (metrics' lag)
-        event._deferred = deferred
-        event._event_id = event._key = event._before = event._after = _UNSET
-        event._source = event._transaction = event._committed_at = _UNSET
-        return event
+        return _LazyEvent(raw, op, table, connector, snapshot, commit_us, deferred)
 
     @property
     def event_id(self) -> str:
-        v: str = self._event_id
+        v = self._event_id  # (Any: its type is only sure once computed)
         if v is _UNSET:
             v = self._event_id = self._pending().event_id()
-        return v
+        value: str = v
+        return value
 
     @property
     def key(self) -> Mapping[str, Any] | None:
-        v: Mapping[str, Any] | None = self._key
+        v = self._key  # (Any: its type is only sure once computed)
         if v is _UNSET:
             v = self._key = self._pending().key()
-        return v
+        value: Mapping[str, Any] | None = v
+        return value
 
     @property
     def before(self) -> dict[str, Any] | None:
-        v: dict[str, Any] | None = self._before
+        v = self._before  # (Any: its type is only sure once computed)
         if v is _UNSET:
             v = self._before = self._pending().before()
-        return v
+        value: dict[str, Any] | None = v
+        return value
 
     @property
     def after(self) -> dict[str, Any] | None:
-        v: dict[str, Any] | None = self._after
+        v = self._after  # (Any: its type is only sure once computed)
         if v is _UNSET:
             v = self._after = self._pending().after()
-        return v
+        value: dict[str, Any] | None = v
+        return value
 
     @property
     def source(self) -> Mapping[str, Any]:
-        v: Mapping[str, Any] = self._source
+        v = self._source  # (Any: its type is only sure once computed)
         if v is _UNSET:
             v = self._source = self._pending().source()
-        return v
+        value: Mapping[str, Any] = v
+        return value
 
     @property
     def transaction(self) -> TransactionInfo | None:
-        v: TransactionInfo | None = self._transaction
+        v = self._transaction  # (Any: its type is only sure once computed)
         if v is _UNSET:
             v = self._transaction = self._pending().transaction()
-        return v
+        value: TransactionInfo | None = v
+        return value
 
     @property
     def committed_at(self) -> datetime | None:
-        v: datetime | None = self._committed_at
+        v = self._committed_at  # (Any: its type is only sure once computed)
         if v is _UNSET:
             v = self._committed_at = self._pending().committed_at()
-        return v
+        value: datetime | None = v
+        return value
 
     def materialize(self, key: bool = True) -> None:
         """Compute every field now (raises `DecodeError` for a value that cannot be converted).
@@ -285,6 +284,25 @@ class ChangeEvent:
         values = {f: getattr(self, f) for f in _FIELDS}
         values.update(changes)
         return ChangeEvent(**values)
+
+
+class _LazyEvent(ChangeEvent):
+    """A `ChangeEvent` from the decoder (`ChangeEvent.deferred`): its other fields are computed when
+    first read. (Its own constructor: the compiled build cannot bypass `ChangeEvent.__init__`.)"""
+
+    __slots__ = ()
+
+    def __init__(self, raw: RawMessage, op: Op, table: str, connector: str, snapshot: bool,
+                 commit_us: int | None, deferred: Deferred) -> None:
+        self.raw = raw
+        self.op = op
+        self.table = table
+        self.connector = connector
+        self.snapshot = snapshot
+        self.commit_us = commit_us  # source commit time, µs since the epoch (metrics' lag)
+        self._deferred = deferred
+        self._event_id = self._key = self._before = self._after = _UNSET
+        self._source = self._transaction = self._committed_at = _UNSET
 
 
 _FIELDS: Final = ("raw", "event_id", "op", "table", "connector", "key", "before", "after", "source", "transaction",

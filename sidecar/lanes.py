@@ -56,7 +56,9 @@ class Job:
                  holds: Sequence[Record] | None = None, events: Sequence[ChangeEvent] | None = None,
                  txn: Transaction[Record] | None = None, lane: Lane | None = None) -> None:
         self.record = record  # the (first) record: its unit halts on `halt`
-        self.lane: Lane = lane  # type: ignore[assignment]  # set when the job joins its lane
+        self.lane: Lane
+        if lane is not None:  # otherwise set when the job joins its lane
+            self.lane = lane
         self.event = event
         self.param = param
         self.holds = (record,) if holds is None else holds  # records this call finishes when done

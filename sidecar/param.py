@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from sqlalchemy.engine import Engine
 
@@ -41,6 +41,10 @@ class PipelineContext:
     cancelled: threading.Event = NOT_CANCELLED
 
 
+_SLOTS: Final = ("_call", "_cancel", "_ctx", "_dbs", "_deadline", "_decode_error", "_events", "_factory", "_hook",
+                 "_logger", "_record", "_records", "_spec", "_where_kept")
+
+
 class CheckpointParam:
     """What a checkpoint hook receives for one call: one committed record (record mode), or a
     committed transaction or a batch (`records`, in commit order; `record` is the first).
@@ -50,8 +54,7 @@ class CheckpointParam:
     a value that cannot be decoded raises `sidecar.events.DecodeError` then, and the call is
     handled as a decode failure (dead letter with the reason), even if the hook catches it."""
 
-    __slots__ = ("_call", "_cancel", "_ctx", "_dbs", "_deadline", "_decode_error", "_events", "_factory", "_hook",
-                 "_logger", "_record", "_records", "_spec", "_where_kept")
+    __slots__ = _SLOTS
 
     # Built on first read from _factory/_spec/_events/_call (None: given to __init__).
     _ctx: PipelineContext | None
@@ -164,8 +167,8 @@ class CheckpointParam:
         hook's `where:` lets through of a transaction or batch call. The call's id, transaction,
         cancel flag and deadline stay; `ctx` and the logger describe the records kept."""
         records = self.records
-        other = _new_param(CheckpointParam)
-        for name in CheckpointParam.__slots__:
+        other = _LazyParam()
+        for name in _SLOTS:
             setattr(other, name, getattr(self, name))
         other._records = [records[i] for i in keep]
         other._record = other._records[0]
@@ -262,7 +265,15 @@ def build_context(event: ChangeEvent, pipeline: str, deadline: float | None = No
 
 
 
-_new_param = object.__new__
+class _LazyParam(CheckpointParam):
+    """A `CheckpointParam` from the dispatcher (`ParamFactory`): `ctx`, `logger` and the records are
+    built when first read. (Its own constructor: the compiled build cannot bypass `__init__`.)"""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:  # every field is set by its maker
+        pass
+
 
 
 class ParamFactory:
@@ -304,7 +315,7 @@ class ParamFactory:
 
     def _deferred(self, hook: HookSpec, events: Sequence[ChangeEvent],
                   call: tuple[str, TransactionInfo] | None) -> CheckpointParam:
-        param = _new_param(CheckpointParam)
+        param = _LazyParam()
         param._ctx = param._logger = param._record = param._records = param._decode_error = param._where_kept = None
         param._dbs = self.databases
         param._hook = hook.name

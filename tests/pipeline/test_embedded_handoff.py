@@ -8,6 +8,7 @@ import time
 from collections.abc import Hashable, Sequence
 from typing import Any
 
+import pytest
 import structlog
 
 from sidecar.checkpoint import Checkpoint
@@ -75,6 +76,7 @@ class EngineLikeSource:
     def close(self) -> None: pass
 
 
+@pytest.mark.pure_python  # subclasses or patches a compiled class
 def test_a_batch_finished_on_a_worker_is_committed_before_the_loop_waits_on_the_source() -> None:
     """A worker's call that returns just after the loop's end-of-turn commit is applied at the top of
     the next turn; it is committed there, before a poll that could wait (the engine hands over the

@@ -52,6 +52,7 @@ def run(specs: list[HookSpec], msgs: list[Any], probe: int = 20, below_s: float 
     return source, d
 
 
+@pytest.mark.pure_python  # subclasses or patches a compiled class
 def test_a_fast_hook_moves_to_the_loop_thread_after_its_probe_and_keeps_order(monkeypatch: Any) -> None:
     loop_thread = threading.get_ident()
     seen: list[tuple[int, int]] = []  # (id, thread)

@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any
 
+import pytest
 import structlog
 
 from sidecar.checkpoint import Checkpoint
@@ -35,6 +36,7 @@ class SlowDecoder(Decoder):
         return super().decode(raw)
 
 
+@pytest.mark.pure_python  # subclasses or patches a compiled class
 def test_a_serial_hooks_next_call_starts_while_the_batch_is_still_dispatched() -> None:
     msgs = messages(2 * BATCH)
     decoder = SlowDecoder()

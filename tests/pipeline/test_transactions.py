@@ -493,6 +493,7 @@ def test_revoke_drops_open_transactions_touching_the_revoked_partition() -> None
     assert all(r["_destination_table"] == "public.events_default_identity" for c in calls for r in c.records)
 
 
+@pytest.mark.pure_python  # subclasses or patches a compiled class
 def test_with_transaction_hooks_each_message_is_parsed_whole_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every change is read in full at intake when transaction or batch hooks exist: the loop
     parses it once (orjson) instead of routing it with simdjson first; record-only pipelines route."""

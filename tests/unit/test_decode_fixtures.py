@@ -51,8 +51,9 @@ def test_no_real_message_fails_to_decode(name: str) -> None:
 @pytest.mark.parametrize("name", ["postgres-schemas", "postgres-noschemas"])
 def test_postgres_message_kinds(name: str) -> None:
     """Tombstones, heartbeat messages and BEGIN/END markers are recognised, not change events."""
-    kinds = {type(e) for e in decoded(name)}
-    assert {ChangeEvent, Tombstone, Heartbeat, TransactionMarker} <= kinds
+    kinds = {kind for e in decoded(name) for kind in (ChangeEvent, Tombstone, Heartbeat, TransactionMarker)
+             if isinstance(e, kind)}
+    assert kinds == {ChangeEvent, Tombstone, Heartbeat, TransactionMarker}
     markers = [e for e in decoded(name) if isinstance(e, TransactionMarker)]
     ends = [m for m in markers if m.status == "END"]
     assert ends and all(m.event_count is not None for m in ends)

@@ -64,9 +64,23 @@ def test_image_keeps_example_hooks_out_of_the_working_directory() -> None:
 def test_make_venv_uses_the_dev_lock() -> None:
     """make venv installs from requirements-dev.lock with --require-hashes (CI runs make venv)."""
     text = (REPO / "Makefile").read_text()
-    recipe = text.split(".venv/.installed:", 1)[1].split("\n\n", 1)[0]
+    recipe = text.split(".venv/.deps:", 1)[1].split("\n\n", 1)[0]
     assert "--require-hashes -r requirements-dev.lock" in recipe
     assert "requirements-dev.lock" in recipe.splitlines()[0]  # a new lock re-installs
+    install = text.split(".venv/.installed:", 1)[1].split("\n\n", 1)[0]
+    assert ".venv/.deps" in install.splitlines()[0] and "--no-build-isolation -e ." in install
+
+
+def test_make_venv_compiles_again_when_a_compiled_source_changes() -> None:
+    """The compiled modules are what runs: a source edited after `make venv` must be compiled again,
+    so the install depends on every module setup.py compiles (the Makefile reads the list from it)."""
+    text = (REPO / "Makefile").read_text()
+    assert "COMPILED_SRC := $(shell grep -o '\"sidecar/[a-z_]*\\.py\"' setup.py" in text
+    first = text.split(".venv/.installed:", 1)[1].splitlines()[0]
+    assert "setup.py" in first and "$(COMPILED_SRC)" in first
+    listed = re.findall(r'"(sidecar/[a-z_]*\.py)"', (REPO / "setup.py").read_text())
+    assert len(listed) >= 10 and all((REPO / p).is_file() for p in listed)
+    assert "sidecar/decode.py" in listed and "sidecar/dispatch.py" in listed
 
 
 def test_license_is_an_spdx_string_and_setuptools_knows_it() -> None:
