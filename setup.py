@@ -25,6 +25,7 @@ COMPILED = [
     "sidecar/loop.py",
     "sidecar/param.py",
     "sidecar/route.py",
+    "sidecar/transactions.py",
     "sidecar/where.py",
 ]
 

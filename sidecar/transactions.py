@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from sidecar.events import ChangeEvent, TransactionInfo, TransactionMarker
@@ -52,23 +51,29 @@ def event_scope(event: ChangeEvent) -> str:
     return str(event.source.get("name") or "")
 
 
-@dataclass(eq=False)
 class Transaction(Generic[Item]):
-    scope: str
-    group_id: str
-    touched: float
-    begun: bool = False
-    end: TransactionMarker | None = None
-    seen: set[str] = field(default_factory=set)  # event ids received (duplicates are held, not delivered)
-    # received, not yet delivered: (total_order or 0, arrival, item, event) — sorted, commit order
-    pending: list[tuple[int, int, Item, ChangeEvent]] = field(default_factory=list)
-    holds: list[Item] = field(default_factory=list)  # every record held until release
-    parts: int = 0
-    delivered: int = 0
-    closed: bool = False   # the last part was handed over
-    calls: int = 0          # calls of its parts not yet done (kept by the caller)
-    incomplete: str | None = None
-    expected: int | None = None  # events its END counts on consumed topics (`complete` caches it)
+    """One transaction being assembled. (A plain class: the compiled build has no generic dataclasses.)"""
+
+    def __init__(self, scope: str, group_id: str, touched: float) -> None:
+        self.scope = scope
+        self.group_id = group_id
+        self.touched = touched
+        self.begun = False
+        self.end: TransactionMarker | None = None
+        self.seen: set[str] = set()  # event ids received (duplicates are held, not delivered)
+        # received, not yet delivered: (total_order or 0, arrival, item, event) — sorted, commit order
+        self.pending: list[tuple[int, int, Item, ChangeEvent]] = []
+        self.holds: list[Item] = []  # every record held until release
+        self.parts = 0
+        self.delivered = 0
+        self.closed = False   # the last part was handed over
+        self.calls = 0          # calls of its parts not yet done (kept by the caller)
+        self.incomplete: str | None = None
+        self.expected: int | None = None  # events its END counts on consumed topics (`complete` caches it)
+
+    def __repr__(self) -> str:
+        return (f"Transaction(scope={self.scope!r}, group_id={self.group_id!r}, received={self.received}, "
+                f"parts={self.parts}, closed={self.closed}, incomplete={self.incomplete!r})")
 
     @property
     def received(self) -> int:
@@ -103,15 +108,16 @@ def transaction_call_id(scope: str, group_id: str, part: int, event_ids: Sequenc
     return h.hexdigest()[:32]
 
 
-@dataclass
 class Delivery(Generic[Item]):
     """A transaction (or one part of it) to hand to transaction hooks, in commit order."""
 
-    transaction: Transaction[Item]
-    items: list[Item]
-    events: list[ChangeEvent]
-    info: TransactionInfo
-    call_id: str
+    def __init__(self, transaction: Transaction[Item], items: list[Item], events: list[ChangeEvent],
+                 info: TransactionInfo, call_id: str) -> None:
+        self.transaction = transaction
+        self.items = items
+        self.events = events
+        self.info = info
+        self.call_id = call_id
 
 
 class Assembler(Generic[Item]):
