@@ -30,10 +30,12 @@ COMPILED_SRC := $(shell grep -o '"sidecar/[a-z_]*\.py"' setup.py | tr -d '"')
 venv: .venv/.installed ## create .venv and install the package with dev tools (from the hashed lock), compiled
 
 LOCK_FLAGS := --generate-hashes --allow-unsafe --all-build-deps --strip-extras --no-emit-index-url --no-emit-find-links -q
-lock: ## regenerate requirements.lock (image) and requirements-dev.lock (venv, CI) with hashes from pyproject.toml
+lock: ## regenerate requirements.lock (image), requirements-dev.lock (venv, CI) and requirements-build.lock (image build tools) with hashes
 	test -x .venv/bin/pip-compile || .venv/bin/pip install -q 'pip-tools>=7.4,<8'
 	.venv/bin/pip-compile $(LOCK_FLAGS) -o requirements.lock pyproject.toml
 	.venv/bin/pip-compile $(LOCK_FLAGS) --extra dev --extra embedded -o requirements-dev.lock pyproject.toml
+	.venv/bin/pip-compile --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links -q \
+	  -o requirements-build.lock requirements-build.in
 
 run: venv ## the main job: embedded sidecar + example hooks on a throwaway PostgreSQL (Ctrl-C stops all it started)
 	@deploy/local/run-demo embedded
@@ -58,7 +60,7 @@ capture-fixtures: venv ## re-record tests/fixtures/debezium from the running sta
 	$(PY) scripts/capture_fixtures.py
 
 lint: venv ## ruff + mypy --strict on sidecar/
-	.venv/bin/ruff check sidecar tests scripts hooks bench
+	.venv/bin/ruff check sidecar tests scripts hooks bench setup.py
 	.venv/bin/mypy
 
 test-unit: venv ## unit + pipeline tests (no services)

@@ -8,6 +8,7 @@ slow build; set SIDECAR_COMPILE=0 to choose it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 
@@ -29,6 +30,10 @@ COMPILED = [
     "sidecar/where.py",
 ]
 
+# What the compiled modules (and what they import) need to be type-checked.
+RUNTIME_IMPORTS = ["confluent_kafka", "sqlalchemy", "pydantic", "pydantic_settings", "yaml", "structlog", "orjson",
+                   "simdjson", "click", "prometheus_client", "simpleeval"]
+
 
 def ext_modules() -> list[object]:
     choice = os.environ.get("SIDECAR_COMPILE", "1").strip().lower()
@@ -37,8 +42,17 @@ def ext_modules() -> list[object]:
     try:
         from mypyc.build import mypycify
     except ImportError:
-        sys.exit("checkpoint-sidecar: the compiled build needs mypy (mypyc) in the build environment; "
-                 "install mypy>=1.11,<2 or set SIDECAR_COMPILE=0 for the pure-Python build")
+        sys.exit("checkpoint-sidecar: the compiled build needs mypy (mypyc) in the build environment: "
+                 "install mypy>=1.11,<2 (requirements-build.lock), or set SIDECAR_COMPILE=0 for the "
+                 "pure-Python build")
+    # mypyc compiles from the types: it checks the modules against the runtime dependencies, so
+    # they must be importable where it builds (an isolated `pip install .` has only the backend).
+    missing = [name for name in RUNTIME_IMPORTS if importlib.util.find_spec(name) is None]
+    if missing:
+        sys.exit(f"checkpoint-sidecar: the compiled build type-checks against the runtime dependencies, "
+                 f"and {', '.join(missing)} cannot be imported here: install them first (requirements.lock) "
+                 f"and build with `pip install --no-build-isolation .` (as make venv and the Dockerfile "
+                 f"do), or set SIDECAR_COMPILE=0 for the pure-Python build")
     return list(mypycify(COMPILED, opt_level="3", debug_level="0"))
 
 

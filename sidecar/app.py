@@ -24,6 +24,7 @@ from sidecar.dead_letters import DeadLetterWriter, FileDeadLetters
 from sidecar.decode import Decoder
 from sidecar.dispatch import Dispatcher, DispatchStats
 from sidecar.errors import ConfigError, SourceError
+from sidecar.events import COMPILED
 from sidecar.execute import ExitNow
 from sidecar.health import Health
 from sidecar.hooks import HookSpec, load_hook
@@ -233,7 +234,8 @@ def _run(app: App, stop: threading.Event) -> DispatchStats:
     if hasattr(source, "listener"):
         source.listener = Rebalance(dispatcher, checkpoint, settings.dispatch.revoke_wait_s)
     warn_transaction_mode(app)
-    app.log.info("sidecar started", hooks=[h.name for h in app.hooks], source=settings.source.kind)
+    app.log.info("sidecar started", hooks=[h.name for h in app.hooks], source=settings.source.kind,
+                 build="compiled" if COMPILED else "python")
     try:
         with operations(app, checks):
             return run_loop(source, Decoder(), dispatcher, checkpoint, stop, poll_timeout_s=_poll_timeout(settings),

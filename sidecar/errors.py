@@ -45,3 +45,9 @@ class DependencyError(SidecarError):
 
 class ConnectorError(SidecarError):
     """Kafka Connect could not apply or report a connector."""
+
+
+class ExitNow(SystemExit):
+    """Raised by the second SIGTERM/SIGINT's handler: never taken for a hook's failure, even
+    when the signal arrives during a call made on the loop's thread. (Here, not in the compiled
+    `sidecar.execute`, which re-exports it: a compiled class cannot subclass SystemExit.)"""

@@ -31,16 +31,13 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from sidecar.errors import ExitNow
+
 ABANDONED = object()
 """Marker in a result: the call returned after the dispatcher had given up on it."""
 
 DONE = object()
 """Marker in a result: calls `index`, `index + 1`, … succeeded; `seconds` is the list of their durations."""
-
-
-class ExitNow(SystemExit):
-    """Raised by the second SIGTERM/SIGINT's handler: never taken for a hook's failure, even
-    when the signal arrives during a call made on the loop's thread."""
 
 
 class Run:

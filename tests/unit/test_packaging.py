@@ -46,7 +46,22 @@ def test_dockerfile_installs_from_the_lock_with_hashes_only() -> None:
     text = (REPO / "Dockerfile").read_text()
     runs = [line for line in text.splitlines() if "pip install" in line]
     assert runs and all("--require-hashes -r requirements.lock" in r or "--no-deps --no-build-isolation" in r
+                        or "--require-hashes --no-deps --target /opt/build-tools -r requirements-build.lock" in r
                         for r in runs), runs
+
+
+def test_the_build_lock_pins_the_dev_locks_build_tools() -> None:
+    """The image compiles with the mypy the venv (and CI) compiles with: the same pins and hashes."""
+    def pins(name: str) -> dict[str, str]:
+        text = (REPO / name).read_text()
+        return {m.group(1): m.group(0) for m in re.finditer(r"^([a-z0-9._-]+)==\S+(?: \\\n(?:\s+--hash=\S+(?: \\)?\n?)+)",
+                                                              text, re.M)}
+    build, dev = pins("requirements-build.lock"), pins("requirements-dev.lock")
+    assert {"mypy", "mypy-extensions", "types-pyyaml"} <= build.keys()
+    for name, block in build.items():
+        assert block.strip() == dev[name].strip(), name
+    final = (REPO / "Dockerfile").read_text().rsplit("FROM ", 1)[1]
+    assert "build-tools" not in final and "gcc" not in final  # only in the build stage
 
 
 def test_image_keeps_example_hooks_out_of_the_working_directory() -> None:
