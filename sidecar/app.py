@@ -23,9 +23,8 @@ from sidecar.databases import Databases, build_databases
 from sidecar.dead_letters import DeadLetterWriter, FileDeadLetters
 from sidecar.decode import Decoder
 from sidecar.dispatch import Dispatcher, DispatchStats
-from sidecar.errors import ConfigError, SourceError
+from sidecar.errors import ConfigError, ExitNow, SourceError
 from sidecar.events import COMPILED
-from sidecar.execute import ExitNow
 from sidecar.health import Health
 from sidecar.hooks import HookSpec, load_hook
 from sidecar.logs import get_logger

@@ -54,6 +54,7 @@ from typing import Any
 from sidecar.checkpoint import Checkpoint, Token
 from sidecar.control import HookTimeout, Retry, SkipEvent
 from sidecar.dead_letters import DeadLetterWriter, make_entry
+from sidecar.errors import ExitNow
 from sidecar.events import (
     ChangeEvent,
     Decoded,
@@ -63,7 +64,7 @@ from sidecar.events import (
     TransactionInfo,
     TransactionMarker,
 )
-from sidecar.execute import ABANDONED, DONE, Executor, ExitNow, Result, Run
+from sidecar.execute import ABANDONED, DONE, Executor, Result, Run
 from sidecar.health import Health
 from sidecar.hooks import HookSpec
 from sidecar.lanes import DispatchStats, HookState, Job, Lane, Record, offset

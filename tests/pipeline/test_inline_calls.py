@@ -15,7 +15,7 @@ from sidecar.checkpoint import Checkpoint
 from sidecar.databases import Databases
 from sidecar.decode import Decoder
 from sidecar.dispatch import Dispatcher
-from sidecar.execute import ExitNow
+from sidecar.errors import ExitNow
 from sidecar.hooks import HookSpec
 from sidecar.loop import run_loop
 from sidecar.param import ParamFactory

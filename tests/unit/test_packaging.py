@@ -54,8 +54,8 @@ def test_the_build_lock_pins_the_dev_locks_build_tools() -> None:
     """The image compiles with the mypy the venv (and CI) compiles with: the same pins and hashes."""
     def pins(name: str) -> dict[str, str]:
         text = (REPO / name).read_text()
-        return {m.group(1): m.group(0) for m in re.finditer(r"^([a-z0-9._-]+)==\S+(?: \\\n(?:\s+--hash=\S+(?: \\)?\n?)+)",
-                                                              text, re.M)}
+        block = r"^([a-z0-9._-]+)==\S+(?: \\\n(?:\s+--hash=\S+(?: \\)?\n?)+)"
+        return {m.group(1): m.group(0) for m in re.finditer(block, text, re.M)}
     build, dev = pins("requirements-build.lock"), pins("requirements-dev.lock")
     assert {"mypy", "mypy-extensions", "types-pyyaml"} <= build.keys()
     for name, block in build.items():
