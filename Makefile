@@ -15,7 +15,7 @@ help: ## list the targets
 # against its hashes; then the project itself, editable, with nothing else fetched. The install
 # compiles the hot-path modules setup.py lists (mypyc, ~1 min) next to their sources; a change
 # to one of them compiles again (SIDECAR_COMPILE=0 make venv: the pure-Python build).
-COMPILED_SRC := $(shell grep -o '"sidecar/[a-z_]*\.py"' setup.py | tr -d '"')
+COMPILED_SRC := $(shell grep -o '"sidecar/[a-z_/]*\.py"' setup.py | tr -d '"')
 
 .venv/.deps: requirements-dev.lock pyproject.toml
 	python3 -m venv .venv
@@ -23,7 +23,7 @@ COMPILED_SRC := $(shell grep -o '"sidecar/[a-z_]*\.py"' setup.py | tr -d '"')
 	touch $@
 
 .venv/.installed: .venv/.deps setup.py $(COMPILED_SRC)
-	rm -f sidecar/*.so ./*__mypyc*.so
+	rm -f sidecar/*.so sidecar/*/*.so ./*__mypyc*.so
 	.venv/bin/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
@@ -119,4 +119,4 @@ test-rules: tools ## promtool check + unit tests of the alert rules
 	cd deploy/prometheus && promtool test rules alerts.test.yaml
 
 clean: ## remove venv and caches (not the stack state: use deploy/local/stack reset)
-	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .ci-reports build .run/pure sidecar/*.so ./*__mypyc*.so
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .ci-reports build .run/pure sidecar/*.so sidecar/*/*.so ./*__mypyc*.so

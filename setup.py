@@ -27,6 +27,7 @@ COMPILED = [
     "sidecar/loop.py",
     "sidecar/param.py",
     "sidecar/route.py",
+    "sidecar/sources/kafka_messages.py",
     "sidecar/transactions.py",
     "sidecar/where.py",
 ]

@@ -28,8 +28,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
     if COMPILED:  # a source edited after `make venv` would be tested as its old compiled self
         here = Path(sidecar.events.__file__).parent
-        stale = [so.name.split(".")[0] + ".py" for so in here.glob("*.so")
-                 if (here / (so.name.split(".")[0] + ".py")).stat().st_mtime > so.stat().st_mtime]
+        stale = [str(py.relative_to(here)) for so in here.rglob("*.so")
+                 if (py := so.with_name(so.name.split(".")[0] + ".py")).stat().st_mtime > so.stat().st_mtime]
         if stale:
             raise pytest.UsageError(f"compiled modules older than their sources ({', '.join(sorted(stale))}): "
                                     "run `make venv` to compile them again")

@@ -22,6 +22,7 @@ from sidecar.sources import Assignments
 from sidecar.sources.kafka_coverage import check_coverage
 from sidecar.sources.kafka_dead_letters import KafkaDeadLetterWriter, read_dead_letter_topic
 from sidecar.sources.kafka_logs import kafka_logger
+from sidecar.sources.kafka_messages import raw_messages
 from sidecar.sources.kafka_probe import BrokerProbe, ping
 
 _RETRIABLE_COMMIT = {
@@ -160,13 +161,9 @@ class KafkaSource:
         if not msgs and timeout_s > 0:
             one = consumer.poll(timeout_s)
             msgs = [one] if one is not None else []
-        out: list[RawMessage] = []
-        for msg in msgs:
-            err = msg.error()
-            if err is not None:
-                self._on_error(err)
-                continue
-            out.append(_raw(msg))
+        out, errors = raw_messages(msgs)
+        for err in errors:  # a fatal one raises: nothing of this batch is handed over or committed
+            self._on_error(err)
         return out
 
     def locate(self, raw: RawMessage) -> tuple[Hashable, int]:
@@ -291,14 +288,6 @@ class KafkaSource:
     def close(self) -> None:
         self.must_own = None  # leaving the group revokes everything: not a coverage problem
         self._consumer.close()
-
-
-def _raw(msg: Any) -> RawMessage:
-    ts_type, ts = msg.timestamp()
-    headers = msg.headers()
-    # Positional: this runs for every message (keywords cost more here).
-    return RawMessage(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
-                      tuple(headers) if headers else (), ts if ts_type else None)
 
 
 # The probe and the dead-letter store live in their own modules; re-exported for existing imports.

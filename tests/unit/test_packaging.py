@@ -4,6 +4,7 @@ pyproject.toml in the form current setuptools accepts without deprecation warnin
 from __future__ import annotations
 
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -90,10 +91,13 @@ def test_make_venv_compiles_again_when_a_compiled_source_changes() -> None:
     """The compiled modules are what runs: a source edited after `make venv` must be compiled again,
     so the install depends on every module setup.py compiles (the Makefile reads the list from it)."""
     text = (REPO / "Makefile").read_text()
-    assert "COMPILED_SRC := $(shell grep -o '\"sidecar/[a-z_]*\\.py\"' setup.py" in text
+    assert "COMPILED_SRC := $(shell grep -o '\"sidecar/[a-z_/]*\\.py\"' setup.py" in text
     first = text.split(".venv/.installed:", 1)[1].splitlines()[0]
     assert "setup.py" in first and "$(COMPILED_SRC)" in first
-    listed = re.findall(r'"(sidecar/[a-z_]*\.py)"', (REPO / "setup.py").read_text())
+    listed = re.findall(r'"(sidecar/[a-z_/]*\.py)"', (REPO / "setup.py").read_text())
+    made = subprocess.run(["make", "-s", "--eval=print-compiled: ; @echo $(COMPILED_SRC)", "print-compiled"],
+                          cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    assert made == listed  # every compiled module, sources/ too
     assert len(listed) >= 10 and all((REPO / p).is_file() for p in listed)
     assert "sidecar/decode.py" in listed and "sidecar/dispatch.py" in listed
 
