@@ -21,6 +21,7 @@ COMPILED = [
     "sidecar/decode.py",
     "sidecar/dispatch.py",
     "sidecar/events.py",
+    "sidecar/execute.py",
     "sidecar/histograms.py",
     "sidecar/lanes.py",
     "sidecar/logical_types.py",
