@@ -15,10 +15,11 @@ RUN pip install --no-cache-dir --require-hashes --no-deps --target /opt/build-to
 COPY pyproject.toml setup.py README.md ./
 COPY sidecar ./sidecar
 # Dependencies and build backend are already installed from the locks: nothing else is fetched.
-# SIDECAR_COMPILE=0 (--build-arg) builds pure Python instead.
+# SIDECAR_COMPILE=0 (--build-arg) builds pure Python instead. The check imports the installed
+# package (from /, not the sources in /src).
 ARG SIDECAR_COMPILE=1
 RUN SIDECAR_COMPILE=$SIDECAR_COMPILE PYTHONPATH=/opt/build-tools pip install --no-cache-dir --no-deps --no-build-isolation . \
-    && python -c "import sidecar.events as e; assert e.COMPILED == ('$SIDECAR_COMPILE' != '0'), e.__file__"
+    && cd / && python -c "import sidecar.events as e; assert e.COMPILED == ('$SIDECAR_COMPILE' != '0'), e.__file__"
 
 FROM python:3.11-slim
 COPY --from=build /opt/checkpoint-sidecar /opt/checkpoint-sidecar

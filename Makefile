@@ -22,7 +22,16 @@ COMPILED_SRC := $(shell grep -o '"sidecar/[a-z_/]*\.py"' setup.py | tr -d '"')
 	.venv/bin/pip install -q --require-hashes -r requirements-dev.lock
 	touch $@
 
-.venv/.installed: .venv/.deps setup.py $(COMPILED_SRC)
+# The build chosen is remembered: `SIDECAR_COMPILE=0 make venv` after a compiled install (or the
+# reverse) installs again.
+SIDECAR_COMPILE ?= 1
+export SIDECAR_COMPILE
+.venv/.build-mode: FORCE
+	@mkdir -p .venv; test "$$(cat $@ 2>/dev/null)" = "$(SIDECAR_COMPILE)" || echo "$(SIDECAR_COMPILE)" > $@
+
+FORCE:
+
+.venv/.installed: .venv/.deps .venv/.build-mode setup.py $(COMPILED_SRC)
 	rm -f sidecar/*.so sidecar/*/*.so ./*__mypyc*.so
 	.venv/bin/pip install -q --no-deps --no-build-isolation -e .
 	touch $@

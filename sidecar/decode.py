@@ -271,7 +271,7 @@ class Decoder:
         if status in ("BEGIN", "END") and "id" in payload:
             return _marker(raw, payload)
         if "ddl" in payload or "tableChanges" in payload or "databaseName" in payload:
-            return SchemaChange(raw, payload.get("ddl"), payload.get("databaseName"))
+            return SchemaChange(raw, _text_or_none(payload.get("ddl")), _text_or_none(payload.get("databaseName")))
         source = payload.get("source")
         if op not in _OPS or not isinstance(source, dict):
             if op is None and "source" not in payload and "status" in payload:
@@ -652,3 +652,8 @@ def _marker(raw: RawMessage, payload: Mapping[str, Any]) -> TransactionMarker | 
         data_collections=collections,
     )
 
+
+def _text_or_none(value: Any) -> str | None:
+    """A schema change's `ddl`/`databaseName` as text, whatever JSON type the connector used (a
+    schema change is skipped either way; the compiled build checks the field's type)."""
+    return value if value is None or isinstance(value, str) else str(value)

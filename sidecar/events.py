@@ -34,6 +34,13 @@ COMPILED: Final = not __file__.endswith(".py")
 the other hot-path modules (setup.py lists them)."""
 
 
+
+def reduce_fields(obj: Any) -> tuple[Any, tuple[Any, ...]]:
+    """`__reduce__` of a dataclass of the compiled modules: rebuilt by its constructor from its fields,
+    so `copy`, `deepcopy` and `pickle` work in both builds (compiled, a frozen dataclass cannot be
+    rebuilt the default way: it would set fields after creation)."""
+    return type(obj), tuple(getattr(obj, f.name) for f in fields(obj))
+
 # RawMessage is made once per record on the hot path: a plain slotted dataclass (a frozen
 # one costs ~1 µs more to build). Treat it as read-only.
 @dataclass(slots=True)
@@ -48,6 +55,9 @@ class RawMessage:
     headers: tuple[tuple[str, bytes | None], ...] = ()
     timestamp_ms: int | None = None
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return reduce_fields(self)
+
 
 @dataclass(frozen=True, slots=True)
 class Geometry:
@@ -55,6 +65,9 @@ class Geometry:
 
     wkb: bytes
     srid: int | None
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return reduce_fields(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +101,9 @@ class TransactionInfo:
     def group_id(self) -> str:
         """The id shared by BEGIN, data events and END (PostgreSQL: the txId part of `txId:LSN`)."""
         return "" if self.id is None else self.id.split(":", 1)[0]
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return reduce_fields(self)
 
 
 _TXN_SET: Final = tuple(getattr(TransactionInfo, f.name).__set__ for f in fields(TransactionInfo))
@@ -285,6 +301,11 @@ class ChangeEvent:
         values.update(changes)
         return ChangeEvent(**values)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Rebuilt by the constructor from every field (computed first), so copies and pickles work in
+        both builds."""
+        return ChangeEvent, tuple(getattr(self, f) for f in _FIELDS)
+
 
 class _LazyEvent(ChangeEvent):
     """A `ChangeEvent` from the decoder (`ChangeEvent.deferred`): its other fields are computed when
@@ -321,12 +342,18 @@ class Tombstone:
 
     raw: RawMessage
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return reduce_fields(self)
+
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
     """A Debezium heartbeat or a PostgreSQL logical-decoding message; no hook sees it."""
 
     raw: RawMessage
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return reduce_fields(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +370,9 @@ class TransactionMarker:
     def group_id(self) -> str:
         return self.id.split(":", 1)[0]
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return reduce_fields(self)
+
 
 @dataclass(frozen=True, slots=True)
 class SchemaChange:
@@ -352,6 +382,9 @@ class SchemaChange:
     ddl: str | None
     database: str | None
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return reduce_fields(self)
+
 
 @dataclass(frozen=True, slots=True)
 class DecodeFailure:
@@ -360,6 +393,9 @@ class DecodeFailure:
     raw: RawMessage
     reason: str
     detail: str
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return reduce_fields(self)
 
 
 Decoded = ChangeEvent | Tombstone | Heartbeat | TransactionMarker | SchemaChange | DecodeFailure

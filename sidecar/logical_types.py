@@ -37,7 +37,9 @@ PLACEHOLDER: Final = "__debezium_unavailable_value"
 _PLACEHOLDER_BYTES: Final = PLACEHOLDER.encode()
 _EPOCH: Final = datetime(1970, 1, 1)
 _EPOCH_DATE_ORDINAL: Final = date(1970, 1, 1).toordinal()
-_FLOAT_SPECIALS: Final = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+# (object, not float: the compiled build would unbox them and hand out a new NaN each time; one shared
+# NaN keeps `before == after` true for a row whose NaN column did not change, as it always was.)
+_FLOAT_SPECIALS: Final[dict[str, object]] = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 _DURATION_CONNECTORS: Final = frozenset({"mysql", "mariadb"})
 _BEYOND_YEAR_9999: Final = re.compile(r"^(?:[+-]\d{4,}|\d{5,})-")
 
