@@ -8,9 +8,12 @@ slow build; set SIDECAR_COMPILE=0 to choose it.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.metadata
 import os
+import re
 import sys
+import tomllib
+from pathlib import Path
 
 from setuptools import setup
 
@@ -33,9 +36,19 @@ COMPILED = [
     "sidecar/where.py",
 ]
 
-# What the compiled modules (and what they import) need to be type-checked.
-RUNTIME_IMPORTS = ["confluent_kafka", "sqlalchemy", "pydantic", "pydantic_settings", "yaml", "structlog", "orjson",
-                   "simdjson", "click", "prometheus_client", "simpleeval"]
+
+def missing_dependencies() -> list[str]:
+    """The runtime dependencies (pyproject.toml) not installed here: the compiled modules are
+    type-checked against them."""
+    project = tomllib.loads(Path(__file__).with_name("pyproject.toml").read_text(encoding="utf-8"))["project"]
+    names = [re.split(r"[\s\[<>=!~;]", spec, maxsplit=1)[0] for spec in project["dependencies"]]
+    missing = []
+    for name in names:
+        try:
+            importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(name)
+    return missing
 
 
 def ext_modules() -> list[object]:
@@ -50,10 +63,10 @@ def ext_modules() -> list[object]:
                  "pure-Python build")
     # mypyc compiles from the types: it checks the modules against the runtime dependencies, so
     # they must be importable where it builds (an isolated `pip install .` has only the backend).
-    missing = [name for name in RUNTIME_IMPORTS if importlib.util.find_spec(name) is None]
+    missing = missing_dependencies()
     if missing:
         sys.exit(f"checkpoint-sidecar: the compiled build type-checks against the runtime dependencies, "
-                 f"and {', '.join(missing)} cannot be imported here: install them first (requirements.lock) "
+                 f"and {', '.join(missing)} is not installed here: install them first (requirements.lock) "
                  f"and build with `pip install --no-build-isolation .` (as make venv and the Dockerfile "
                  f"do), or set SIDECAR_COMPILE=0 for the pure-Python build")
     return list(mypycify(COMPILED, opt_level="3", debug_level="0"))

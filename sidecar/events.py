@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, cast
 
 Op = Literal["c", "u", "d", "r", "t"]
 ALL_OPS: Final[tuple[Op, ...]] = ("c", "u", "d", "r", "t")
@@ -34,17 +34,21 @@ COMPILED: Final = not __file__.endswith(".py")
 the other hot-path modules (setup.py lists them)."""
 
 
+class Rebuilt:
+    """Base of the dataclasses of the compiled modules: `copy`, `deepcopy` and `pickle` rebuild one
+    by its constructor from its fields, in both builds (compiled, a frozen dataclass cannot be
+    rebuilt the default way: that sets fields after creation)."""
 
-def reduce_fields(obj: Any) -> tuple[Any, tuple[Any, ...]]:
-    """`__reduce__` of a dataclass of the compiled modules: rebuilt by its constructor from its fields,
-    so `copy`, `deepcopy` and `pickle` work in both builds (compiled, a frozen dataclass cannot be
-    rebuilt the default way: it would set fields after creation)."""
-    return type(obj), tuple(getattr(obj, f.name) for f in fields(obj))
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return type(self), tuple(getattr(self, f.name) for f in fields(cast(Any, self)))
+
 
 # RawMessage is made once per record on the hot path: a plain slotted dataclass (a frozen
 # one costs ~1 µs more to build). Treat it as read-only.
 @dataclass(slots=True)
-class RawMessage:
+class RawMessage(Rebuilt):
     """One message as the source delivered it (kept whole for errors and dead letters)."""
 
     topic: str
@@ -55,23 +59,17 @@ class RawMessage:
     headers: tuple[tuple[str, bytes | None], ...] = ()
     timestamp_ms: int | None = None
 
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return reduce_fields(self)
-
 
 @dataclass(frozen=True, slots=True)
-class Geometry:
+class Geometry(Rebuilt):
     """A spatial value as Debezium sends it: well-known binary plus SRID."""
 
     wkb: bytes
     srid: int | None
 
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return reduce_fields(self)
-
 
 @dataclass(frozen=True, slots=True)
-class TransactionInfo:
+class TransactionInfo(Rebuilt):
     """A source transaction as hooks see it, one type in every mode (None where unknown).
 
     Record mode: where the change sits (`id` as the connector sent it, `total_order`,
@@ -101,9 +99,6 @@ class TransactionInfo:
     def group_id(self) -> str:
         """The id shared by BEGIN, data events and END (PostgreSQL: the txId part of `txId:LSN`)."""
         return "" if self.id is None else self.id.split(":", 1)[0]
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return reduce_fields(self)
 
 
 _TXN_SET: Final = tuple(getattr(TransactionInfo, f.name).__set__ for f in fields(TransactionInfo))
@@ -337,27 +332,21 @@ def _epoch_us(at: datetime) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class Tombstone:
+class Tombstone(Rebuilt):
     """The null-value record Kafka compaction uses after a delete; no hook sees it."""
 
     raw: RawMessage
 
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return reduce_fields(self)
-
 
 @dataclass(frozen=True, slots=True)
-class Heartbeat:
+class Heartbeat(Rebuilt):
     """A Debezium heartbeat or a PostgreSQL logical-decoding message; no hook sees it."""
 
     raw: RawMessage
 
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return reduce_fields(self)
-
 
 @dataclass(frozen=True, slots=True)
-class TransactionMarker:
+class TransactionMarker(Rebuilt):
     """Debezium transaction metadata: BEGIN or END (END carries the event counts)."""
 
     raw: RawMessage
@@ -370,32 +359,23 @@ class TransactionMarker:
     def group_id(self) -> str:
         return self.id.split(":", 1)[0]
 
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return reduce_fields(self)
-
 
 @dataclass(frozen=True, slots=True)
-class SchemaChange:
+class SchemaChange(Rebuilt):
     """A DDL record (MariaDB/MySQL emit them on the `<prefix>` topic); no record hook sees it."""
 
     raw: RawMessage
     ddl: str | None
     database: str | None
 
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return reduce_fields(self)
-
 
 @dataclass(frozen=True, slots=True)
-class DecodeFailure:
+class DecodeFailure(Rebuilt):
     """A message that could not be decoded: why, and the message itself, kept whole."""
 
     raw: RawMessage
     reason: str
     detail: str
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return reduce_fields(self)
 
 
 Decoded = ChangeEvent | Tombstone | Heartbeat | TransactionMarker | SchemaChange | DecodeFailure

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from sqlalchemy.engine import Engine
 
 from sidecar.databases import Auxiliary
-from sidecar.events import ChangeEvent, DecodeError, Op, TransactionInfo, reduce_fields
+from sidecar.events import ChangeEvent, DecodeError, Op, Rebuilt, TransactionInfo
 from sidecar.logs import LazyLogger
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ NOT_CANCELLED = threading.Event()
 
 
 @dataclass(frozen=True, slots=True)
-class PipelineContext:
+class PipelineContext(Rebuilt):
     """Where a record comes from: pipeline, change, position. `event_id` is the idempotency key."""
 
     name: str
@@ -39,9 +39,6 @@ class PipelineContext:
     offset: int | None
     deadline: float | None = None
     cancelled: threading.Event = NOT_CANCELLED
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return reduce_fields(self)
 
 
 _SLOTS: Final = ("_call", "_cancel", "_ctx", "_dbs", "_deadline", "_decode_error", "_events", "_factory", "_hook",
