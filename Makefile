@@ -41,8 +41,8 @@ venv: .venv/.installed ## create .venv and install the package with dev tools (f
 LOCK_FLAGS := --generate-hashes --allow-unsafe --all-build-deps --strip-extras --no-emit-index-url --no-emit-find-links -q
 lock: ## regenerate requirements.lock (image), requirements-dev.lock (venv, CI) and requirements-build.lock (image build tools) with hashes
 	test -x .venv/bin/pip-compile || .venv/bin/pip install -q 'pip-tools>=7.4,<8'
-	.venv/bin/pip-compile $(LOCK_FLAGS) -o requirements.lock pyproject.toml
-	.venv/bin/pip-compile $(LOCK_FLAGS) --extra dev --extra embedded -o requirements-dev.lock pyproject.toml
+	SIDECAR_COMPILE=0 .venv/bin/pip-compile $(LOCK_FLAGS) -o requirements.lock pyproject.toml
+	SIDECAR_COMPILE=0 .venv/bin/pip-compile $(LOCK_FLAGS) --extra dev --extra embedded -o requirements-dev.lock pyproject.toml
 	.venv/bin/pip-compile --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links -q \
 	  -o requirements-build.lock requirements-build.in
 

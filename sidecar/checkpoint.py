@@ -108,6 +108,8 @@ class Checkpoint:
     ) -> None:
         self._source = source
         self._locate = source.locate
+        # (topic, partition) units (Kafka): located here, without a call to the source per record.
+        self._by_partition: bool = getattr(source, "units_are_partitions", False)
         # Called before offsets are handed to the source (the dead-letter store's `sync`): what it
         # raises stops the commit, so nothing is committed past a record whose dead letter is not safe.
         self.before_commit: Callable[[], None] | None = None
@@ -171,7 +173,12 @@ class Checkpoint:
     # ------------------------------------------------------------------ records
     def begin(self, raw: RawMessage) -> Token | None:
         """Start tracking a record; None when its unit is not ours (revoked since it was fetched)."""
-        unit, offset = self._locate(raw)
+        unit: Hashable
+        partition, at = raw.partition, raw.offset
+        if self._by_partition and partition is not None and at is not None:
+            unit, offset = (raw.topic, partition), at
+        else:
+            unit, offset = self._locate(raw)
         tracker = self._units.get(unit)
         if tracker is None:
             if not self._auto or unit in self._halted:

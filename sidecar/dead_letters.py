@@ -124,7 +124,7 @@ def make_entry(
     event_id: str | None = None,
     first_failed_at: datetime | None = None,
 ) -> dict[str, Any]:
-    now = datetime.now(UTC)
+    at = datetime.now(UTC).isoformat()
     tb = ""
     if error is not None:
         # Frames and messages only (no locals); registered secrets masked before they are stored.
@@ -140,8 +140,8 @@ def make_entry(
         "traceback": tb,
         "attempts": attempts,
         "event_id": event_id,
-        "first_failed_at": (first_failed_at or now).isoformat(),
-        "dead_lettered_at": now.isoformat(),
+        "first_failed_at": first_failed_at.isoformat() if first_failed_at is not None else at,
+        "dead_lettered_at": at,
         "message": encode_message(raw),
     }
 

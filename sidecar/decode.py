@@ -15,9 +15,8 @@ from decimal import Decimal
 from typing import Any, Final
 
 import orjson
-import simdjson
 
-from sidecar import logical_types
+from sidecar import envelope_fields, logical_types
 from sidecar.events import (
     ChangeEvent,
     Decoded,
@@ -34,8 +33,7 @@ from sidecar.events import (
 )
 
 _OPS: Final = frozenset({"c", "u", "d", "r", "t"})
-_OBJECT: Final = simdjson.Object
-_NOT_CHANGE: Final = frozenset({"status", "ddl", "tableChanges", "databaseName"})  # markers, schema changes
+_UNSET: Final = envelope_fields.UNSET
 _SCHEMA_QUALIFIED: Final = frozenset({"postgresql", "sqlserver", "oracle", "db2", "informix", "vitess"})
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _PAYLOAD_SPLIT: Final = b',"payload":'
@@ -61,7 +59,7 @@ AVRO_HINT: Final = (
 class _EnvelopePlan:
     """Converters for one envelope schema (cached by the schema's raw bytes)."""
 
-    __slots__ = ("after", "before", "decimals", "key", "nested_decimals")
+    __slots__ = ("_route_decoder", "after", "before", "decimals", "key", "nested_decimals")
 
     def __init__(self, value_schema: Mapping[str, Any]) -> None:
         fields = {f.get("field"): f for f in value_schema.get("fields") or []}
@@ -81,6 +79,14 @@ class _EnvelopePlan:
                     nested = True
         self.decimals = tuple(top)
         self.nested_decimals = nested
+        self._route_decoder: Any = None
+
+    def route_decoder(self) -> Any:
+        """Routing's decoder for this schema's payloads: the envelope fields and the decimal columns."""
+        found = self._route_decoder
+        if found is None:
+            found = self._route_decoder = envelope_fields.with_decimals(self.decimals)
+        return found
 
     def inexact(self, payload: Mapping[str, Any]) -> bool:
         """A decimal arrived as a float (NUMERIC format): the message must be read exactly."""
@@ -90,16 +96,6 @@ class _EnvelopePlan:
                     if type(image.get(name)) is float:
                         return True
         return False
-
-
-def _inexact_doc(doc: Any, decimals: tuple[str, ...]) -> bool:
-    """`_EnvelopePlan.inexact` on a simdjson document: a decimal sent as a JSON number."""
-    for image in (doc.get("before"), doc.get("after")):
-        if type(image) is simdjson.Object:
-            for name in decimals:
-                if type(image.get(name)) is float:
-                    return True
-    return False
 
 
 def _names_decimal(schema: Any) -> bool:
@@ -135,7 +131,6 @@ class Decoder:
     def __init__(self) -> None:
         self._plans: dict[bytes, _EnvelopePlan] = {}
         self._by_length: dict[int, bytes] = {}  # where `,"payload":` is → the schema last seen there
-        self._parser = simdjson.Parser()  # one document at a time: no proxy outlives `_route`
         self._key_plans: dict[bytes, logical_types.RowConverter | None] = {}
 
     def decode(self, raw: RawMessage, eager: bool = False, route: bool = True, key: bool = True) -> Decoded:
@@ -199,10 +194,11 @@ class Decoder:
         return self._other(raw, payload, schema_bytes, envelope_schema)
 
     def _route(self, raw: RawMessage, value: bytes) -> ChangeEvent | None:
-        """A plain row change decided without building its rows: simdjson validates the whole
-        payload and reads only the envelope fields routing needs (op, the source block); the
-        rest is parsed when first read. None: anything else, or any doubt — the full path
-        decides (first sight of a schema, NUMERIC decimals, errors, markers, heartbeats…)."""
+        """A plain row change decided without building its rows: msgspec checks the whole
+        payload's JSON and reads only the envelope fields routing needs (op, the source block;
+        with NUMERIC decimals also those columns); the rest is parsed when first read. None:
+        anything else, or any doubt — the full path decides (first sight of a schema, NUMERIC
+        decimals sent as numbers, errors, markers, heartbeats…)."""
         plan: _EnvelopePlan | None = None
         body: bytes | memoryview = value
         if raw.topic.startswith("__debezium-heartbeat"):
@@ -216,34 +212,36 @@ class Decoder:
             if plan is None or plan.nested_decimals:
                 return None
             body = memoryview(value)[cut + len(_PAYLOAD_SPLIT): -1]
+        if not value.isascii():  # msgspec does not check the UTF-8 of the strings it skips
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
         try:
-            doc = self._parser.parse(body)
-        except (ValueError, RuntimeError):  # not JSON, a number beyond 64 bits…: the full path says what
+            if plan is not None and plan.decimals:
+                env = plan.route_decoder().decode(body)
+                if envelope_fields.inexact(env, len(plan.decimals)):
+                    return None
+            else:
+                env = envelope_fields.PLAIN.decode(body)
+        except (envelope_fields.DecodeError, RecursionError):  # the full path says what is wrong
             return None
-        try:
-            if type(doc) is not _OBJECT:
-                return None
-            op = doc.get("op")
-            source = doc.get("source")
-            # (pysimdjson answers `in` and a missing key's `get` slowly: one pass over the keys.)
-            if op not in _OPS or type(source) is not _OBJECT or not _NOT_CHANGE.isdisjoint(doc.keys()):
-                return None
-            if plan is not None and plan.decimals and _inexact_doc(doc, plan.decimals):
-                return None
-            name = source.get("table") or source.get("collection")
-            connector = source.get("connector")
-            if connector is not None and type(connector) is not str:
-                return None  # the full path says what is wrong with it
-            prefix = source.get("schema") if connector in _SCHEMA_QUALIFIED else None
-            if not prefix:
-                prefix = source.get("db")
-            us = source.get("ts_us")
-            if not isinstance(us, int):  # (as `committed_at` reads it)
-                ms = source.get("ts_ms")
-                us = ms * 1000 if isinstance(ms, int) else None
-        finally:
-            del doc
-            source = None
+        op = env.op
+        source = env.source
+        if (type(op) is not str or op not in _OPS or source is _UNSET or env.status is not _UNSET
+                or env.ddl is not _UNSET or env.tableChanges is not _UNSET or env.databaseName is not _UNSET):
+            return None
+        name = source.table or source.collection
+        connector = source.connector
+        if connector is not None and type(connector) is not str:
+            return None  # the full path says what is wrong with it
+        prefix = source.schema if connector in _SCHEMA_QUALIFIED else None
+        if not prefix:
+            prefix = source.db
+        us = source.ts_us
+        if not isinstance(us, int):  # (as `committed_at` reads it)
+            ms = source.ts_ms
+            us = ms * 1000 if isinstance(ms, int) else None
         if not name or type(name) is not str or (prefix is not None and type(prefix) is not str):
             return None
         if us is not None:
@@ -423,12 +421,10 @@ class _Deferred:
         payload = self._payload
         if payload is None:
             assert self.body is not None
-            try:
-                payload = orjson.loads(self.body)  # exact: the route refused integers beyond 64 bits
-            except ValueError as exc:
-                raise DecodeError("not_json", f"the message value is not JSON: {exc}") from None
+            payload = _load_payload(self.body)
             if not isinstance(payload, dict) or payload.get("op") != self.op:
-                # simdjson read the first of duplicate keys, orjson keeps the last: refuse to guess.
+                # Routing and this parse read the same op (the last of duplicate keys, as orjson): a
+                # difference would be a disagreement between the parsers; refuse to guess.
                 raise DecodeError("not_envelope", "the envelope repeats a key (op, source…) with different values")
             self._payload = payload
         return payload
@@ -561,6 +557,24 @@ def _loads_for(data: bytes | None) -> Callable[[bytes], Any]:
         if cut > 0:
             return orjson.loads if not beyond_64_bits(data[cut:]) else _int_exact_loads
     return orjson.loads if not beyond_64_bits(data) else _int_exact_loads
+
+
+def _load_payload(body: bytes | memoryview) -> Any:
+    """A routed payload parsed when first read, as the full path parses it (`_split`): integers
+    beyond 64 bits and numbers beyond a double exact; JSON no parser reads: `DecodeError`."""
+    data = body if isinstance(body, bytes) else bytes(body)
+    loads = orjson.loads if not beyond_64_bits(data) else _int_exact_loads
+    try:
+        try:
+            return loads(data)
+        except ValueError as exc:
+            if str(exc).startswith(_CUT_OFF):
+                raise
+            return _exact_loads(data)  # a number beyond a double (1e400) is valid JSON: kept exact
+    except ValueError as exc:
+        raise DecodeError("not_json", f"the message value is not JSON: {exc}") from None
+    except RecursionError as exc:
+        raise DecodeError(*failure_reason(exc)) from None
 
 
 def _exact_loads(data: bytes) -> Any:

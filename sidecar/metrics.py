@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -95,6 +96,7 @@ class Metrics:
         r.register(_HotPathCollector(self))
         self.decode_errors = Counter("checkpoint_decode_errors", "Messages that could not be decoded, by reason.",
                                      ["reason"], registry=r)
+        self._decode_error_children: dict[str, Any] = {}  # reason → its labelled counter
         self.in_flight = Gauge("checkpoint_in_flight_events", "Records taken from the source and not yet finished.",
                                registry=r)
         self.hook_calls_in_flight = Gauge("checkpoint_hook_calls_in_flight",
@@ -196,7 +198,10 @@ class Metrics:
         counts[key] = counts.get(key, 0) + 1
 
     def decode_error(self, reason: str) -> None:
-        self.decode_errors.labels(reason=reason).inc()
+        child = self._decode_error_children.get(reason)  # (reasons are a short fixed list)
+        if child is None:
+            child = self._decode_error_children[reason] = self.decode_errors.labels(reason=reason)
+        child.inc()
 
     def set_in_flight(self, n: int) -> None:
         self.in_flight.set(n)

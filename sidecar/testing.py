@@ -19,6 +19,7 @@ concurrency, retries, failure policies) on messages held in memory.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Collection, Hashable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -169,14 +170,15 @@ class MemorySource:
     again from `offset` (next, before the rest); `seeks` records them."""
 
     auto_units = True
+    units_are_partitions = True  # as KafkaSource: `locate` gives ((topic, partition), offset)
 
     def __init__(self, messages: Sequence[RawMessage], batch_size: int = 50,
                  rebalances: Sequence[tuple[int, str, Collection[Hashable]]] = ()) -> None:
-        self.messages = [
+        self.messages: deque[RawMessage] = deque(
             m if m.offset is not None else RawMessage(m.topic, m.partition if m.partition is not None else 0, i,
                                                       m.key, m.value, m.headers, m.timestamp_ms)
             for i, m in enumerate(messages)
-        ]
+        )  # pending, in poll order (a deque: a poll takes its batch off the front in O(batch))
         self.batch_size = batch_size
         self.committed: dict[Hashable, int] = {}
         self.halted: list[Hashable] = []
@@ -198,7 +200,8 @@ class MemorySource:
             self._started = True
             if self.listener is not None:
                 self.listener.assigned(list(self._history))
-        batch, self.messages = self.messages[: self.batch_size], self.messages[self.batch_size:]
+        pending = self.messages
+        batch = [pending.popleft() for _ in range(min(self.batch_size, len(pending)))]
         self._polled += len(batch)
         while self._rebalances and (self._polled >= self._rebalances[0][0] or not self.messages):
             _, what, units = self._rebalances.pop(0)
@@ -210,7 +213,7 @@ class MemorySource:
         if what == "revoke":
             if self.listener is not None:
                 self.listener.revoked(units)
-            self.messages = [m for m in self.messages if (m.topic, m.partition) not in units]
+            self.messages = deque(m for m in self.messages if (m.topic, m.partition) not in units)
             return
         for unit in units:
             start = self.committed.get(unit, -1)
@@ -221,7 +224,7 @@ class MemorySource:
     def seek(self, unit: Hashable, offset: int) -> None:
         self.seeks.append((unit, offset))
         again = [m for m in self._history.get(unit, []) if m.offset is not None and m.offset >= offset]
-        self.messages = again + [m for m in self.messages if (m.topic, m.partition) != unit]
+        self.messages = deque(again + [m for m in self.messages if (m.topic, m.partition) != unit])
 
     def locate(self, raw: RawMessage) -> tuple[Hashable, int]:
         assert raw.offset is not None

@@ -54,6 +54,7 @@ class _NoListener:
 class KafkaSource:
     exhausted = False
     auto_units = False
+    units_are_partitions = True  # `locate` gives ((topic, partition), offset): the checkpoint does it itself
 
     def __init__(
         self,

@@ -496,7 +496,7 @@ def test_revoke_drops_open_transactions_touching_the_revoked_partition() -> None
 @pytest.mark.pure_python  # subclasses or patches a compiled class
 def test_with_transaction_hooks_each_message_is_parsed_whole_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every change is read in full at intake when transaction or batch hooks exist: the loop
-    parses it once (orjson) instead of routing it with simdjson first; record-only pipelines route."""
+    parses it once (orjson) instead of routing it (msgspec) first; record-only pipelines route."""
     from sidecar.decode import Decoder
 
     routed = 0

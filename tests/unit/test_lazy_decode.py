@@ -116,18 +116,62 @@ def test_a_value_that_fails_to_convert_fails_when_read_with_its_reason() -> None
         assert isinstance(failure, DecodeFailure) and failure.reason == "out_of_range"
 
 
-def test_duplicate_envelope_keys_never_give_a_hook_values_routing_did_not_see() -> None:
-    """simdjson reads the first of duplicate keys, orjson the last: reading is refused."""
+def test_duplicate_envelope_keys_read_as_orjson_reads_them_routed_or_whole() -> None:
+    """Routing (msgspec) reads the last of duplicate keys, as orjson does when the rows are read:
+    the routed event and the whole parse agree (op, source, rows)."""
     value = (b'{"before":null,"after":{"id":1},"op":"c","source":{"connector":"postgresql","name":"s",'
-             b'"schema":"public","table":"t"},"op":"d"}')
-    event = Decoder().decode(RawMessage("s.public.t", 0, 0, None, value))
-    assert isinstance(event, ChangeEvent)
-    with pytest.raises(DecodeError) as exc:
-        _ = event.after
-    assert exc.value.reason == "not_envelope"
-    # Parsed whole (no routing: transaction and batch hooks), orjson alone reads it: the last value.
-    whole = Decoder().decode_whole(RawMessage("s.public.t", 0, 0, None, value))
-    assert isinstance(whole, ChangeEvent) and whole.op == "d" and whole.before is None
+             b'"schema":"public","table":"t","table":"u"},"op":"d","before":{"id":2}}')
+    raw = RawMessage("s.public.t", 0, 0, None, value)
+    event, whole = Decoder().decode(raw), Decoder().decode_whole(raw)
+    assert isinstance(event, ChangeEvent) and isinstance(whole, ChangeEvent)
+    assert event.op == whole.op == "d" and event.table == whole.table == "public.u"
+    assert event.before == whole.before == {"id": 2} and event.after == whole.after == {"id": 1}
+    assert event.event_id == whole.event_id
+
+
+_ODD_PAYLOADS = {
+    # what msgspec skips without checking, and what only the slower parsers read exactly
+    "invalid UTF-8 in a row": b'{"before":null,"after":{"id":1,"s":"\xff\xfe"},"op":"c",' + b'"source":{"table":"t"}}',
+    "non-ASCII row": '{"before":null,"after":{"id":1,"s":"grüße ✓"},"op":"c","source":{"table":"t"}}'.encode(),
+    "number beyond a double": b'{"before":null,"after":{"id":1,"f":1e400},"op":"c","source":{"table":"t"}}',
+    "integer beyond 64 bits": b'{"before":null,"after":{"id":123456789012345678901234567890},"op":"c",'
+                              b'"source":{"table":"t"}}',
+    "negative beyond 64 bits": b'{"before":null,"after":{"id":-9223372036854775809},"op":"c","source":{"table":"t"}}',
+    "nested too deep": (b'{"before":null,"after":{"id":1,"j":' + b"[" * 3000 + b"]" * 3000
+                        + b'},"op":"c","source":{"table":"t"}}'),
+    "escaped marker key": b'{"op":"c","st\\u0061tus":"END","source":{"table":"t"},"after":{"id":1}}',
+    "marker key null": b'{"op":"c","ddl":null,"source":{"table":"t"},"after":{"id":1}}',
+    "op not text": b'{"op":["c"],"source":{"table":"t"},"after":{"id":1}}',
+    "source null": b'{"op":"c","source":null,"after":{"id":1}}',
+    "source missing": b'{"op":"c","after":{"id":1}}',
+    "cut off": b'{"before":null,"after":{"id":1},"op":"c","source":{"tab',
+    "trailing text": b'{"before":null,"after":{"id":1},"op":"c","source":{"table":"t"}} x',
+    "invalid escape in a row": b'{"before":null,"after":{"s":"\\q"},"op":"c","source":{"table":"t"}}',
+    "lone surrogate in a row": b'{"before":null,"after":{"s":"\\ud800"},"op":"c","source":{"table":"t"}}',
+    "control character in a row": b'{"before":null,"after":{"s":"a\x01b"},"op":"c","source":{"table":"t"}}',
+    "NaN in a row": b'{"before":null,"after":{"f":NaN},"op":"c","source":{"table":"t"}}',
+}
+
+
+@pytest.mark.parametrize("name", sorted(_ODD_PAYLOADS))
+def test_routed_and_whole_parse_agree_on_odd_payloads(name: str) -> None:
+    """Every payload msgspec's routing may read differently from orjson: the routed event gives
+    the whole parse's result when its fields are read (or the same failure, with its reason)."""
+    raw = RawMessage("s.public.t", 0, 0, None, _ODD_PAYLOADS[name])
+    routed, whole = Decoder().decode(raw), Decoder().decode(raw, eager=True)
+    if isinstance(whole, DecodeFailure):
+        if isinstance(routed, ChangeEvent):  # accepted by routing: fails when read, same reason
+            with pytest.raises(DecodeError) as exc:
+                routed.materialize(True)
+            assert exc.value.reason == whole.reason
+        else:
+            assert isinstance(routed, DecodeFailure) and routed.reason == whole.reason
+        return
+    assert type(routed) is type(whole)
+    if isinstance(whole, ChangeEvent):
+        assert isinstance(routed, ChangeEvent)
+        for f in ("op", "table", "connector", "snapshot", "commit_us", "event_id", "before", "after", "transaction"):
+            assert getattr(routed, f) == getattr(whole, f), f
 
 
 def test_numeric_decimals_are_read_exactly_on_the_routed_path() -> None:
