@@ -40,6 +40,24 @@ class PipelineContext(Rebuilt):
     deadline: float | None = None
     cancelled: threading.Event = NOT_CANCELLED
 
+    def __init__(self, name: str, event_id: str, op: Op, table: str, before: Mapping[str, Any] | None,
+                 source: Mapping[str, Any], transaction: TransactionInfo | None, topic: str | None,
+                 partition: int | None, offset: int | None, deadline: float | None = None,
+                 cancelled: threading.Event = NOT_CANCELLED) -> None:
+        # (written out: compiled, it is a native one; see sidecar/events.py above RawMessage)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "event_id", event_id)
+        object.__setattr__(self, "op", op)
+        object.__setattr__(self, "table", table)
+        object.__setattr__(self, "before", before)
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "transaction", transaction)
+        object.__setattr__(self, "topic", topic)
+        object.__setattr__(self, "partition", partition)
+        object.__setattr__(self, "offset", offset)
+        object.__setattr__(self, "deadline", deadline)
+        object.__setattr__(self, "cancelled", cancelled)
+
 
 _SLOTS: Final = ("_call", "_cancel", "_ctx", "_dbs", "_deadline", "_decode_error", "_events", "_factory", "_hook",
                  "_logger", "_record", "_records", "_spec", "_where_kept")

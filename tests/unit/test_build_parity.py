@@ -87,3 +87,51 @@ def test_a_schema_change_is_skipped_whatever_json_type_its_fields_have(ddl: Any)
     out = Decoder().decode(RawMessage("inv", 0, 1, None, orjson.dumps(payload)))
     assert isinstance(out, SchemaChange)
     assert out.ddl == (None if ddl is None else ddl if isinstance(ddl, str) else str(ddl))
+
+
+def _written_out() -> list[tuple[type, list[Any]]]:
+    """Each dataclass with a written-out __init__, and a value for each of its fields (distinct
+    from its defaults; of the field's type: compiled, a constructor checks them)."""
+    import threading
+
+    from sidecar.events import DecodeFailure, Heartbeat, Tombstone
+    when = datetime(2026, 12, 1, tzinfo=UTC)
+    return [
+        (RawMessage, ["t", 1, 2, b"k", b"v", (("h", b"x"),), 3]),
+        (Geometry, [b"\x01", 4326]),
+        (TransactionInfo, ["1:2", 3, 4, 5, 6, (("public.t", 6),), when, 7, True]),
+        (Tombstone, [RAW]),
+        (Heartbeat, [RAW]),
+        (TransactionMarker, [RAW, "END", "1:2", 6, (("public.t", 6),)]),
+        (SchemaChange, [RAW, "DROP TABLE t", "db"]),
+        (DecodeFailure, [RAW, "not_json", "detail"]),
+        (PipelineContext, ["p", "e", "u", "public.t", {"id": 1}, {"table": "t"}, INFO, "topic", 0, 9, 1.5,
+                           threading.Event()]),
+    ]
+
+
+@pytest.mark.parametrize(("cls", "values"), _written_out(), ids=lambda c: getattr(c, "__name__", ""))
+def test_a_written_out_init_takes_exactly_the_dataclass_fields(cls: type, values: list[Any]) -> None:
+    """These dataclasses spell out __init__ (compiled, the generated one is interpreted): it takes
+    their fields in order, by position or name, with the same defaults; frozen ones stay frozen.
+    (Checked by behaviour: a compiled __init__ has no inspectable signature.)"""
+    import dataclasses
+
+    fields = dataclasses.fields(cls)
+    assert len(values) == len(fields)
+    by_position, by_name = cls(*values), cls(**{f.name: v for f, v in zip(fields, values, strict=True)})
+    for made in (by_position, by_name):
+        assert [getattr(made, f.name) for f in fields] == values
+    required = [f for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    minimal = cls(*values[: len(required)])
+    for f in fields[len(required):]:
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        assert getattr(minimal, f.name) == default, f.name
+        assert getattr(minimal, f.name) != values[fields.index(f)], f.name  # (the sample is not the default)
+    with pytest.raises(TypeError):
+        cls(*values, values[-1])
+    changed = dataclasses.replace(by_name, **{fields[-1].name: values[-1]})
+    assert changed == by_position
+    if cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(by_name, fields[0].name, values[0])
