@@ -146,7 +146,7 @@ class Decoder:
                 return routed
         try:
             try:
-                decoded = self._decode(raw, _loads_for(value))
+                decoded = self._decode(raw, _loads)
             except logical_types.InexactNumber:
                 # decimal.format=NUMERIC: orjson made a float of a decimal; read the text exactly.
                 decoded = self._decode(raw, _exact_loads)
@@ -296,17 +296,17 @@ class Decoder:
             cut = value.find(_PAYLOAD_SPLIT)
             if cut > 0 and value.endswith(b"}"):
                 known = self._by_length.get(cut)
-                if known is not None and loads is orjson.loads and value.startswith(known, 10):
+                if known is not None and loads is _loads and value.startswith(known, 10):
                     # The schema seen last with this length, byte for byte: no copy, no hashing.
                     try:
-                        return known, orjson.loads(memoryview(value)[cut + len(_PAYLOAD_SPLIT): -1]), {}
+                        return known, _loads(memoryview(value)[cut + len(_PAYLOAD_SPLIT): -1]), {}
                     except ValueError:
                         pass
                 schema_bytes = value[10:cut]
                 plan_known = schema_bytes in self._plans
                 try:
                     payload = loads(value[cut + len(_PAYLOAD_SPLIT) : -1])
-                    schema = None if plan_known else orjson.loads(schema_bytes)
+                    schema = None if plan_known else _loads(schema_bytes)
                     return schema_bytes, payload, (schema if schema is not None else {})
                 except ValueError:  # orjson.JSONDecodeError and json's are ValueErrors
                     pass  # the cut fell inside a value: parse the whole message below
@@ -346,9 +346,9 @@ class Decoder:
             cut = key.find(_PAYLOAD_SPLIT) if key.startswith(b'{"schema":') else -1
             if cut > 0 and key.endswith(b"}"):
                 schema_bytes = key[10:cut]
-                payload = _loads_for(key)(key[cut + len(_PAYLOAD_SPLIT) : -1])
+                payload = _loads(key[cut + len(_PAYLOAD_SPLIT) : -1])
             else:
-                doc = _loads_for(key)(key)
+                doc = _loads(key)
                 if isinstance(doc, dict) and doc.keys() == {"schema", "payload"}:
                     schema_bytes = _canonical(doc["schema"])
                     payload = doc["payload"]
@@ -362,7 +362,7 @@ class Decoder:
             return payload
         conv = self._key_plans.get(schema_bytes, _UNKNOWN)
         if conv is _UNKNOWN:
-            schema = orjson.loads(schema_bytes)
+            schema = _loads(schema_bytes)
             conv = (logical_types.row_converter(schema, connector)
                     if isinstance(schema, dict) and schema.get("type") == "struct" else None)
             if len(self._key_plans) >= _MAX_CACHED_SCHEMAS:
@@ -526,60 +526,43 @@ def failure_reason(exc: BaseException) -> tuple[str, str]:
     return "schema_mismatch", f"the payload does not match its schema: {type(exc).__name__}: {exc}"
 
 
-_DIGITS_AS_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
-_TWENTY_DIGITS: Final = b"0" * 20
-_MINUS_NINETEEN_DIGITS: Final = b"-" + b"0" * 19
-
-
-def beyond_64_bits(data: bytes) -> bool:
-    """Whether `data` holds 20 digits in a row or a minus and 19 digits (the regex
-    `-\\d{19}|\\d{20}`): an integer orjson cannot hold (it reads one below -2**63 or above
-    2**64-1 as a float, silently); a match inside a string only costs the slower parser.
-    Every digit mapped to 0, then two substring searches: ~10x faster than that regex."""
-    zeros = data.translate(_DIGITS_AS_ZERO)
-    return _TWENTY_DIGITS in zeros or _MINUS_NINETEEN_DIGITS in zeros
-
-
-def _int_exact_loads(data: bytes) -> Any:
+def _int_exact_loads(data: bytes | memoryview) -> Any:
     """JSON with integers of any size exact (the standard library), floats as orjson reads them."""
-    return json.loads(data)
+    return json.loads(data if isinstance(data, bytes) else bytes(data))
 
 
-def _loads_for(data: bytes | None) -> Callable[[bytes], Any]:
-    """orjson, unless the message may hold an integer beyond 64 bits (a NUMERIC column sent as a
-    JSON number without a schema): then a parser that keeps every digit. With an embedded schema
-    only the part from the first `,"payload":` on is scanned (the schema is parsed on its own;
-    the first occurrence is never after the real split, so the payload is always inside)."""
-    if data is None:
-        return orjson.loads
-    if data.startswith(b'{"schema":'):
-        cut = data.find(_PAYLOAD_SPLIT)
-        if cut > 0:
-            return orjson.loads if not beyond_64_bits(data[cut:]) else _int_exact_loads
-    return orjson.loads if not beyond_64_bits(data) else _int_exact_loads
+def _loads(data: bytes | memoryview) -> Any:
+    """The decoder's JSON parser: integers of any size exact (a NUMERIC column sent as a JSON number
+    without a schema; orjson would read one beyond 64 bits as a float), floats the same doubles
+    orjson reads, in one pass (msgspec). Not JSON: orjson's ValueError, whose message says whether
+    the document is cut off."""
+    try:
+        return envelope_fields.JSON.decode(data)
+    except envelope_fields.DecodeError:
+        pass
+    orjson.loads(data)  # raises, saying why
+    return _int_exact_loads(data)  # (what orjson reads and msgspec did not: read exactly all the same)
 
 
 def _load_payload(body: bytes | memoryview) -> Any:
     """A routed payload parsed when first read, as the full path parses it (`_split`): integers
     beyond 64 bits and numbers beyond a double exact; JSON no parser reads: `DecodeError`."""
-    data = body if isinstance(body, bytes) else bytes(body)
-    loads = orjson.loads if not beyond_64_bits(data) else _int_exact_loads
     try:
         try:
-            return loads(data)
+            return _loads(body)
         except ValueError as exc:
             if str(exc).startswith(_CUT_OFF):
                 raise
-            return _exact_loads(data)  # a number beyond a double (1e400) is valid JSON: kept exact
+            return _exact_loads(body)  # a number beyond a double (1e400) is valid JSON: kept exact
     except ValueError as exc:
         raise DecodeError("not_json", f"the message value is not JSON: {exc}") from None
     except RecursionError as exc:
         raise DecodeError(*failure_reason(exc)) from None
 
 
-def _exact_loads(data: bytes) -> Any:
+def _exact_loads(data: bytes | memoryview) -> Any:
     """JSON with every number exact: non-integers as Decimal (ints are exact in Python anyway)."""
-    return json.loads(data, parse_float=Decimal)
+    return json.loads(data if isinstance(data, bytes) else bytes(data), parse_float=Decimal)
 
 
 _NOT_JSON: Final = _NotJson()

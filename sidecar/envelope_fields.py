@@ -68,4 +68,7 @@ def inexact(env: Any, count: int) -> bool:
     return False
 
 
+JSON: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
+"""Any JSON document to Python objects: integers of any size exact, floats the nearest double."""
+
 DecodeError = msgspec.DecodeError

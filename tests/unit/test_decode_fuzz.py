@@ -14,6 +14,7 @@ import tracemalloc
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -191,8 +192,6 @@ def test_integers_beyond_64_bits_in_the_source_block_or_schema_decode() -> None:
 def test_integers_beyond_64_bits_in_a_schemaless_row_or_key_reach_hooks_exactly() -> None:
     """orjson reads an integer below -2**63 or above 2**64-1 as a float, silently (a NUMERIC column
     sent as a JSON number without a schema): every digit must reach the hook, or the message fail."""
-    from sidecar.decode import _loads_for
-
     big, small = 2**70 + 1, -(2**63) - 1
     doc = {"before": None, "after": {"id": big, "v": small, "f": 1.5, "s": "x"}, "op": "c",
            "source": {"connector": "postgresql", "name": "s", "schema": "public", "table": "t",
@@ -200,37 +199,66 @@ def test_integers_beyond_64_bits_in_a_schemaless_row_or_key_reach_hooks_exactly(
     value = json.dumps(doc, separators=(",", ":")).encode()
     key = json.dumps({"id": big}).encode()
     decoder = Decoder()
-    for _ in range(2):  # first sight, then again (the route refuses such numbers: the full path reads them)
+    for _ in range(2):  # first sight, then again
         out = decoder.decode(RawMessage("s.public.t", 0, 1, key, value))
         assert isinstance(out, ChangeEvent)
         assert out.after == {"id": big, "v": small, "f": 1.5, "s": "x"}
         assert type(out.after["id"]) is int and type(out.after["f"]) is float  # type: ignore[index]
         assert out.key == {"id": big} and len(out.event_id) == 32
-    # The usual message (a 19-digit ts_ns) keeps the fast parser.
-    doc["after"] = {"id": 1, "v": -(10**18) + 1}
-    assert _loads_for(json.dumps(doc).encode()) is orjson.loads
+    routed = decoder.decode(RawMessage("s.public.t", 0, 1, key, value))  # (lazily: the same parser when read)
+    assert isinstance(routed, ChangeEvent) and routed.after == out.after and routed.event_id == out.event_id
+
+
+class _Number(str):
+    """A number's JSON text, written as is."""
+
+
+_NUMBERS = st.one_of(
+    st.integers(), st.integers(-(2**64) * 4, 2**64 * 4),
+    st.floats(allow_nan=False, allow_infinity=False).map(lambda f: _Number(repr(f))),
+    st.builds(lambda m, f, e: _Number(f"{m}.{f}e{e}"), st.integers(-(10**25), 10**25), st.integers(0, 10**20),
+              st.integers(-330, 310)),
+)
+_DOCS = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.text(max_size=8), _NUMBERS),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=4), inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+def _text(doc: Any) -> str:
+    """JSON text of a document whose numbers may be written out as text already (`_NUMBERS`)."""
+    if isinstance(doc, _Number):
+        return str(doc)
+    if isinstance(doc, list):
+        return "[" + ",".join(_text(v) for v in doc) + "]"
+    if isinstance(doc, dict):
+        return "{" + ",".join(json.dumps(k) + ":" + _text(v) for k, v in doc.items()) + "}"
+    return json.dumps(doc)
 
 
 @settings(max_examples=3000, deadline=None)
-@given(st.lists(st.one_of(st.binary(max_size=8),
-                          st.sampled_from([b"-", b"0", b"9", b"1" * 19, b"9" * 20, b"-" + b"8" * 18])), max_size=12))
-def test_the_big_integer_scan_matches_its_regex(parts: list[bytes]) -> None:
-    """`beyond_64_bits` (translate + substring search) says exactly what `-\\d{19}|\\d{20}` says."""
-    import re
+@given(_DOCS)
+def test_the_parser_reads_integers_exactly_and_floats_as_orjson(doc: Any) -> None:
+    """The decoder's parser (msgspec): every integer exact and every float the nearest double, as the
+    standard library reads them (orjson reads floats the same, integers beyond 64 bits as floats);
+    what orjson cannot read raises its error, as before (the callers then read numbers beyond a
+    double exactly, or say the JSON is cut off)."""
+    from sidecar.decode import _int_exact_loads, _loads
 
-    from sidecar.decode import beyond_64_bits
-
-    data = b"".join(parts)
-    assert beyond_64_bits(data) == (re.search(rb"-\d{19}|\d{20}", data) is not None)
-
-
-def test_with_an_embedded_schema_only_the_payload_is_scanned_for_big_integers() -> None:
-    """A big integer in the schema (parsed on its own) keeps orjson for the payload; one in the payload
-    still picks the exact parser."""
-    from sidecar.decode import _int_exact_loads, _loads_for
-
-    schema_only = b'{"schema":{"type":"struct","fields":[{"field":"x","default":123456789012345678901}]},"payload":{}}'
-    in_payload = b'{"schema":{"type":"struct","fields":[]},"payload":{"x":123456789012345678901}}'
-    assert _loads_for(schema_only) is orjson.loads
-    assert _loads_for(in_payload) is _int_exact_loads
-    assert _loads_for(b'{"x":-1234567890123456789}') is _int_exact_loads and _loads_for(None) is orjson.loads
+    data = _text(doc).encode()
+    try:
+        expected = _int_exact_loads(data)
+    except ValueError:
+        with pytest.raises(ValueError):
+            _loads(data)
+        return
+    try:
+        as_orjson = orjson.loads(data)
+    except ValueError:  # beyond a double (1e400): the decoder reads it exactly elsewhere
+        with pytest.raises(ValueError):
+            _loads(data)
+        return
+    got = _loads(data)
+    assert got == expected and repr(got) == repr(expected)  # (repr: same types, every float's exact value)
+    assert type(as_orjson) is type(got) or isinstance(got, int)  # orjson: a float for an int beyond 64 bits
