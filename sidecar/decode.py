@@ -162,9 +162,8 @@ class Decoder:
     def decode_whole(self, raw: RawMessage) -> Decoded:
         """`decode` without routing first: the message is parsed whole, once. For a caller that
         reads every field of every change right away (the dispatcher with transaction or batch
-        hooks), where routing would parse each message twice. The same events as `decode`, but
-        an envelope that repeats a key (which `decode` refuses when its fields are read: routing
-        saw the first value, orjson keeps the last) is read as orjson reads it."""
+        hooks), where routing would parse each message twice. The same events as `decode`
+        (a repeated envelope key: the last value, on both paths)."""
         return self.decode(raw, route=False)
 
     # ------------------------------------------------------------------ internals
@@ -217,6 +216,8 @@ class Decoder:
                 value.decode("utf-8")
             except UnicodeDecodeError:
                 return None
+        if len(value) > _MAX_INT_DIGITS and _longer_number(value):
+            return None  # nor the length of the numbers it skips: no parser reads one this long
         try:
             if plan is not None and plan.decimals:
                 env = plan.route_decoder().decode(body)
@@ -524,6 +525,18 @@ def failure_reason(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, RecursionError):
         return "too_deep", "the message nests structs/arrays deeper than the decoder follows"
     return "schema_mismatch", f"the payload does not match its schema: {type(exc).__name__}: {exc}"
+
+
+_MAX_INT_DIGITS: Final = 4300
+"""Python's limit for an integer read from text (sys.int_info.default_max_str_digits): a longer
+one is no JSON to any of the decoder's parsers."""
+_DIGITS_AS_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
+_TOO_MANY_DIGITS: Final = b"0" * (_MAX_INT_DIGITS + 1)
+
+
+def _longer_number(data: bytes) -> bool:
+    """A run of more than `_MAX_INT_DIGITS` digits (only a message that long can hold one)."""
+    return _TOO_MANY_DIGITS in data.translate(_DIGITS_AS_ZERO)
 
 
 def _int_exact_loads(data: bytes | memoryview) -> Any:

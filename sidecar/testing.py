@@ -170,7 +170,6 @@ class MemorySource:
     again from `offset` (next, before the rest); `seeks` records them."""
 
     auto_units = True
-    units_are_partitions = True  # as KafkaSource: `locate` gives ((topic, partition), offset)
 
     def __init__(self, messages: Sequence[RawMessage], batch_size: int = 50,
                  rebalances: Sequence[tuple[int, str, Collection[Hashable]]] = ()) -> None:
@@ -194,6 +193,8 @@ class MemorySource:
         if rebalances:
             self.auto_units = False
         self.exhausted = not self.messages and not self._rebalances
+        # As KafkaSource: `locate` gives ((topic, partition), offset) — unless a subclass says otherwise.
+        self.units_are_partitions = type(self).locate is MemorySource.locate
 
     def poll(self, timeout_s: float) -> Sequence[RawMessage]:
         if not self._started:

@@ -38,8 +38,8 @@ class Source(Protocol):
 
     def locate(self, raw: RawMessage) -> tuple[Hashable, int]:
         """The unit (partition, batch) a message belongs to and its offset in it. A source whose
-        answer is always `((raw.topic, raw.partition), raw.offset)` may say so with a class
-        attribute `units_are_partitions = True`: the checkpoint then locates without calling it."""
+        answer is always `((raw.topic, raw.partition), raw.offset)` may say so with an attribute
+        `units_are_partitions = True`: the checkpoint then locates without calling it."""
 
     def pause(self) -> None:
         """Stop fetching (too many records in flight); keep the membership alive."""

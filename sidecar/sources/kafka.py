@@ -54,7 +54,6 @@ class _NoListener:
 class KafkaSource:
     exhausted = False
     auto_units = False
-    units_are_partitions = True  # `locate` gives ((topic, partition), offset): the checkpoint does it itself
 
     def __init__(
         self,
@@ -68,6 +67,8 @@ class KafkaSource:
         self.log = logger
         self.metrics = metrics or NoMetrics()
         self.health = health or Health()
+        # `locate` gives ((topic, partition), offset): the checkpoint does it itself (not a subclass's).
+        self.units_are_partitions = type(self).locate is KafkaSource.locate
         self.listener: Assignments = _NoListener()
         # Transaction hooks: which topics must all be owned here (None: no check). Set by the app.
         self.must_own: Callable[[str], bool] | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 import pytest
 
 from sidecar.checkpoint import Checkpoint, PartitionTracker
@@ -96,3 +98,26 @@ def test_drop_counts_only_unfinished_records() -> None:
     assert other is not None
     cp.finish(other)
     assert cp.in_flight == 0
+
+
+def test_a_source_subclass_that_locates_its_own_way_is_asked() -> None:
+    """Kafka-like sources are located by the checkpoint itself (no call per record); a subclass that
+    overrides `locate` is called, as any source."""
+    from sidecar.events import RawMessage
+
+    asked: list[int] = []
+
+    class OneUnit(MemorySource):
+        def locate(self, raw: RawMessage) -> tuple[Hashable, int]:
+            assert raw.offset is not None
+            asked.append(raw.offset)
+            return "all", raw.offset
+
+    msgs = [RawMessage("t", p, o, None, b"{}") for o in range(2) for p in (0, 1)]
+    plain, own = MemorySource(msgs), OneUnit(msgs)
+    assert plain.units_are_partitions and not own.units_are_partitions
+    cp = Checkpoint(plain)
+    assert [cp.begin(m) is not None for m in msgs] == [True] * 4 and asked == []
+    cp = Checkpoint(own)
+    tokens = [cp.begin(m) for m in msgs[:1]]
+    assert asked == [0] and tokens[0] is not None and tokens[0][0] == "all"

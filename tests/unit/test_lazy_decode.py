@@ -260,3 +260,20 @@ def test_materialize_raises_the_first_failing_field_in_field_order() -> None:
         with pytest.raises(DecodeError):
             ok.materialize()
         assert ok.event_id == eid and ok.key is None
+
+
+@pytest.mark.parametrize("name", ["cut off", "invalid UTF-8 in a row", "integer longer than Python reads"])
+def test_poison_the_loop_can_see_fails_at_intake_not_when_read(name: str) -> None:
+    """What no parser reads is a decode failure before any hook runs, also where routing skips it
+    (msgspec checks neither the UTF-8 nor the length of what it skips: the decoder does)."""
+    payloads = {
+        "cut off": _ODD_PAYLOADS["cut off"],
+        "invalid UTF-8 in a row": _ODD_PAYLOADS["invalid UTF-8 in a row"],
+        "integer longer than Python reads": (b'{"before":null,"after":{"id":1,"v":' + b"7" * 4301
+                                             + b'},"op":"c","source":{"table":"t"}}'),
+    }
+    out = Decoder().decode(RawMessage("s.public.t", 0, 0, None, payloads[name]))
+    assert isinstance(out, DecodeFailure) and out.reason == "not_json"
+    exactly = b'{"before":null,"after":{"id":1,"v":' + b"7" * 4300 + b'},"op":"c","source":{"table":"t"}}'
+    event = Decoder().decode(RawMessage("s.public.t", 0, 0, None, exactly))  # the longest Python reads
+    assert isinstance(event, ChangeEvent) and event.after == {"id": 1, "v": int("7" * 4300)}
