@@ -216,7 +216,7 @@ class Decoder:
                 value.decode("utf-8")
             except UnicodeDecodeError:
                 return None
-        if len(value) > _MAX_INT_DIGITS and _longer_number(value):
+        if len(body) > _MAX_INT_DIGITS and _longer_number(body):
             return None  # nor the length of the numbers it skips: no parser reads one this long
         try:
             if plan is not None and plan.decimals:
@@ -534,9 +534,9 @@ _DIGITS_AS_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
 _TOO_MANY_DIGITS: Final = b"0" * (_MAX_INT_DIGITS + 1)
 
 
-def _longer_number(data: bytes) -> bool:
-    """A run of more than `_MAX_INT_DIGITS` digits (only a message that long can hold one)."""
-    return _TOO_MANY_DIGITS in data.translate(_DIGITS_AS_ZERO)
+def _longer_number(data: bytes | memoryview) -> bool:
+    """A run of more than `_MAX_INT_DIGITS` digits (only a payload that long can hold one)."""
+    return _TOO_MANY_DIGITS in (data if isinstance(data, bytes) else bytes(data)).translate(_DIGITS_AS_ZERO)
 
 
 def _int_exact_loads(data: bytes | memoryview) -> Any:

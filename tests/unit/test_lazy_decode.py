@@ -277,3 +277,13 @@ def test_poison_the_loop_can_see_fails_at_intake_not_when_read(name: str) -> Non
     exactly = b'{"before":null,"after":{"id":1,"v":' + b"7" * 4300 + b'},"op":"c","source":{"table":"t"}}'
     event = Decoder().decode(RawMessage("s.public.t", 0, 0, None, exactly))  # the longest Python reads
     assert isinstance(event, ChangeEvent) and event.after == {"id": 1, "v": int("7" * 4300)}
+
+
+def test_an_integer_longer_than_python_reads_fails_at_intake_with_a_schema_too() -> None:
+    """Embedded schema: first sight (the full path) and then routed (the schema known), the same
+    decode failure; only the payload's length decides whether it is looked for."""
+    value = _envelope({"id": 1, "v": 0}, {"type": "int64"}).replace(b'"v":0', b'"v":' + b"7" * 4301)
+    decoder = Decoder()
+    for _ in range(2):
+        out = decoder.decode(RawMessage("shop.public.t", 0, 0, None, value))
+        assert isinstance(out, DecodeFailure) and out.reason == "not_json"
