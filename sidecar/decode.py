@@ -312,14 +312,9 @@ class Decoder:
                 except ValueError:  # orjson.JSONDecodeError and json's are ValueErrors
                     pass  # the cut fell inside a value: parse the whole message below
         try:
-            doc = loads(value)
-        except ValueError as exc:
-            if loads is _exact_loads or str(exc).startswith(_CUT_OFF):
-                return None, _NOT_JSON, None  # (cut-off JSON is no JSON to any parser)
-            try:  # a number beyond a double (1e400) is valid JSON: keep it exact
-                doc = _exact_loads(value)
-            except ValueError:
-                return None, _NOT_JSON, None
+            doc = _read(value) if loads is _loads else loads(value)
+        except ValueError:
+            return None, _NOT_JSON, None
         if isinstance(doc, dict) and doc.keys() == {"schema", "payload"}:
             schema = doc["schema"]
             schema_bytes = _canonical(schema)
@@ -557,16 +552,23 @@ def _loads(data: bytes | memoryview) -> Any:
     return _int_exact_loads(data)  # (what orjson reads and msgspec did not: read exactly all the same)
 
 
+def _read(data: bytes | memoryview) -> Any:
+    """A whole document as the decoder reads one: `_loads`, or, where orjson refuses what is still
+    JSON (a number beyond a double: 1e400), every number exact. Not JSON (cut-off JSON is no JSON
+    to any parser: not read twice): ValueError."""
+    try:
+        return _loads(data)
+    except ValueError as exc:
+        if str(exc).startswith(_CUT_OFF):
+            raise
+    return _exact_loads(data)
+
+
 def _load_payload(body: bytes | memoryview) -> Any:
     """A routed payload parsed when first read, as the full path parses it (`_split`): integers
     beyond 64 bits and numbers beyond a double exact; JSON no parser reads: `DecodeError`."""
     try:
-        try:
-            return _loads(body)
-        except ValueError as exc:
-            if str(exc).startswith(_CUT_OFF):
-                raise
-            return _exact_loads(body)  # a number beyond a double (1e400) is valid JSON: kept exact
+        return _read(body)
     except ValueError as exc:
         raise DecodeError("not_json", f"the message value is not JSON: {exc}") from None
     except RecursionError as exc:
