@@ -595,14 +595,35 @@ def data_collection(source: Mapping[str, Any]) -> str:
     return f"{db}.{table}" if db else str(table)
 
 
+class _LastTime:
+    """The last commit time built, by its microseconds: a transaction's events share one commit
+    time, so most events reuse it (datetimes are immutable; one tuple swapped whole, so a reader
+    on another thread sees a matching pair)."""
+
+    def __init__(self) -> None:
+        self.pair: tuple[int, datetime] = (0, _EPOCH)
+
+
+_LAST_TIME: Final = _LastTime()
+
+
+def _commit_time(us: int) -> datetime:
+    pair = _LAST_TIME.pair
+    if pair[0] == us:
+        return pair[1]
+    at = _EPOCH + timedelta(0, 0, us)  # (positional: keyword arguments cost a dict per call)
+    _LAST_TIME.pair = (us, at)
+    return at
+
+
 def committed_at(source: Mapping[str, Any]) -> datetime | None:
     """Source commit time as aware UTC (snapshot rows: the snapshot's read time)."""
     us = source.get("ts_us")
     if isinstance(us, int):
-        return _EPOCH + timedelta(microseconds=us)
+        return _commit_time(int(us))
     ms = source.get("ts_ms")
     if isinstance(ms, int):
-        return _EPOCH + timedelta(milliseconds=ms)
+        return _commit_time(int(ms) * 1000)
     return None
 
 
@@ -639,10 +660,8 @@ def event_id(source: Mapping[str, Any], table: str, op: str, before: Any, after:
     (COPY / multi-row inserts share an LSN) and make a re-snapshot of an unchanged row the
     same event while a changed row is a new one. Never Kafka coordinates.
     """
-    h = hashlib.sha256()
-    h.update(f"{source.get('name')}|{table}|{_position(source, op)}|{op}|".encode())
-    h.update(_canonical([before, after]))
-    return h.hexdigest()[:32]
+    head = f"{source.get('name')}|{table}|{_position(source, op)}|{op}|".encode()
+    return hashlib.sha256(head + _canonical([before, after])).hexdigest()[:32]
 
 
 def _marker(raw: RawMessage, payload: Mapping[str, Any]) -> TransactionMarker | DecodeFailure:

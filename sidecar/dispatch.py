@@ -352,13 +352,15 @@ class Dispatcher:
         give up on calls past their timeout, start runs in free slots. `new_turn=False` (the
         loop, in the middle of a fetched batch): inline runs keep this turn's time budget."""
         results = self._results
-        try:
-            item = results.get(timeout=wait_s) if wait_s > 0 and self._running else results.get_nowait()
-            while True:
-                self._apply(item)
-                item = results.get_nowait()
-        except queue.Empty:
-            pass
+        if wait_s > 0 and self._running and results.empty():
+            try:
+                first: Result | None = results.get(timeout=wait_s)
+            except queue.Empty:
+                first = None
+            if first is not None:
+                self._apply(first)
+        while not results.empty():  # (only this thread takes from it: not empty → get succeeds)
+            self._apply(results.get_nowait())
         if self._seen:
             self._count_events()
         now = time.monotonic()
@@ -521,16 +523,13 @@ class Dispatcher:
         """A fast hook's run on this thread, its results applied at once (so its lanes can go on)."""
         slow = self._executor.run_inline(run, hook.spec.fn, self._inline_until, self._slow_s)
         results = self._results
-        try:
-            while True:
-                result = results.get_nowait()
-                self._apply(result)
-                if result[0].lane.hook is not hook:
-                    # Another hook's run may have ended here and readied its lanes after its turn
-                    # in `service`: the loop must come back at once, not block in the next poll.
-                    self._deferred = True
-        except queue.Empty:
-            pass
+        while not results.empty():
+            result = results.get_nowait()
+            self._apply(result)
+            if result[0].lane.hook is not hook:
+                # Another hook's run may have ended here and readied its lanes after its turn
+                # in `service`: the loop must come back at once, not block in the next poll.
+                self._deferred = True
         if slow:
             self._demote(hook)
 

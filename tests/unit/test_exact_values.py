@@ -116,3 +116,24 @@ def test_infinity_is_the_only_clamp() -> None:
     """ZonedTimestamp ±infinity still maps to datetime.max/min (documented)."""
     got = _decoded({"type": "string", "name": "io.debezium.time.ZonedTimestamp"}, '"infinity"')
     assert got == datetime.max.replace(tzinfo=UTC)
+
+
+def test_commit_times_are_exact_whichever_was_built_before() -> None:
+    """Events of one transaction reuse the commit time built last; every value, in any order,
+    is still its own instant (µs or ms, bools read as ints as before, out of range fails)."""
+    from datetime import timedelta
+
+    from sidecar.decode import committed_at
+
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    values = [0, 1, 1, -1, 1_764_460_800_000_123, 1_764_460_800_000_123, 1_764_460_800_000_124, 0,
+              -62_135_596_800_000_000, 253_402_300_799_999_999, 1]
+    for us in values:
+        assert committed_at({"ts_us": us}) == epoch + timedelta(microseconds=us)
+        assert committed_at({"ts_ms": us // 1000}) == epoch + timedelta(milliseconds=us // 1000)
+    assert committed_at({"ts_us": True}) == epoch + timedelta(microseconds=1)
+    assert committed_at({"ts_us": "1", "ts_ms": 2}) == epoch + timedelta(milliseconds=2)
+    assert committed_at({}) is None
+    with pytest.raises(OverflowError):
+        committed_at({"ts_us": 253_402_300_800_000_000})
+    assert committed_at({"ts_us": 5}) == epoch + timedelta(microseconds=5)  # (a failure cached nothing)
