@@ -660,8 +660,12 @@ def event_id(source: Mapping[str, Any], table: str, op: str, before: Any, after:
     (COPY / multi-row inserts share an LSN) and make a re-snapshot of an unchanged row the
     same event while a changed row is a new one. Never Kafka coordinates.
     """
-    head = f"{source.get('name')}|{table}|{_position(source, op)}|{op}|".encode()
-    return hashlib.sha256(head + _canonical([before, after])).hexdigest()[:32]
+    name = source.get("name")
+    if op != "r" and source.get("connector") == "postgresql":  # (`_position`'s, in one string)
+        head = f"{name}|{table}|lsn={source.get('lsn')};tx={source.get('txId')}|{op}|"
+    else:
+        head = f"{name}|{table}|{_position(source, op)}|{op}|"
+    return hashlib.sha256(head.encode() + _canonical([before, after])).hexdigest()[:32]
 
 
 def _marker(raw: RawMessage, payload: Mapping[str, Any]) -> TransactionMarker | DecodeFailure:
