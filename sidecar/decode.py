@@ -39,6 +39,8 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _PAYLOAD_SPLIT: Final = b',"payload":'
 _MAX_CACHED_SCHEMAS: Final = 1024
 _UNKNOWN: Final = object()
+_SETTLED: Final[dict[str, Any]] = {}
+"""`_Deferred._payload` once `everything` computed every field (the envelope is no longer held)."""
 _DECIMAL: Final = "org.apache.kafka.connect.data.Decimal"
 # Python datetimes span years 1…9999: a commit time outside is a decode failure, found at once.
 _MIN_US: Final = -62_135_596_800_000_000
@@ -415,6 +417,8 @@ class _Deferred:
     @property
     def payload(self) -> dict[str, Any]:
         payload = self._payload
+        if payload is _SETTLED:
+            raise AssertionError("the envelope was released once every field was computed")
         if payload is None:
             assert self.body is not None
             payload = _load_payload(self.body)
@@ -494,7 +498,12 @@ class _Deferred:
         row_key = self.key() if key else None
         before_row = None if before is None else self._image("before")
         after_row = None if after is None else self._image("after")
-        return eid, row_key, before_row, after_row, src, self.transaction(), committed_at(src)
+        out = eid, row_key, before_row, after_row, src, self.transaction(), committed_at(src)
+        # The event now holds all of it (the message key, if not computed, is read from `raw`): the
+        # parsed envelope goes now, not when the record is finished (less memory per record in flight).
+        self._payload = _SETTLED
+        self.body = None
+        return out
 
     def committed_at(self) -> datetime | None:
         return committed_at(self.src)
