@@ -166,6 +166,10 @@ class KafkaSourceConfig(_Strict):
             # queued.max.messages.kbytes (64 MB) it fetches again only a second later, which
             # capped a reader that keeps up at ~64 MB/s on one partition (see README).
             "fetch.queue.backoff.ms": "10",
+            # librdkafka's 500 ms: a fetch for partitions without new data (the transaction
+            # topic, never paused) waits that long at the broker, and a partition resumed after
+            # backpressure is fetched only once it returns: up to 500 ms with nothing to do.
+            "fetch.wait.max.ms": "100",
         }
         for key, secret in self.settings.items():
             conf[key] = read_secret(secret.get_secret_value(), f"source.kafka.settings.{key}")

@@ -71,3 +71,88 @@ def test_backpressure_pauses_partitions_and_commits_everything(tmp_path: Path) -
     assert committed(group, topic) == n
     assert stats.calls_ok == n
     print(f"backpressure: {n} records in {took:.1f}s, peak in flight {peak[0]} (bound {bound})")
+
+
+def test_resumed_partitions_are_fetched_at_once(tmp_path: Path) -> None:
+    """Transaction hooks behind a pre-filled topic: the data partition is paused and resumed again
+    and again while the transaction topic (never paused, nothing new in it) has a fetch waiting at the
+    broker. librdkafka fetches a resumed partition only once that fetch returns: with its default
+    `fetch.wait.max.ms` (500) the hooks sat idle up to half a second per resume. Measured here: the
+    time from each resume to the next data message the loop gets."""
+    import importlib.util
+
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from sidecar.app import build_app
+    from sidecar.app import run as run_sidecar
+    from sidecar.config import Settings
+    from sidecar.sources.kafka import KafkaSource
+
+    spec = importlib.util.spec_from_file_location("bench_transactions", REPO / "bench" / "transactions.py")
+    assert spec is not None and spec.loader is not None
+    bt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bt)
+    prefix = f"itresume{uuid.uuid4().hex[:8]}"
+    data, markers = f"{prefix}.public.orders", f"{prefix}.transaction"
+    n_tx = 60
+    admin = AdminClient({"bootstrap.servers": KAFKA})
+    for future in admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1)
+                                       for t in (data, markers)]).values():
+        future.result(30)
+    producer = Producer({"bootstrap.servers": KAFKA, "linger.ms": 20})
+    for tx in range(1, n_tx + 1):
+        producer.produce(markers, value=bt.marker("BEGIN", tx))
+        for order in range(1, bt.ROWS + 1):
+            key, value = bt.envelope(prefix, tx, order, tx * bt.ROWS + order)
+            producer.produce(data, key=key, value=value)
+        producer.produce(markers, value=bt.marker("END", tx))
+    assert producer.flush(30) == 0
+
+    resumed_at: list[float] = []
+    gaps: list[float] = []
+    calls: list[int] = []
+    stop = threading.Event()
+    real_resume, real_poll = KafkaSource.resume, KafkaSource.poll
+
+    def resume(self: KafkaSource) -> None:
+        resumed_at.append(time.monotonic())
+        real_resume(self)
+
+    def poll(self: KafkaSource, timeout_s: float) -> Any:
+        batch = real_poll(self, timeout_s)
+        if len(resumed_at) > len(gaps) and any(m.topic == data for m in batch):
+            gaps.append(time.monotonic() - resumed_at[-1])
+        return batch
+
+    def hook(p: Any) -> None:
+        time.sleep(0.02)
+        calls.append(len(p.records))
+        if len(calls) == n_tx:
+            stop.set()
+
+    from sidecar.hooks import HookSpec
+
+    settings = Settings(
+        pipeline="it-resume",
+        source={"kind": "kafka", "kafka": {"bootstrap_servers": KAFKA, "group_id": f"it-resume-{prefix}",
+                                           "topics": [data, markers], "batch_size": 20}},  # type: ignore[arg-type]
+        http={"enabled": False},  # type: ignore[arg-type]
+        dead_letters={"kind": "file", "path": str(tmp_path / "dl.jsonl")},  # type: ignore[arg-type]
+        dispatch={"max_in_flight": 100, "max_transaction_records": 50},  # type: ignore[arg-type]
+    )
+    spec_tx = HookSpec("tx", hook, "it", tables=frozenset({"public.orders"}), mode="transaction")
+    app = build_app(settings, hooks=[spec_tx])
+    KafkaSource.resume, KafkaSource.poll = resume, poll  # type: ignore[method-assign]
+    watchdog = threading.Timer(120, stop.set)
+    watchdog.start()
+    try:
+        run_sidecar(app, stop)
+    finally:
+        watchdog.cancel()
+        KafkaSource.resume, KafkaSource.poll = real_resume, real_poll  # type: ignore[method-assign]
+    assert calls == [bt.ROWS] * n_tx, "every transaction called once, whole"
+    assert len(gaps) >= 10, f"the source was resumed {len(resumed_at)} times (data after {len(gaps)})"
+    print(f"resume → next data message: median {sorted(gaps)[len(gaps) // 2] * 1e3:.0f} ms, "
+          f"max {max(gaps) * 1e3:.0f} ms over {len(gaps)} resumes")
+    assert max(gaps) < 0.3, f"a resumed partition waited {max(gaps) * 1e3:.0f} ms for its next fetch"
