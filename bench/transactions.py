@@ -19,6 +19,9 @@ with transaction blocks) and `<prefix>.transaction` (BEGIN/END markers), then ru
   random ids every real pipeline writes (measured: ~44 against ~95 µs per record), so it
   ran about twice as fast as the same script on the ids the hooks actually write;
 - sidecar, both hooks `mode: transaction` (serial each, commit order), real `run` path;
+- sidecar, the two hooks as config.example.yaml sets them (what a user starts from: today
+  audit_log `transaction`, ordering none, concurrency 4, timeout 30 s; pipeline_stats
+  `transaction`, serial), on topics of its own;
 - sidecar, both hooks `mode: record`, serial (the old behaviour, 164 records/s in issue 9);
 - with `--concurrency N`: also both hooks `mode: transaction, ordering: none, concurrency: N`
   (calls overlap; fine for these two hooks, whose writes commute), on topics of its own.
@@ -254,7 +257,30 @@ def _diag(name: str, times: CallTimes, loop_cpu_per_record: float | None) -> Non
         d["loop"].append(loop_cpu_per_record)
 
 
-def sidecar(topics: list[str], records: int, mode: str, concurrency: int = 0) -> float:
+EXAMPLE_KEYS = ("mode", "ordering", "concurrency", "timeout_s", "retry", "on_failure", "max_records", "max_wait_ms")
+
+
+def example_hooks() -> dict[str, dict[str, Any]]:
+    """The two hooks' settings in config.example.yaml (what a user starts from): mode, ordering,
+    concurrency, timeout and failure policy; only their tables are narrowed to the bench's one."""
+    import yaml
+
+    hooks = yaml.safe_load((REPO / "config.example.yaml").read_text())["hooks"]
+    return {name: {k: v for k, v in hooks[name].items() if k in EXAMPLE_KEYS}
+            for name in ("audit_log", "pipeline_stats")}
+
+
+def example_label() -> str:
+    parts = []
+    for name, cfg in example_hooks().items():
+        how = "serial" if cfg.get("ordering", "partition") == "partition" and cfg.get("concurrency", 1) == 1 else (
+            f"ordering {cfg.get('ordering', 'partition')}, concurrency {cfg.get('concurrency', 1)}")
+        timeout = f", timeout {cfg['timeout_s']} s" if cfg.get("timeout_s") else ""
+        parts.append(f"{name} {cfg.get('mode', 'record')}, {how}{timeout}")
+    return "sidecar as config.example.yaml (" + "; ".join(parts) + ")"
+
+
+def sidecar(topics: list[str], records: int, mode: str, concurrency: int = 0, example: bool = False) -> float:
     import structlog
 
     from sidecar.app import build_app
@@ -275,8 +301,9 @@ def sidecar(topics: list[str], records: int, mode: str, concurrency: int = 0) ->
         source={"kind": "kafka", "kafka": {"bootstrap_servers": KAFKA, "group_id": group,
                                            "topics": topics}},  # type: ignore[arg-type]
         databases={"auxiliary": {"audit": AUX_URL}},  # type: ignore[arg-type]
-        hooks={"audit_log": {"path": str(REPO / "hooks/audit_log.py"), **hook},  # type: ignore[dict-item]
-               "pipeline_stats": {"path": str(REPO / "hooks/pipeline_stats.py"), **hook}},  # type: ignore[dict-item]
+        hooks={name: {"path": str(REPO / f"hooks/{name}.py"),  # type: ignore[misc]
+                      **(dict(example_hooks()[name], tables=["public.orders"]) if example else hook)}
+               for name in ("audit_log", "pipeline_stats")},
         http={"enabled": False},  # type: ignore[arg-type]
         dead_letters={"kind": "file", "path": str(tmp / "dl.jsonl")},  # type: ignore[arg-type]
     )
@@ -316,7 +343,7 @@ def sidecar(topics: list[str], records: int, mode: str, concurrency: int = 0) ->
         drop_group(group)
     if state["n"] < records:
         raise SystemExit(f"sidecar {mode}: only {state['n']} of {records} records within 600 s")
-    _diag(label(mode, concurrency), times, loop_cpu / state["n"])
+    _diag(example_label() if example else label(mode, concurrency), times, loop_cpu / state["n"])
     return (state["n"] - state["skip"]) / (state["last"] - state["first"])
 
 
@@ -340,7 +367,7 @@ def main() -> None:
     args = ap.parse_args()
     global KEEP
     KEEP = args.keep_rows
-    names = [BARE, label("transaction"), label("record"), BARE_SEQUENTIAL]
+    names = [BARE, label("transaction"), example_label(), label("record"), BARE_SEQUENTIAL]
     if args.concurrency:
         names.insert(2, label("transaction", args.concurrency))
     rates: dict[str, list[float]] = {k: [] for k in names}
@@ -350,6 +377,7 @@ def main() -> None:
         # Topics of its own for the ordering-none run: on the same topics its records would have
         # the same event ids, and its audit inserts would only find the rows the first run wrote.
         conc_topics = fill(f"benchtx{uuid.uuid4().hex[:8]}", args.transactions) if args.concurrency else []
+        example_topics = fill(f"benchtx{uuid.uuid4().hex[:8]}", args.transactions)
         rec_topics = fill(f"benchtx{uuid.uuid4().hex[:8]}", args.record_messages // ROWS)
         for name in names:
             if name in (BARE, BARE_SEQUENTIAL):
@@ -358,11 +386,13 @@ def main() -> None:
                 rate = sidecar(rec_topics[:1], args.record_messages, "record")
             elif name == label("transaction"):
                 rate = sidecar(tx_topics, args.transactions * ROWS, "transaction")
+            elif name == example_label():
+                rate = sidecar(example_topics, args.transactions * ROWS, "transaction", example=True)
             else:
                 rate = sidecar(conc_topics, args.transactions * ROWS, "transaction", args.concurrency)
             rates[name].append(rate)
             print(f"round {r + 1}: {name:{width}} {rate:8,.0f} records/s", flush=True)
-        drop_topics(tx_topics + conc_topics + rec_topics)
+        drop_topics(tx_topics + conc_topics + example_topics + rec_topics)
     med = {k: statistics.median(v) for k, v in rates.items()}
     print("\n| run | records/s (median) | every round | vs bare | vs record serial |")
     print("|---|---|---|---|---|")
