@@ -271,13 +271,17 @@ def example_hooks() -> dict[str, dict[str, Any]]:
 
 
 def example_label() -> str:
+    return "sidecar, hooks as in config.example.yaml"
+
+
+def example_description() -> str:
     parts = []
     for name, cfg in example_hooks().items():
         how = "serial" if cfg.get("ordering", "partition") == "partition" and cfg.get("concurrency", 1) == 1 else (
             f"ordering {cfg.get('ordering', 'partition')}, concurrency {cfg.get('concurrency', 1)}")
         timeout = f", timeout {cfg['timeout_s']} s" if cfg.get("timeout_s") else ""
         parts.append(f"{name} {cfg.get('mode', 'record')}, {how}{timeout}")
-    return "sidecar as config.example.yaml (" + "; ".join(parts) + ")"
+    return "; ".join(parts)
 
 
 def sidecar(topics: list[str], records: int, mode: str, concurrency: int = 0, example: bool = False) -> float:
@@ -399,6 +403,7 @@ def main() -> None:
     for k in names:
         print(f"| {k} | {med[k]:,.0f} | {', '.join(f'{x:,.0f}' for x in rates[k])} | "
               f"{med[k] / med[BARE]:.2f} | {med[k] / med[label('record')]:.1f} |")
+    print(f"\n{example_label()}: {example_description()}.")
     print("\nWhere the time goes (medians over rounds of each round's median call):\n")
     print("| run | hook call, wall (ms) | hook call, thread CPU (ms) | loop thread CPU per record (µs) |")
     print("|---|---|---|---|")
