@@ -39,8 +39,6 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _PAYLOAD_SPLIT: Final = b',"payload":'
 _MAX_CACHED_SCHEMAS: Final = 1024
 _UNKNOWN: Final = object()
-_SETTLED: Final[dict[str, Any]] = {}
-"""`_Deferred._payload` once `everything` computed every field (the envelope is no longer held)."""
 _DECIMAL: Final = "org.apache.kafka.connect.data.Decimal"
 # Python datetimes span years 1…9999: a commit time outside is a decode failure, found at once.
 _MIN_US: Final = -62_135_596_800_000_000
@@ -417,8 +415,6 @@ class _Deferred:
     @property
     def payload(self) -> dict[str, Any]:
         payload = self._payload
-        if payload is _SETTLED:
-            raise AssertionError("the envelope was released once every field was computed")
         if payload is None:
             assert self.body is not None
             payload = _load_payload(self.body)
@@ -498,12 +494,7 @@ class _Deferred:
         row_key = self.key() if key else None
         before_row = None if before is None else self._image("before")
         after_row = None if after is None else self._image("after")
-        out = eid, row_key, before_row, after_row, src, self.transaction(), committed_at(src)
-        # The event now holds all of it (the message key, if not computed, is read from `raw`): the
-        # parsed envelope goes now, not when the record is finished (less memory per record in flight).
-        self._payload = _SETTLED
-        self.body = None
-        return out
+        return eid, row_key, before_row, after_row, src, self.transaction(), committed_at(src)
 
     def committed_at(self) -> datetime | None:
         return committed_at(self.src)
@@ -606,18 +597,20 @@ def data_collection(source: Mapping[str, Any]) -> str:
 
 class _LastTime:
     """The last commit time built, by its microseconds: a transaction's events share one commit
-    time, so most events reuse it (datetimes are immutable; one tuple swapped whole, so a reader
-    on another thread sees a matching pair)."""
+    time, so most events reuse it (datetimes are immutable). `pair` is one reference to a
+    (microseconds, datetime) tuple, replaced whole (typed `Any` so that the compiled build keeps
+    it boxed: a typed tuple attribute is stored as two fields), so a reader on another thread
+    sees a matching pair."""
 
     def __init__(self) -> None:
-        self.pair: tuple[int, datetime] = (0, _EPOCH)
+        self.pair: Any = (0, _EPOCH)
 
 
 _LAST_TIME: Final = _LastTime()
 
 
 def _commit_time(us: int) -> datetime:
-    pair = _LAST_TIME.pair
+    pair: tuple[int, datetime] = _LAST_TIME.pair
     if pair[0] == us:
         return pair[1]
     at = _EPOCH + timedelta(0, 0, us)  # (positional: keyword arguments cost a dict per call)
