@@ -154,6 +154,10 @@ def test_resumed_partitions_are_fetched_at_once(tmp_path: Path) -> None:
     finally:
         watchdog.cancel()
         KafkaSource.resume, KafkaSource.poll = real_resume, real_poll  # type: ignore[method-assign]
+        for future in admin.delete_topics([data, markers]).values():  # (leave the stack as found)
+            future.result(30)
+        for future in admin.delete_consumer_groups([f"it-resume-{prefix}"], request_timeout=30).values():
+            future.result(30)
     assert calls == [bt.ROWS] * n_tx, "every transaction called once, whole"
     assert len(gaps) >= 10, f"data came after only {len(gaps)} resumes"
     median = sorted(gaps)[len(gaps) // 2]
