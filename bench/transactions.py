@@ -61,6 +61,7 @@ AUX_URL = (f"mysql+pymysql://sidecar:sidecar-demo-pw@127.0.0.1:{os.environ.get('
 ROWS = 20
 BARE = "bare script (20-row transactions)"
 BARE_SEQUENTIAL = "bare script, sequential ids (not the baseline)"
+EXAMPLE = "sidecar, hooks as in config.example.yaml"
 DIAG: dict[str, dict[str, list[float]]] = {}
 """Per run name: the hook calls' wall and CPU seconds, the loop's CPU seconds per record."""
 
@@ -270,10 +271,6 @@ def example_hooks() -> dict[str, dict[str, Any]]:
             for name in ("audit_log", "pipeline_stats")}
 
 
-def example_label() -> str:
-    return "sidecar, hooks as in config.example.yaml"
-
-
 def example_description() -> str:
     parts = []
     for name, cfg in example_hooks().items():
@@ -298,6 +295,7 @@ def sidecar(topics: list[str], records: int, mode: str, concurrency: int = 0, ex
     tmp = Path(tempfile.mkdtemp(prefix="cs-bench-"))
     pipeline, group = f"bench-{uuid.uuid4().hex[:6]}", f"bench-{uuid.uuid4().hex[:8]}"
     hook: dict[str, Any] = {"tables": ["public.orders"], "mode": mode}
+    shipped = example_hooks() if example else {}
     if concurrency:
         hook.update(ordering="none", concurrency=concurrency)
     settings = Settings(
@@ -306,7 +304,7 @@ def sidecar(topics: list[str], records: int, mode: str, concurrency: int = 0, ex
                                            "topics": topics}},  # type: ignore[arg-type]
         databases={"auxiliary": {"audit": AUX_URL}},  # type: ignore[arg-type]
         hooks={name: {"path": str(REPO / f"hooks/{name}.py"),  # type: ignore[misc]
-                      **(dict(example_hooks()[name], tables=["public.orders"]) if example else hook)}
+                      **(dict(shipped[name], tables=["public.orders"]) if example else hook)}
                for name in ("audit_log", "pipeline_stats")},
         http={"enabled": False},  # type: ignore[arg-type]
         dead_letters={"kind": "file", "path": str(tmp / "dl.jsonl")},  # type: ignore[arg-type]
@@ -347,7 +345,7 @@ def sidecar(topics: list[str], records: int, mode: str, concurrency: int = 0, ex
         drop_group(group)
     if state["n"] < records:
         raise SystemExit(f"sidecar {mode}: only {state['n']} of {records} records within 600 s")
-    _diag(example_label() if example else label(mode, concurrency), times, loop_cpu / state["n"])
+    _diag(EXAMPLE if example else label(mode, concurrency), times, loop_cpu / state["n"])
     return (state["n"] - state["skip"]) / (state["last"] - state["first"])
 
 
@@ -371,7 +369,7 @@ def main() -> None:
     args = ap.parse_args()
     global KEEP
     KEEP = args.keep_rows
-    names = [BARE, label("transaction"), example_label(), label("record"), BARE_SEQUENTIAL]
+    names = [BARE, label("transaction"), EXAMPLE, label("record"), BARE_SEQUENTIAL]
     if args.concurrency:
         names.insert(2, label("transaction", args.concurrency))
     rates: dict[str, list[float]] = {k: [] for k in names}
@@ -390,7 +388,7 @@ def main() -> None:
                 rate = sidecar(rec_topics[:1], args.record_messages, "record")
             elif name == label("transaction"):
                 rate = sidecar(tx_topics, args.transactions * ROWS, "transaction")
-            elif name == example_label():
+            elif name == EXAMPLE:
                 rate = sidecar(example_topics, args.transactions * ROWS, "transaction", example=True)
             else:
                 rate = sidecar(conc_topics, args.transactions * ROWS, "transaction", args.concurrency)
@@ -403,7 +401,7 @@ def main() -> None:
     for k in names:
         print(f"| {k} | {med[k]:,.0f} | {', '.join(f'{x:,.0f}' for x in rates[k])} | "
               f"{med[k] / med[BARE]:.2f} | {med[k] / med[label('record')]:.1f} |")
-    print(f"\n{example_label()}: {example_description()}.")
+    print(f"\n{EXAMPLE}: {example_description()}.")
     print("\nWhere the time goes (medians over rounds of each round's median call):\n")
     print("| run | hook call, wall (ms) | hook call, thread CPU (ms) | loop thread CPU per record (µs) |")
     print("|---|---|---|---|")

@@ -529,14 +529,18 @@ _DIGITS_AS_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
 _TOO_MANY_DIGITS: Final = b"0" * (_MAX_INT_DIGITS + 1)
 
 
+def _as_bytes(data: bytes | memoryview) -> bytes:
+    return data if isinstance(data, bytes) else bytes(data)
+
+
 def _longer_number(data: bytes | memoryview) -> bool:
     """A run of more than `_MAX_INT_DIGITS` digits (only a payload that long can hold one)."""
-    return _TOO_MANY_DIGITS in (data if isinstance(data, bytes) else bytes(data)).translate(_DIGITS_AS_ZERO)
+    return _TOO_MANY_DIGITS in _as_bytes(data).translate(_DIGITS_AS_ZERO)
 
 
 def _int_exact_loads(data: bytes | memoryview) -> Any:
     """JSON with integers of any size exact (the standard library), floats as orjson reads them."""
-    return json.loads(data if isinstance(data, bytes) else bytes(data))
+    return json.loads(_as_bytes(data))
 
 
 def _loads(data: bytes | memoryview) -> Any:
@@ -577,7 +581,7 @@ def _load_payload(body: bytes | memoryview) -> Any:
 
 def _exact_loads(data: bytes | memoryview) -> Any:
     """JSON with every number exact: non-integers as Decimal (ints are exact in Python anyway)."""
-    return json.loads(data if isinstance(data, bytes) else bytes(data), parse_float=Decimal)
+    return json.loads(_as_bytes(data), parse_float=Decimal)
 
 
 _NOT_JSON: Final = _NotJson()
@@ -662,12 +666,8 @@ def event_id(source: Mapping[str, Any], table: str, op: str, before: Any, after:
     (COPY / multi-row inserts share an LSN) and make a re-snapshot of an unchanged row the
     same event while a changed row is a new one. Never Kafka coordinates.
     """
-    name = source.get("name")
-    if op != "r" and source.get("connector") == "postgresql":  # (`_position`'s, in one string)
-        head = f"{name}|{table}|lsn={source.get('lsn')};tx={source.get('txId')}|{op}|"
-    else:
-        head = f"{name}|{table}|{_position(source, op)}|{op}|"
-    return hashlib.sha256(head.encode() + _canonical([before, after])).hexdigest()[:32]
+    head = f"{source.get('name')}|{table}|{_position(source, op)}|{op}|".encode()
+    return hashlib.sha256(head + _canonical([before, after])).hexdigest()[:32]
 
 
 def _marker(raw: RawMessage, payload: Mapping[str, Any]) -> TransactionMarker | DecodeFailure:
