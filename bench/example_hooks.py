@@ -78,13 +78,11 @@ def bare_pool(n: int, threads: int) -> float:
         # the count upsert in one transaction (what pipeline_stats does for a one-record call).
         eid = f"{run}{i:032d}"[:64]
         with engine.begin() as conn:
-            conn.execute(audit_log.INSERT, [{"event_id": eid, "pipeline": "bench-bare",
-                                             "destination_table": "public.orders", "source_table": None,
-                                             "op": "c", "record_key": str(i), "committed_at": committed}])
+            conn.exec_driver_sql(audit_log.INSERT, [(eid, "bench-bare", "public.orders", "public.orders", "c",
+                                                     str(i), committed)])
         with engine.begin() as conn:
             if not claim_ids(conn, "bench-bare", "pipeline_stats", [eid]):
-                conn.execute(pipeline_stats.UPSERT, {"pipeline": "bench-bare", "table": "public.orders",
-                                                     "committed_at": committed, "events": 1})
+                conn.exec_driver_sql(pipeline_stats.UPSERT, ("bench-bare", "public.orders", committed, 1))
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(one, range(min(50, n))))  # warm the pool's connections

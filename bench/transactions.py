@@ -214,21 +214,19 @@ def bare(transactions: int, sequential: bool = False) -> float:
            else event_ids(transactions))
     warm = [[uuid.uuid4().hex for _ in range(ROWS)] for _ in range(3)]
 
-    def rows(tx: int) -> list[dict[str, Any]]:
+    def rows(tx: int) -> list[tuple[Any, ...]]:  # audit_log.row's columns, the way it passes them
         keys = ids[tx] if tx >= 0 else warm[-1 - tx]
-        return [{"event_id": keys[o], "pipeline": pipeline, "destination_table": "public.orders",
-                 "source_table": None, "op": "c", "record_key": str(tx * ROWS + o), "committed_at": committed}
+        return [(keys[o], pipeline, "public.orders", "public.orders", "c", str(tx * ROWS + o), committed)
                 for o in range(ROWS)]
 
     def audit(tx: int) -> None:
         with engine.begin() as conn:
-            conn.execute(audit_log.INSERT, rows(tx))
+            conn.exec_driver_sql(audit_log.INSERT, rows(tx))
 
     def stats(tx: int) -> None:
         with engine.begin() as conn:
-            applied = claim_ids(conn, pipeline, "pipeline_stats", [r["event_id"] for r in rows(tx)])
-            conn.execute(pipeline_stats.UPSERT, {"pipeline": pipeline, "table": "public.orders",
-                                                 "committed_at": committed, "events": ROWS - len(applied)})
+            applied = claim_ids(conn, pipeline, "pipeline_stats", [r[0] for r in rows(tx)])
+            conn.exec_driver_sql(pipeline_stats.UPSERT, (pipeline, "public.orders", committed, ROWS - len(applied)))
 
     for tx in range(3):  # warm the pool
         audit(-1 - tx)

@@ -12,18 +12,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
-
 from sidecar import CheckpointParam
 from sidecar.ledger import claim
 
-UPSERT = text(
+UPSERT = (
     "INSERT INTO pipeline_stats (pipeline, destination_table, last_committed_at, events) "
-    "VALUES (:pipeline, :table, :committed_at, :events) "
+    "VALUES (%s, %s, %s, %s) "
     "ON DUPLICATE KEY UPDATE events = events + VALUES(events), "
     "last_committed_at = GREATEST(COALESCE(last_committed_at, VALUES(last_committed_at)), "
     "VALUES(last_committed_at)), updated_at = CURRENT_TIMESTAMP(6)"
 )
+"""Driver SQL (`conn.exec_driver_sql`): (pipeline, table, committed_at, events)."""
 
 
 def per_table(records: list[dict[str, Any]], applied: set[str]) -> dict[str, tuple[int, datetime | None]]:
@@ -45,11 +44,7 @@ def checkpoint(param: CheckpointParam) -> None:
     with param.auxiliary_db["audit"].begin() as conn:
         applied = claim(conn, param)
         for table, (count, latest) in sorted(per_table(param.records, applied).items()):
-            conn.execute(UPSERT, {
-                "pipeline": param.ctx.name,
-                "table": table,
-                "committed_at": None if latest is None else latest.replace(tzinfo=None),
-                "events": count,
-            })
+            conn.exec_driver_sql(UPSERT, (param.ctx.name, table,
+                                          None if latest is None else latest.replace(tzinfo=None), count))
     if applied:
         param.logger.info("records already counted by an earlier delivery", already=len(applied))

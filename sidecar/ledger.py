@@ -41,7 +41,7 @@ import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import TextClause, text
+from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 TABLE = "checkpoint_ledger"
@@ -106,18 +106,21 @@ def claim_ids(conn: Connection, pipeline: str, hook: str, ids: Iterable[str]) ->
     for start in range(0, len(wanted), CHUNK):
         chunk = wanted[start : start + CHUNK]
         params: dict[str, Any] = {"p": pipeline, "h": hook, **{f"i{n}": i for n, i in enumerate(chunk)}}
-        inserted = {r[0] for r in conn.execute(_insert(kind, len(chunk)), params)}
+        inserted = {r[0] for r in conn.exec_driver_sql(_insert(kind, len(chunk)), params)}
         already.update(i for i in chunk if i not in inserted)
     return already
 
 
 @functools.lru_cache(maxsize=64)
-def _insert(kind: str, n: int) -> TextClause:
-    """The claim statement for `n` ids (built once per size: a call's size repeats)."""
-    values = ", ".join(f"(:p, :h, :i{k})" for k in range(n))
+def _insert(kind: str, n: int) -> str:
+    """The claim statement for `n` ids (built once per size: a call's size repeats). Driver SQL
+    with `%(name)s` placeholders (PyMySQL's and psycopg's style), run with `exec_driver_sql`:
+    SQLAlchemy's processing of a `text()` statement's named parameters costs more CPU than the
+    driver's own, per id."""
+    values = ", ".join(f"(%(p)s, %(h)s, %(i{k})s)" for k in range(n))
     if kind == "postgresql":
-        return text(f"INSERT INTO {TABLE} (pipeline, hook, id) VALUES {values} ON CONFLICT DO NOTHING RETURNING id")
-    return text(f"INSERT IGNORE INTO {TABLE} (pipeline, hook, id) VALUES {values} RETURNING id")
+        return f"INSERT INTO {TABLE} (pipeline, hook, id) VALUES {values} ON CONFLICT DO NOTHING RETURNING id"
+    return f"INSERT IGNORE INTO {TABLE} (pipeline, hook, id) VALUES {values} RETURNING id"
 
 
 def _claim_each(conn: Connection, pipeline: str, hook: str, wanted: list[str]) -> set[str]:

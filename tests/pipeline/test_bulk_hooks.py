@@ -24,7 +24,8 @@ def load_hook(name: str) -> Any:
 
 
 class Recorder:
-    """Stands in for an Engine: `begin()` yields a connection that records execute() calls."""
+    """Stands in for an Engine: `begin()` yields a connection that records execute() and
+    exec_driver_sql() calls."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
@@ -37,6 +38,8 @@ class Recorder:
 
     def execute(self, statement: Any, params: Any = None) -> None:
         self.calls.append((str(statement), params))
+
+    exec_driver_sql = execute
 
 
 def test_make_call_param_builds_a_transaction_call() -> None:
@@ -67,11 +70,12 @@ def test_audit_log_writes_a_call_with_one_executemany() -> None:
     events = [make_event("public.orders", after={"id": i}, transaction_id="7") for i in range(5)]
     run_hook(hook.checkpoint, events, auxiliary_db={"audit": aux})  # type: ignore[dict-item]
     assert aux.transactions == 1 and len(aux.calls) == 1
-    rows = aux.calls[0][1]
-    assert [r["event_id"] for r in rows] == [e.event_id for e in events]
+    rows = aux.calls[0][1]  # tuples in audit_log.row's column order: event_id first
+    assert [r[0] for r in rows] == [e.event_id for e in events]
+    assert rows[0][1:6] == ("test-pipeline", "public.orders", None, "c", "0")  # make_event: no source table
     aux2 = Recorder()
     run_hook(hook.checkpoint, events[0], auxiliary_db={"audit": aux2})  # type: ignore[dict-item]
-    assert len(aux2.calls) == 1 and [r["event_id"] for r in aux2.calls[0][1]] == [events[0].event_id]
+    assert len(aux2.calls) == 1 and [r[0] for r in aux2.calls[0][1]] == [events[0].event_id]
 
 
 def test_pipeline_stats_counts_only_records_not_applied_before() -> None:

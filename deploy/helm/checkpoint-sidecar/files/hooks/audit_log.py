@@ -2,6 +2,9 @@
 
 Works in every mode: a call's rows go in with one `executemany` in one auxiliary
 transaction (`mode: transaction` or `batch`: many rows per round trip; `record`: one).
+The rows are plain tuples passed to the driver (`exec_driver_sql`, `%s` placeholders):
+SQLAlchemy's named-parameter handling (`text()` with a dict per row) costs ~8 µs of CPU per
+row, a quarter of a 20-row call's, on the interpreter the sidecar's loop shares.
 Config: an auxiliary database named `audit` holding `pipeline_audit_log`
 (see deploy/local/mariadb-init.sql). A redelivered record hits the primary key and
 changes nothing, so running twice is safe.
@@ -11,36 +14,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import text
-
 from sidecar import CheckpointParam
 
-INSERT = text(
+INSERT = (
     "INSERT INTO pipeline_audit_log "
     "(event_id, pipeline, destination_table, source_table, op, record_key, committed_at) "
-    "VALUES (:event_id, :pipeline, :destination_table, :source_table, :op, :record_key, :committed_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s) "
     "ON DUPLICATE KEY UPDATE event_id = event_id"
 )
+"""Driver SQL (`conn.exec_driver_sql`): one tuple per row, in `row`'s order."""
 
 
-def row(pipeline: str, record: dict[str, Any]) -> dict[str, Any]:
+def row(pipeline: str, record: dict[str, Any]) -> tuple[Any, ...]:
+    """(event_id, pipeline, destination_table, source_table, op, record_key, committed_at)."""
     committed = record["_committed_at"]
     key = record.get("id")
-    return {
-        "event_id": record["_event_id"],
-        "pipeline": pipeline,
-        "destination_table": record["_destination_table"],
-        "source_table": record["_source_table"],
-        "op": record["_op"],
-        "record_key": None if key is None else str(key),
-        "committed_at": None if committed is None else committed.replace(tzinfo=None),
-    }
+    return (
+        record["_event_id"],
+        pipeline,
+        record["_destination_table"],
+        record["_source_table"],
+        record["_op"],
+        None if key is None else str(key),
+        None if committed is None else committed.replace(tzinfo=None),
+    )
 
 
 def checkpoint(param: CheckpointParam) -> None:
     rows = [row(param.ctx.name, r) for r in param.records]
     with param.auxiliary_db["audit"].begin() as conn:
-        conn.execute(INSERT, rows)
+        conn.exec_driver_sql(INSERT, rows)
     if len(rows) == 1:
         param.logger.info("checkpoint triggered", record_id=param.record.get("id"))
     else:
