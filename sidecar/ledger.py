@@ -23,10 +23,18 @@ a rebalance, within minutes (the uncommitted tail) — or after a replication sl
 connector offsets reset, which re-sends everything since; keep ids as long as that can
 happen (days, not hours).
 
-Concurrency: the claim inserts first and reads nothing before — PostgreSQL `INSERT … ON
-CONFLICT DO NOTHING RETURNING id`, MariaDB `INSERT IGNORE … RETURNING id` (both return only
-the rows this claim inserted), MySQL (no RETURNING) one `INSERT IGNORE` per id, applied when
-it inserted a row. Ids are claimed in sorted order, so two claims never wait on each other in
+Concurrency: the claim inserts first and reads nothing before. PostgreSQL: `INSERT … ON
+CONFLICT DO NOTHING RETURNING id` (returns only the rows this claim inserted). MariaDB/MySQL:
+`INSERT IGNORE` of all the ids and its count of inserted rows — all of them, the usual case,
+means none was applied before (PyMySQL parses a `RETURNING` row in Python, ~5 µs per id, half
+a 20-id claim's CPU); fewer means a redelivery, and the ids applied before are then read on a
+second connection of the same engine (`SELECT`, no locks): it sees only committed rows, so
+exactly those the claim skipped — the ids this claim inserted are locked and invisible to it.
+That read needs one more pooled connection, only then; if it does not find as many ids as
+were skipped (a prune removed some in between, or two ids of one claim are equal under the
+table's collation — MariaDB's default ignores case and trailing spaces; event ids are
+lowercase hex), the claim raises and the call fails (its retry policy applies).
+Ids are claimed in sorted order, so two claims never wait on each other in
 a cycle; claims of different ids never wait at all; a claim of an id another transaction
 inserted and has not committed waits for it, then sees it applied (committed) or takes it
 (rolled back). (The earlier `SELECT … FOR UPDATE` then INSERT took gap locks on ids not yet
@@ -100,14 +108,17 @@ def claim_ids(conn: Connection, pipeline: str, hook: str, ids: Iterable[str]) ->
     if not wanted:
         return set()
     kind = _dialect(conn)
-    if kind == "mysql" and not getattr(conn.dialect, "is_mariadb", False):
-        return _claim_each(conn, pipeline, hook, wanted)
     already: set[str] = set()
     for start in range(0, len(wanted), CHUNK):
         chunk = wanted[start : start + CHUNK]
         params: dict[str, Any] = {"p": pipeline, "h": hook, **{f"i{n}": i for n, i in enumerate(chunk)}}
-        inserted = {r[0] for r in conn.exec_driver_sql(_insert(kind, len(chunk)), params)}
-        already.update(i for i in chunk if i not in inserted)
+        if kind == "postgresql":
+            inserted = {r[0] for r in conn.exec_driver_sql(_insert(kind, len(chunk)), params)}
+            already.update(i for i in chunk if i not in inserted)
+            continue
+        skipped = len(chunk) - conn.exec_driver_sql(_insert(kind, len(chunk)), params).rowcount
+        if skipped:
+            already.update(_committed(conn, params, len(chunk), skipped))
     return already
 
 
@@ -120,13 +131,28 @@ def _insert(kind: str, n: int) -> str:
     values = ", ".join(f"(%(p)s, %(h)s, %(i{k})s)" for k in range(n))
     if kind == "postgresql":
         return f"INSERT INTO {TABLE} (pipeline, hook, id) VALUES {values} ON CONFLICT DO NOTHING RETURNING id"
-    return f"INSERT IGNORE INTO {TABLE} (pipeline, hook, id) VALUES {values} RETURNING id"
+    return f"INSERT IGNORE INTO {TABLE} (pipeline, hook, id) VALUES {values}"
 
 
-def _claim_each(conn: Connection, pipeline: str, hook: str, wanted: list[str]) -> set[str]:
-    """MySQL has no RETURNING: one INSERT IGNORE per id; no row inserted = applied before."""
-    statement = text(f"INSERT IGNORE INTO {TABLE} (pipeline, hook, id) VALUES (:p, :h, :i)")
-    return {i for i in wanted if not conn.execute(statement, {"p": pipeline, "h": hook, "i": i}).rowcount}
+@functools.lru_cache(maxsize=64)
+def _select(n: int) -> str:
+    """Which of `n` ids have a row: the ids as given (the table compares them by its collation)."""
+    given = " UNION ALL ".join(f"SELECT %(i{k})s AS id" for k in range(n))
+    return (f"SELECT v.id FROM ({given}) AS v WHERE EXISTS (SELECT 1 FROM {TABLE} AS l "
+            "WHERE l.pipeline = %(p)s AND l.hook = %(h)s AND l.id = v.id)")
+
+
+def _committed(conn: Connection, params: dict[str, Any], n: int, skipped: int) -> set[str]:
+    """MariaDB/MySQL, after an INSERT IGNORE that skipped `skipped` of `n` ids: which ones. Read
+    on another connection: it sees committed rows only, i.e. not the ids this claim inserted."""
+    with conn.engine.connect() as other:
+        found = {r[0] for r in other.exec_driver_sql(_select(n), params)}
+    if len(found) != skipped:
+        raise RuntimeError(
+            f"ledger claim: {skipped} of {n} ids were applied before, but {len(found)} are found in {TABLE}: "
+            "rows were removed meanwhile (`ledger prune`), or two ids of the claim are equal to the table "
+            "(its collation ignores case and trailing spaces); a retry of the call claims them again")
+    return found
 
 
 def claim(conn: Connection, param: Any, records: Sequence[dict[str, Any]] | None = None) -> set[str]:

@@ -47,6 +47,24 @@ def test_claim_returns_ids_applied_before_and_rolls_back_with_the_hook(url: str)
         assert claim_ids(c, pipeline, "h", ["a"]) == set()
 
 
+def test_mariadb_claim_names_skipped_ids_as_given_and_refuses_what_it_cannot_tell() -> None:
+    """MariaDB: the claim counts inserted rows and, when some were skipped, reads which on a second
+    connection. The ids come back as the claim gave them (the table's collation ignores case:
+    "ABC" is the "abc" claimed before); two ids of one claim equal to the table ("q", "Q") cannot
+    be told apart: the claim raises, naming why, and leaves the hook's transaction to roll back."""
+    e = engine(AUX_URL)
+    create_table(e)
+    pipeline = f"it-ledger-ci-{uuid.uuid4().hex[:8]}"
+    with e.begin() as c:
+        assert claim_ids(c, pipeline, "h", ["abc", "x"]) == set()
+    with e.begin() as c:
+        assert claim_ids(c, pipeline, "h", ["ABC", "new"]) == {"ABC"}
+    with pytest.raises(RuntimeError, match="1 of 2 ids were applied before, but 0 are found"), e.begin() as c:
+        claim_ids(c, pipeline, "h", ["q", "Q"])
+    with e.begin() as c:  # rolled back: neither is taken
+        assert claim_ids(c, pipeline, "h", ["q"]) == set()
+
+
 @pytest.mark.parametrize("url", [AUX_URL, PG_URL], ids=["mariadb", "postgresql"])
 def test_concurrent_claims_never_deadlock_and_apply_each_id_once(url: str) -> None:
     """8 threads, 15 rounds, each round every thread claims (in its own transaction, held a moment
