@@ -78,7 +78,7 @@ def bare_pool(n: int, threads: int) -> float:
         # the count upsert in one transaction (what pipeline_stats does for a one-record call).
         eid = f"{run}{i:032d}"[:64]
         with engine.begin() as conn:
-            conn.exec_driver_sql(audit_log.INSERT, [(eid, "bench-bare", "public.orders", "public.orders", "c",
+            conn.exec_driver_sql(audit_log.INSERT, [(eid, "bench-bare", "public.orders", None, "c",
                                                      str(i), committed)])
         with engine.begin() as conn:
             if not claim_ids(conn, "bench-bare", "pipeline_stats", [eid]):

@@ -216,7 +216,7 @@ def bare(transactions: int, sequential: bool = False) -> float:
 
     def rows(tx: int) -> list[tuple[Any, ...]]:  # audit_log.row's columns, the way it passes them
         keys = ids[tx] if tx >= 0 else warm[-1 - tx]
-        return [(keys[o], pipeline, "public.orders", "public.orders", "c", str(tx * ROWS + o), committed)
+        return [(keys[o], pipeline, "public.orders", None, "c", str(tx * ROWS + o), committed)
                 for o in range(ROWS)]
 
     def audit(tx: int) -> None:

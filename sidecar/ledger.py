@@ -27,20 +27,28 @@ Concurrency: the claim inserts first and reads nothing before. PostgreSQL: `INSE
 CONFLICT DO NOTHING RETURNING id` (returns only the rows this claim inserted). MariaDB/MySQL:
 `INSERT IGNORE` of all the ids and its count of inserted rows — all of them, the usual case,
 means none was applied before (PyMySQL parses a `RETURNING` row in Python, ~5 µs per id, half
-a 20-id claim's CPU); fewer means a redelivery, and the ids applied before are then read on a
-second connection of the same engine (`SELECT`, no locks): it sees only committed rows, so
-exactly those the claim skipped — the ids this claim inserted are locked and invisible to it.
-That read needs one more pooled connection, only then; if it does not find as many ids as
-were skipped (a prune removed some in between, or two ids of one claim are equal under the
-table's collation — MariaDB's default ignores case and trailing spaces; event ids are
-lowercase hex), the claim raises and the call fails (its retry policy applies).
-Ids are claimed in sorted order, so two claims never wait on each other in
-a cycle; claims of different ids never wait at all; a claim of an id another transaction
-inserted and has not committed waits for it, then sees it applied (committed) or takes it
-(rolled back). (The earlier `SELECT … FOR UPDATE` then INSERT took gap locks on ids not yet
-there, and concurrent claims deadlocked on them: InnoDB error 1213.) A deadlock that still
-happens (e.g. between a claim and the hook's own upserts) fails the call, which its retry
-policy runs again.
+a 20-id claim's CPU). Fewer means a redelivery: which ids were skipped is then read on a second
+connection of the same engine, READ COMMITTED, no locks, waiting at most 10 s for a table lock
+(a pending `ALTER`/`OPTIMIZE TABLE` on the ledger would otherwise wait for this claim's
+transaction while the claim waits for the read). It sees committed rows only, i.e. exactly the
+ids the claim skipped: an id skipped was committed before the insert returned (the insert waits
+for an uncommitted duplicate's transaction) and stays share-locked by this transaction until it
+ends; the ids this claim inserted are uncommitted, invisible to the read. So that read needs one
+more pooled connection, only on a redelivery (the sidecar's engines keep 4 beyond the hooks'
+concurrency). It raises instead of guessing when it finds fewer ids than were skipped: an id
+claimed twice within one transaction (its first claim is not committed), or two ids of one claim
+equal to the table but not to Python (MariaDB's default collation ignores case, accents and
+trailing spaces; event ids are lowercase hex); the call then fails each time, by its policy.
+Ids are claimed in sorted order, so two claims never wait on each other in a cycle; claims of
+different ids never wait at all; a claim of an id another transaction inserted and has not
+committed waits for it, then sees it applied (committed) or takes it (rolled back). (The
+earlier `SELECT … FOR UPDATE` then INSERT took gap locks on ids not yet there, and concurrent
+claims deadlocked on them: InnoDB error 1213.) A deadlock that still happens (e.g. between a
+claim and the hook's own upserts) fails the call, which its retry policy runs again.
+
+The statements are driver SQL with `%(name)s` placeholders, run with `exec_driver_sql`: PyMySQL,
+mysqlclient, psycopg (3) and psycopg2 take them. Ids longer than 64 characters, and pipeline or
+hook names longer than 200, are refused (ValueError): MariaDB/MySQL would store them cut short.
 """
 
 from __future__ import annotations
@@ -54,6 +62,9 @@ from sqlalchemy.engine import Connection, Engine
 
 TABLE = "checkpoint_ledger"
 CHUNK = 500
+ID_MAX = 64
+NAME_MAX = 200
+LOCK_WAIT_S = 10
 
 _DDL = {
     "mysql": [
@@ -107,6 +118,12 @@ def claim_ids(conn: Connection, pipeline: str, hook: str, ids: Iterable[str]) ->
     wanted = sorted(set(ids))  # one lock order for every claim: no wait cycles between claims
     if not wanted:
         return set()
+    if len(pipeline) > NAME_MAX or len(hook) > NAME_MAX:
+        raise ValueError(f"ledger claim: pipeline and hook names are at most {NAME_MAX} characters "
+                         f"(got {len(pipeline)} and {len(hook)})")
+    if len(max(wanted, key=len)) > ID_MAX:
+        raise ValueError(f"ledger claim: ids are at most {ID_MAX} characters, got one of {len(max(wanted, key=len))} "
+                         "(hash longer ids, e.g. sha256 hex digest cut to 64)")
     kind = _dialect(conn)
     already: set[str] = set()
     for start in range(0, len(wanted), CHUNK):
@@ -135,23 +152,29 @@ def _insert(kind: str, n: int) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _select(n: int) -> str:
-    """Which of `n` ids have a row: the ids as given (the table compares them by its collation)."""
+def _select(n: int, mariadb: bool) -> str:
+    """Which of `n` ids have a row: the ids as given (the table compares them by its collation);
+    waiting at most LOCK_WAIT_S for the table's metadata lock."""
     given = " UNION ALL ".join(f"SELECT %(i{k})s AS id" for k in range(n))
-    return (f"SELECT v.id FROM ({given}) AS v WHERE EXISTS (SELECT 1 FROM {TABLE} AS l "
-            "WHERE l.pipeline = %(p)s AND l.hook = %(h)s AND l.id = v.id)")
+    query = (f"SELECT {{hint}}v.id FROM ({given}) AS v WHERE EXISTS (SELECT 1 FROM {TABLE} AS l "
+             "WHERE l.pipeline = %(p)s AND l.hook = %(h)s AND l.id = v.id)")
+    if mariadb:
+        return f"SET STATEMENT lock_wait_timeout={LOCK_WAIT_S} FOR " + query.format(hint="")
+    return query.format(hint=f"/*+ SET_VAR(lock_wait_timeout={LOCK_WAIT_S}) */ ")
 
 
 def _committed(conn: Connection, params: dict[str, Any], n: int, skipped: int) -> set[str]:
     """MariaDB/MySQL, after an INSERT IGNORE that skipped `skipped` of `n` ids: which ones. Read
-    on another connection: it sees committed rows only, i.e. not the ids this claim inserted."""
-    with conn.engine.connect() as other:
-        found = {r[0] for r in other.exec_driver_sql(_select(n), params)}
+    on another connection, READ COMMITTED: it sees committed rows only, i.e. not the ids this
+    claim inserted."""
+    statement = _select(n, bool(getattr(conn.dialect, "is_mariadb", False)))
+    with conn.engine.connect().execution_options(isolation_level="READ COMMITTED") as other:
+        found = {r[0] for r in other.exec_driver_sql(statement, params)}
     if len(found) != skipped:
         raise RuntimeError(
-            f"ledger claim: {skipped} of {n} ids were applied before, but {len(found)} are found in {TABLE}: "
-            "rows were removed meanwhile (`ledger prune`), or two ids of the claim are equal to the table "
-            "(its collation ignores case and trailing spaces); a retry of the call claims them again")
+            f"ledger claim: {skipped} of {n} ids were skipped as applied, but only {len(found)} are committed "
+            f"in {TABLE}: an id was claimed twice in this transaction, or two ids of the claim are equal to "
+            "the table (its collation ignores case, accents and trailing spaces); see sidecar/ledger.py")
     return found
 
 

@@ -50,8 +50,9 @@ def test_claim_returns_ids_applied_before_and_rolls_back_with_the_hook(url: str)
 def test_mariadb_claim_names_skipped_ids_as_given_and_refuses_what_it_cannot_tell() -> None:
     """MariaDB: the claim counts inserted rows and, when some were skipped, reads which on a second
     connection. The ids come back as the claim gave them (the table's collation ignores case:
-    "ABC" is the "abc" claimed before); two ids of one claim equal to the table ("q", "Q") cannot
-    be told apart: the claim raises, naming why, and leaves the hook's transaction to roll back."""
+    "ABC" is the "abc" claimed before); two ids of one claim equal to the table ("q", "Q"), or an
+    id claimed twice in one transaction, cannot be told apart from a row committed before: the
+    claim raises, naming why, and the hook's transaction rolls back. Over-long ids are refused."""
     e = engine(AUX_URL)
     create_table(e)
     pipeline = f"it-ledger-ci-{uuid.uuid4().hex[:8]}"
@@ -59,10 +60,76 @@ def test_mariadb_claim_names_skipped_ids_as_given_and_refuses_what_it_cannot_tel
         assert claim_ids(c, pipeline, "h", ["abc", "x"]) == set()
     with e.begin() as c:
         assert claim_ids(c, pipeline, "h", ["ABC", "new"]) == {"ABC"}
-    with pytest.raises(RuntimeError, match="1 of 2 ids were applied before, but 0 are found"), e.begin() as c:
+    with pytest.raises(RuntimeError, match="1 of 2 ids were skipped as applied, but only 0 are committed"), \
+            e.begin() as c:
         claim_ids(c, pipeline, "h", ["q", "Q"])
-    with e.begin() as c:  # rolled back: neither is taken
-        assert claim_ids(c, pipeline, "h", ["q"]) == set()
+    with pytest.raises(RuntimeError, match="claimed twice in this transaction"), e.begin() as c:
+        assert claim_ids(c, pipeline, "h", ["t"]) == set()
+        claim_ids(c, pipeline, "h", ["t", "u"])
+    with e.begin() as c:  # both rolled back: nothing of them is taken
+        assert claim_ids(c, pipeline, "h", ["q", "t", "u"]) == set()
+    with pytest.raises(ValueError, match="at most 64 characters"), e.begin() as c:
+        claim_ids(c, pipeline, "h", ["x" * 65])
+
+
+@pytest.mark.parametrize("outcome", ["commit", "rollback"])
+def test_mariadb_claim_waits_for_an_uncommitted_duplicate(outcome: str) -> None:
+    """A claim of an id another transaction inserted and has not committed waits for it; then the
+    id is applied before (committed: the second connection's read finds it) or taken (rolled
+    back: the row count says so)."""
+    e = engine(AUX_URL)
+    create_table(e)
+    pipeline = f"it-ledger-wait-{uuid.uuid4().hex[:8]}"
+    got: list[set[str]] = []
+    holder = e.connect()
+    trans = holder.begin()
+    assert claim_ids(holder, pipeline, "h", ["x"]) == set()
+
+    def second() -> None:
+        with e.begin() as c:
+            got.append(claim_ids(c, pipeline, "h", ["x", "y"]))
+
+    t = threading.Thread(target=second)
+    t.start()
+    time.sleep(0.5)
+    assert t.is_alive() and not got  # waiting for the holder's row
+    trans.commit() if outcome == "commit" else trans.rollback()
+    holder.close()
+    t.join(30)
+    assert got == [{"x"} if outcome == "commit" else set()]
+
+
+def test_mariadb_claim_read_is_bounded_behind_pending_ddl() -> None:
+    """A redelivered claim whose transaction holds the ledger while an ALTER TABLE waits for it:
+    the read on the second connection would queue behind the ALTER — the claim fails after the
+    bounded wait (ledger.LOCK_WAIT_S) instead of hanging; once its transaction rolls back the
+    ALTER goes through."""
+    e = engine(AUX_URL)
+    create_table(e)
+    pipeline = f"it-ledger-ddl-{uuid.uuid4().hex[:8]}"
+    with e.begin() as c:
+        claim_ids(c, pipeline, "h", ["a"])
+    altered: list[float] = []
+
+    def alter() -> None:
+        with e.connect() as c:
+            c.exec_driver_sql(f"ALTER TABLE {ledger.TABLE} COMMENT = 'sidecar ledger'")
+            altered.append(time.monotonic())
+
+    with e.connect() as conn:
+        trans = conn.begin()
+        assert claim_ids(conn, pipeline, "h", ["z"]) == set()  # this transaction writes the ledger
+        t = threading.Thread(target=alter)
+        t.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        with pytest.raises(Exception, match="Lock wait timeout"):
+            claim_ids(conn, pipeline, "h", ["a", "b"])  # "a" skipped: the read on a second connection
+        waited = time.monotonic() - started
+        trans.rollback()
+    t.join(30)
+    assert ledger.LOCK_WAIT_S - 1 < waited < ledger.LOCK_WAIT_S + 5
+    assert altered and altered[0] >= started
 
 
 @pytest.mark.parametrize("url", [AUX_URL, PG_URL], ids=["mariadb", "postgresql"])

@@ -90,3 +90,41 @@ def test_pipeline_stats_counts_only_records_not_applied_before() -> None:
     applied = {param.records[3]["_event_id"]}
     got = hook.per_table(param.records, applied)
     assert got == {"public.orders": (3, t0 + timedelta(seconds=2)), "public.lines": (1, t0)}
+
+
+class _Result:
+    def __init__(self, rowcount: int) -> None:
+        self.rowcount = rowcount
+
+
+class MariaDBStandIn(Recorder):
+    """A MariaDB connection for `sidecar.ledger.claim`: every id claimed is new (row count = ids)."""
+
+    class dialect:  # (what SQLAlchemy's Connection.dialect offers the ledger)
+        name = "mysql"
+        is_mariadb = True
+
+    def exec_driver_sql(self, statement: str, params: Any = None) -> _Result:  # type: ignore[override]
+        self.calls.append((statement, params))
+        return _Result(statement.count("%(i") if statement.startswith("INSERT IGNORE") else 1)
+
+
+def test_example_hooks_pass_as_many_values_as_their_statements_take() -> None:
+    """audit_log's INSERT takes one value per column of `row`; pipeline_stats' UPSERT four, given
+    as (pipeline, table, latest commit time without tz, count) — one upsert per table, in table
+    order, after the ledger claim of every record."""
+    audit, stats = load_hook("audit_log"), load_hook("pipeline_stats")
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    events = [make_event("public.orders", after={"id": i}, committed_at=t0 + timedelta(seconds=i),
+                         transaction_id="5") for i in range(3)]
+    events.append(make_event("public.lines", after={"id": 7}, committed_at=t0, transaction_id="5"))
+    param = make_call_param(events)
+    assert audit.INSERT.count("%s") == len(audit.row("p", param.records[0])) == 7
+    aux = MariaDBStandIn()
+    run_hook(stats.checkpoint, events, auxiliary_db={"audit": aux})  # type: ignore[dict-item]
+    claim, *upserts = aux.calls
+    assert claim[0].startswith("INSERT IGNORE INTO checkpoint_ledger") and len(claim[1]) == 2 + 4
+    assert [s for s, _ in upserts] == [stats.UPSERT] * 2 and stats.UPSERT.count("%s") == 4
+    assert [v for _, v in upserts] == [("test-pipeline", "public.lines", t0.replace(tzinfo=None), 1),
+                                       ("test-pipeline", "public.orders",
+                                        (t0 + timedelta(seconds=2)).replace(tzinfo=None), 3)]
