@@ -33,7 +33,7 @@ connection of the same engine, READ COMMITTED, no locks, waiting at most 10 s fo
 transaction while the claim waits for the read). It sees committed rows only, i.e. exactly the
 ids the claim skipped: an id skipped was committed before the insert returned (the insert waits
 for an uncommitted duplicate's transaction) and stays share-locked by this transaction until it
-ends; the ids this claim inserted are uncommitted, invisible to the read. So that read needs one
+ends; the ids this claim inserted are uncommitted, invisible to the read. The read needs one
 more pooled connection, only on a redelivery (the sidecar's engines keep 4 beyond the hooks'
 concurrency). It raises instead of guessing when it finds fewer ids than were skipped: an id
 claimed twice within one transaction (its first claim is not committed), or two ids of one claim
