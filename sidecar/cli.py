@@ -211,11 +211,17 @@ def check(config_path: str | None, timeout: float) -> None:
         _fail(exc)
 
 
+MIN_PRUNE_DAYS = 1 / 24
+"""`ledger prune` keeps at least an hour of claims: a crash's or a rebalance's redelivery comes
+within minutes, and pruning its claims would count those records again."""
+
+
 def _positive_days(value: float) -> float:
-    """A pruning age: finite and above 0 (0 or less would delete every claim, fresh ones too)."""
-    if not math.isfinite(value) or value <= 0:
-        raise click.BadParameter(f"must be a number of days above 0, not {value:g} (0 or less would remove every "
-                                 "claim, also those of records still being delivered)")
+    """A pruning age: finite and at least MIN_PRUNE_DAYS (less would delete fresh claims, 0 every one)."""
+    if not math.isfinite(value) or value < MIN_PRUNE_DAYS:
+        raise click.BadParameter(f"must be a number of days of at least {MIN_PRUNE_DAYS:.3f} (one hour), not "
+                                 f"{value:g}: less would remove the claims of records still being delivered "
+                                 "or redelivered (a crash or a rebalance redelivers within minutes), 0 every claim")
     return value
 
 
@@ -297,7 +303,9 @@ def ledger_create(config_path: str | None, database: str, timeout_s: float) -> N
               "applied again")
 @ledger_timeout_option
 def ledger_prune(config_path: str | None, database: str, older_than_days: float, timeout_s: float) -> None:
-    """Delete old ledger rows (see the README on the redelivery window this gives up)."""
+    """Delete ledger rows older than --older-than-days (at least 1 hour). A record redelivered
+    after its claim was pruned is counted again: keep claims as long as a redelivery can reach
+    back (README, "Bulk calls", exactly-counted writes: days, not hours)."""
     from sidecar import ledger as ledger_ops
 
     try:

@@ -91,12 +91,13 @@ def test_a_preflight_port_that_is_not_a_number_is_a_config_error(port: str) -> N
         check_postgres({"database.hostname": "127.0.0.1", "database.port": port}, timeout_s=1)
 
 
-@pytest.mark.parametrize("days", ["-1", "0", "nan", "inf", "-inf"])
+@pytest.mark.parametrize("days", ["-1", "0", "1e-9", "0.04", "nan", "inf", "-inf"])
 def test_ledger_prune_refuses_an_age_that_would_remove_fresh_claims(tmp_path: Path, days: str) -> None:
+    """Under an hour (0.0417 days), 0, negative or not finite: refused before any database is touched."""
     cfg = tmp_path / "config.yaml"
     cfg.write_text(BASE + f"databases: {{auxiliary: {{audit: 'sqlite:///{tmp_path}/a.db'}}}}\n")
     code, out = run("ledger", "prune", "--config", str(cfg), "--older-than-days", days)
-    assert code == 2 and "must be a number of days above 0" in out, out
+    assert code == 2 and "must be a number of days of at least 0.042 (one hour)" in out, out
 
 
 @pytest.mark.parametrize("command", [["create"], ["prune", "--older-than-days", "3"]])
