@@ -216,7 +216,7 @@ MIN_PRUNE_DAYS = 1 / 24
 within minutes, and pruning its claims would count those records again."""
 
 
-def _positive_days(value: float) -> float:
+def _prune_age(value: float) -> float:
     """A pruning age: finite and at least MIN_PRUNE_DAYS (less would delete fresh claims, 0 every one)."""
     if not math.isfinite(value) or value < MIN_PRUNE_DAYS:
         raise click.BadParameter(f"must be a number of days of at least {MIN_PRUNE_DAYS:.3f} (one hour), not "
@@ -298,7 +298,7 @@ def ledger_create(config_path: str | None, database: str, timeout_s: float) -> N
 @ledger.command("prune")
 @config_option
 @database_option
-@click.option("--older-than-days", type=float, required=True, callback=lambda _c, _p, v: _positive_days(v),
+@click.option("--older-than-days", type=float, required=True, callback=lambda _c, _p, v: _prune_age(v),
               help="delete ids applied before this (more than 0); a record redelivered after its id is pruned is "
               "applied again")
 @ledger_timeout_option

@@ -121,8 +121,9 @@ def claim_ids(conn: Connection, pipeline: str, hook: str, ids: Iterable[str]) ->
     if len(pipeline) > NAME_MAX or len(hook) > NAME_MAX:
         raise ValueError(f"ledger claim: pipeline and hook names are at most {NAME_MAX} characters "
                          f"(got {len(pipeline)} and {len(hook)})")
-    if len(max(wanted, key=len)) > ID_MAX:
-        raise ValueError(f"ledger claim: ids are at most {ID_MAX} characters, got one of {len(max(wanted, key=len))} "
+    longest = max(map(len, wanted))
+    if longest > ID_MAX:
+        raise ValueError(f"ledger claim: ids are at most {ID_MAX} characters, got one of {longest} "
                          "(hash longer ids, e.g. sha256 hex digest cut to 64)")
     kind = _dialect(conn)
     already: set[str] = set()
