@@ -28,8 +28,10 @@ from decimal import Decimal
 from typing import Any, Final
 from uuid import UUID
 
+import msgspec
 import orjson
 
+from sidecar.envelope_fields import JSON
 from sidecar.events import UNAVAILABLE, Geometry
 
 Converter = Callable[[Any], Any]
@@ -180,7 +182,11 @@ def _uuid(value: Any) -> Any:
 def _json(value: Any) -> Any:
     if value == PLACEHOLDER:
         return UNAVAILABLE
-    return orjson.loads(value)
+    try:  # integers of any size exact (orjson reads one beyond 64 bits as a float), floats as orjson reads them
+        return JSON.decode(value)
+    except msgspec.DecodeError:
+        pass
+    return orjson.loads(value)  # not JSON, or a number beyond a double: orjson's error says why
 
 
 def _enum_set(value: Any) -> Any:

@@ -65,6 +65,19 @@ def test_placeholder_in_every_shape() -> None:
     assert repr(UNAVAILABLE) == "sidecar.UNAVAILABLE" and not UNAVAILABLE
 
 
+def test_json_column_integers_exact() -> None:
+    """A Json column's integers beyond 64 bits stay exact ints (orjson made floats of them);
+    what is not JSON still fails with the parser's reason."""
+    j = conv("io.debezium.data.Json", "string")
+    big = 123456789012345678901234567890
+    assert j(f'{{"a": {big}, "b": [-{big}, 1.5, "x"], "c": null}}') == {"a": big, "b": [-big, 1.5, "x"], "c": None}
+    assert type(j('{"n": 18446744073709551616}')["n"]) is int
+    assert j("0.1") == 0.1 and j('"text"') == "text"
+    for bad in ("{", '{"a": 1', "1e400", "nul"):
+        with pytest.raises(ValueError):
+            j(bad)
+
+
 def test_nested_struct_and_map() -> None:
     """Structs and maps convert recursively."""
     schema = {"type": "struct", "fields": [

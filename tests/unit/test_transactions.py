@@ -6,7 +6,7 @@ import random
 
 from sidecar.events import ChangeEvent, RawMessage, TransactionInfo, TransactionMarker
 from sidecar.testing import make_event
-from sidecar.transactions import Assembler
+from sidecar.transactions import Assembler, batch_call_id, transaction_call_id
 
 
 def marker(status: str, tx: str, count: int | None = None) -> TransactionMarker:
@@ -163,3 +163,12 @@ def test_test_call_params_of_other_records_of_one_transaction_have_other_ids() -
     assert first.ctx.transaction.id == late.ctx.transaction.id == "7"
     assert first.ctx.event_id != late.ctx.event_id
     assert make_call_param([event("7", 1, 1)]).ctx.event_id == first.ctx.event_id
+
+
+def test_call_ids_are_stable() -> None:
+    """A call's id is what dead letters, replays and hooks' idempotency keys rely on: it never
+    changes between releases (values from the first implementation, one hash update per id)."""
+    assert transaction_call_id("s", "g", 0, []) == "ff1255eb66bf8d482789872b116b0959"
+    assert transaction_call_id("s", "g", 1, ["a", "bé"]) == "b97f24ec1daaff0ce93540714f16c7d2"
+    assert batch_call_id([]) == "e3b0c44298fc1c149afbf4c8996fb924"
+    assert batch_call_id(["x", "y"]) == "2b8238f72a011b3bce03ca26a1aa0928"
