@@ -129,7 +129,8 @@ def run(config_path: str | None) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @config_option
 @click.option("--hook", "hook_target", help="run only this hook file: PATH.py[:FUNCTION] (no config needed)")
-@click.option("--attempts", default=1, show_default=True, help="attempts per hook before counting it failed")
+@click.option("--attempts", default=1, show_default=True, type=click.IntRange(min=1),
+              help="attempts per call before it counts as failed (in place of each hook's retry.max_attempts)")
 @click.option("--timeout", "timeout_s", default=60.0, show_default=True, callback=finite,
               type=click.FloatRange(min=0, min_open=True),
               help="seconds one call may take (for hooks without their own timeout_s); then it counts as failed")

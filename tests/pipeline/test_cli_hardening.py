@@ -301,6 +301,16 @@ def test_a_timeout_of_nan_is_refused(tmp_path: Path, command: list[str]) -> None
     assert code == 2 and "must be a number of seconds, not nan" in out, out
 
 
+@pytest.mark.parametrize("attempts", ["0", "-1"])
+def test_replay_refuses_attempts_below_one(tmp_path: Path, attempts: str) -> None:
+    """`replay --attempts 0` ran every call once as if nothing was asked; now it says what is allowed."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(BASE)
+    (tmp_path / "x.jsonl").write_text("")
+    code, out = run("replay", str(tmp_path / "x.jsonl"), "--config", str(cfg), "--attempts", attempts)
+    assert code == 2 and "--attempts" in out and "x>=1" in out, out
+
+
 def test_hooks_new_keeps_the_config_owner_and_writes_in_place_where_the_folder_takes_no_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Found by review: the renamed-over file belonged to whoever ran the command (a root run
