@@ -289,11 +289,12 @@ def ledger_create(config_path: str | None, database: str, timeout_s: float) -> N
 
     try:
         engine = _ledger_engine(config_path, database)
-        _ledger_run(database, engine, lambda: ledger_ops.create_table(engine), timeout_s)
+        created = _ledger_run(database, engine, lambda: ledger_ops.create_table(engine), timeout_s)
         engine.dispose()
     except SidecarError as exc:
         _fail(exc)
-    click.echo(f"{ledger_ops.TABLE} ready in auxiliary database {database}")
+    click.echo(f"{ledger_ops.TABLE} created in auxiliary database {database}" if created else
+               f"{ledger_ops.TABLE} already exists in auxiliary database {database} (left as it is)")
 
 
 @ledger.command("prune")

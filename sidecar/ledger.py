@@ -97,10 +97,15 @@ def ddl(dialect: str) -> list[str]:
     return list(_DDL["mysql" if dialect in ("mysql", "mariadb") else dialect])
 
 
-def create_table(engine: Engine) -> None:
+def create_table(engine: Engine) -> bool:
+    """Create the ledger table if it does not exist; True when this call created it."""
+    from sqlalchemy import inspect
+
     with engine.begin() as conn:
-        for statement in ddl(_dialect(conn)):
+        existed = inspect(conn).has_table(TABLE)
+        for statement in ddl(_dialect(conn)):  # (IF NOT EXISTS: also right when another creates it meanwhile)
             conn.execute(text(statement))
+    return not existed
 
 
 def prune(engine: Engine, older_than_days: float) -> int:

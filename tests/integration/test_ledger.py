@@ -25,7 +25,7 @@ def test_claim_returns_ids_applied_before_and_rolls_back_with_the_hook(url: str)
     hooks are independent; chunks of >500 ids work; prune removes old ids."""
     e = engine(url)
     create_table(e)
-    create_table(e)  # idempotent
+    assert create_table(e) is False  # idempotent: it says the table was there
     pipeline = f"it-ledger-{uuid.uuid4().hex[:8]}"
     with e.begin() as c:
         assert claim_ids(c, pipeline, "h", ["a", "b"]) == set()
@@ -45,6 +45,27 @@ def test_claim_returns_ids_applied_before_and_rolls_back_with_the_hook(url: str)
     assert prune(e, 0.0) >= 1206
     with e.begin() as c:
         assert claim_ids(c, pipeline, "h", ["a"]) == set()
+
+
+def test_create_table_says_whether_it_created_the_table() -> None:
+    """PostgreSQL, in a schema of its own: the first create makes the table (True, `ledger create`
+    prints "created"), the next finds it (False, "already exists … left as it is")."""
+    from sqlalchemy import create_engine, text
+
+    schema = f"it_ledger_{uuid.uuid4().hex[:8]}"
+    with engine(PG_URL).begin() as c:
+        c.execute(text(f"CREATE SCHEMA {schema}"))
+    e = create_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
+    try:
+        assert create_table(e) is True
+        assert create_table(e) is False
+        with e.connect() as c:
+            tables = text("SELECT count(*) FROM pg_tables WHERE schemaname = :s AND tablename = 'checkpoint_ledger'")
+            assert c.execute(tables, {"s": schema}).scalar() == 1
+    finally:
+        e.dispose()
+        with engine(PG_URL).begin() as c:
+            c.execute(text(f"DROP SCHEMA {schema} CASCADE"))
 
 
 def test_mariadb_claim_names_skipped_ids_as_given_and_refuses_what_it_cannot_tell() -> None:
