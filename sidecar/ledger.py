@@ -97,13 +97,22 @@ def ddl(dialect: str) -> list[str]:
     return list(_DDL["mysql" if dialect in ("mysql", "mariadb") else dialect])
 
 
-def create_table(engine: Engine) -> bool:
-    """Create the ledger table if it does not exist; True when this call created it."""
-    from sqlalchemy import inspect
+_EXISTS = {
+    # Where CREATE TABLE without a schema writes: the first schema of search_path that exists
+    # (current_schema()), the connection's database (DATABASE(); none selected: no row, and the
+    # CREATE then fails saying so). Not "visible anywhere on search_path".
+    "postgresql": f"SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = '{TABLE}'",
+    "mysql": f"SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = '{TABLE}'",
+}
 
+
+def create_table(engine: Engine) -> bool:
+    """Create the ledger table if it does not exist where an unqualified CREATE TABLE writes;
+    True when it was not there before (two runs at the same moment may both say so)."""
     with engine.begin() as conn:
-        existed = inspect(conn).has_table(TABLE)
-        for statement in ddl(_dialect(conn)):  # (IF NOT EXISTS: also right when another creates it meanwhile)
+        dialect = _dialect(conn)
+        existed = conn.execute(text(_EXISTS[dialect])).first() is not None
+        for statement in ddl(dialect):  # (IF NOT EXISTS: right also when another creates it meanwhile)
             conn.execute(text(statement))
     return not existed
 

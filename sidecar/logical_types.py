@@ -186,6 +186,8 @@ def _json(value: Any) -> Any:
         return JSON.decode(value)
     except msgspec.DecodeError:
         pass
+    except RecursionError:  # msgspec nests as deep as the stack has room left; orjson a fixed 1,024 levels
+        pass
     return orjson.loads(value)  # not JSON, or a number beyond a double: orjson's error says why
 
 

@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from sqlalchemy import text
 
@@ -48,14 +49,17 @@ def test_claim_returns_ids_applied_before_and_rolls_back_with_the_hook(url: str)
 
 
 def test_create_table_says_whether_it_created_the_table() -> None:
-    """PostgreSQL, in a schema of its own: the first create makes the table (True, `ledger create`
-    prints "created"), the next finds it (False, "already exists … left as it is")."""
+    """PostgreSQL, with a schema of its own first on search_path and the table already in `public`
+    (visible, but not where an unqualified CREATE TABLE writes): the first create makes the table
+    in the new schema (True, `ledger create` prints "created"), the next finds it (False,
+    "already exists … left as it is")."""
     from sqlalchemy import create_engine, text
 
+    create_table(engine(PG_URL))  # public has one
     schema = f"it_ledger_{uuid.uuid4().hex[:8]}"
     with engine(PG_URL).begin() as c:
         c.execute(text(f"CREATE SCHEMA {schema}"))
-    e = create_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
+    e = create_engine(PG_URL, connect_args={"options": f"-csearch_path={schema},public"})
     try:
         assert create_table(e) is True
         assert create_table(e) is False
@@ -66,6 +70,24 @@ def test_create_table_says_whether_it_created_the_table() -> None:
         e.dispose()
         with engine(PG_URL).begin() as c:
             c.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+
+
+def test_ledger_create_without_a_database_in_the_url_is_one_line(tmp_path: Path) -> None:
+    """MariaDB URL naming no database: `ledger create` is exit 4 with the server's "No database
+    selected" (not a traceback), and the password appears nowhere."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(AUX_URL)._replace(database=None)
+    assert url.password
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "pipeline": "it-ledger-nodb", "source": {"kind": "file", "file": {"path": str(tmp_path / "in.jsonl")}},
+        "databases": {"auxiliary": {"audit": url.render_as_string(hide_password=False)}},
+        "hooks": {}}))
+    result = CliRunner().invoke(main, ["ledger", "create", "--config", str(cfg), "--database", "audit"])
+    assert result.exit_code == 4, result.output
+    assert "No database selected" in result.output and "Traceback" not in result.output, result.output
+    assert str(url.password) not in result.output
 
 
 def test_mariadb_claim_names_skipped_ids_as_given_and_refuses_what_it_cannot_tell() -> None:

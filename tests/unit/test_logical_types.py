@@ -78,6 +78,27 @@ def test_json_column_integers_exact() -> None:
             j(bad)
 
 
+def test_json_column_nesting_does_not_depend_on_the_stack() -> None:
+    """A document 1,000 levels deep decodes however deep the stack already is when the row is
+    converted (rows convert lazily, under whichever hook reads them first): msgspec's depth is
+    what the interpreter's stack has left, orjson's a fixed 1,024; past that: a failure."""
+    j = conv("io.debezium.data.Json", "string")
+    doc = "[" * 1000 + "]" * 1000
+
+    def depth(value: object) -> int:
+        n = 0
+        while isinstance(value, list):
+            n, value = n + 1, (value[0] if value else None)
+        return n
+
+    def at(n: int) -> object:
+        return at(n - 1) if n else j(doc)
+
+    assert depth(at(0)) == depth(at(300)) == 1000
+    with pytest.raises(ValueError):
+        j("[" * 1100 + "]" * 1100)
+
+
 def test_nested_struct_and_map() -> None:
     """Structs and maps convert recursively."""
     schema = {"type": "struct", "fields": [
