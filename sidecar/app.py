@@ -240,7 +240,8 @@ def _run(app: App, stop: threading.Event) -> DispatchStats:
             return run_loop(source, Decoder(), dispatcher, checkpoint, stop, poll_timeout_s=_poll_timeout(settings),
                             max_in_flight=settings.dispatch.max_in_flight,
                             shutdown_grace_s=settings.dispatch.shutdown_grace_s,
-                            yield_every_records=settings.dispatch.yield_every_records)
+                            yield_every_records=settings.dispatch.yield_every_records,
+                            soft_max_in_flight=settings.dispatch.soft_max_in_flight)
     except SourceError:
         app.metrics.source_failed("engine" if settings.source.kind == "embedded" else "broker")
         raise
@@ -287,6 +288,7 @@ def replay_file(app: App, path: str) -> DispatchStats:
     try:
         return run_loop(source, Decoder(), dispatcher, checkpoint, threading.Event(), until_exhausted=True,
                         max_in_flight=app.settings.dispatch.max_in_flight,
+                        soft_max_in_flight=app.settings.dispatch.soft_max_in_flight,
                         shutdown_grace_s=app.settings.dispatch.shutdown_grace_s)
     finally:
         dispatcher.close()

@@ -366,6 +366,14 @@ class DispatchConfig(_Strict):
         default=10_000, ge=1, le=1_000_000,
         description="records taken from the source and not finished; past it the source is paused (still polled)",
     )
+    soft_max_in_flight: int = Field(
+        default=1_000, ge=0, le=1_000_000,
+        description="past this many unfinished records, while calls wait to start, the loop takes nothing "
+        "more from the source until half as many are in flight (polling once every 0.5 s meanwhile); nothing is "
+        "paused, so Kafka keeps what librdkafka prefetched. A smaller working set keeps the loop's data in the CPU "
+        "caches (measured: the loop's CPU per record 34 -> 26 µs, transaction-mode example hooks +4 %). "
+        "0: off (only max_in_flight applies)",
+    )
     shutdown_grace_s: float = Field(
         default=30.0, ge=0, description="after SIGTERM: how long running hook calls may finish before cancelled"
     )

@@ -402,6 +402,14 @@ class Dispatcher:
         return bool(self._running) or self._deferred
 
     @property
+    def waiting(self) -> bool:
+        """Calls are ready and not started — in their lanes, or taken by a run that has not begun
+        them: the hooks have work beyond what runs now (the intake is ahead of them)."""
+        if self._queued:
+            return True
+        return any(run.next < len(run.jobs) for run in self._running)
+
+    @property
     def workers_busy(self) -> bool:
         """Calls are running (on worker threads: a call on the loop's thread ends before it returns)."""
         return bool(self._running)

@@ -43,14 +43,15 @@ DONE = object()
 class Run:
     """One worker's share of one or more lanes of a hook: jobs run in order, one at a time."""
 
-    __slots__ = ("abandoned_at", "future", "index", "jobs", "lane", "lanes", "lock", "orphaned", "released", "started",
-                 "stop", "timed")
+    __slots__ = ("abandoned_at", "future", "index", "jobs", "lane", "lanes", "lock", "next", "orphaned", "released",
+                 "started", "stop", "timed")
 
     def __init__(self, lane: Any, jobs: list[Any], timed: bool = False) -> None:
         self.lane = lane           # the first lane (its hook is the run's hook)
         self.lanes = [lane]        # every lane whose jobs are in the run (same hook, same partition)
         self.jobs = jobs
         self.index = -1            # the job being called now (-1: between calls)
+        self.next = 0              # jobs before this one have started (written by the worker, read by the loop)
         self.started = 0.0         # time.monotonic() when that call started
         self.stop = False          # do not start another job (shutdown, revoke)
         self.abandoned_at = -1     # index of the call the dispatcher gave up on
@@ -177,6 +178,7 @@ class Executor:
                 started = now()
                 run.started = started
                 run.index = i
+                run.next = i + 1
                 param = job.param
                 try:
                     result = call(param)
@@ -216,6 +218,7 @@ class Executor:
         started = time.monotonic()
         with run.lock:
             run.index, run.started = i, started
+        run.next = i + 1
         return started
 
     def _run_sync_timed(self, run: Run, call: Call) -> None:

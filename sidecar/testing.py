@@ -257,6 +257,7 @@ def run_pipeline(
     metrics: Metrics | None = None,
     report: bool = False,
     max_in_flight: int = 10_000,
+    soft_max_in_flight: int = 1_000,
     max_message_bytes: int | None = None,
     max_transaction_records: int = 10_000,
     transaction_end_timeout_s: float = 60.0,
@@ -280,7 +281,7 @@ def run_pipeline(
         src.listener = Rebalance(dispatcher, checkpoint, revoke_wait_s=5.0)
     try:
         stats = run_loop(src, Decoder(), dispatcher, checkpoint, stop or threading.Event(), until_exhausted=True,
-                         max_in_flight=max_in_flight, shutdown_grace_s=5.0)
+                         max_in_flight=max_in_flight, soft_max_in_flight=soft_max_in_flight, shutdown_grace_s=5.0)
     finally:
         dispatcher.close()
     return src, stats

@@ -1,0 +1,109 @@
+"""`dispatch.soft_max_in_flight`: past it, while calls wait to start, the loop takes nothing more
+from the source (nothing is paused) until half as many records are in flight; it still polls
+once every `SOFT_HOLD_S`; a transaction being assembled is never held back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sidecar.events import RawMessage
+from sidecar.hooks import HookSpec
+from sidecar.loop import SOFT_HOLD_S
+from sidecar.testing import MemorySource, run_pipeline
+from tests.pipeline.test_dispatch_properties import message
+from tests.pipeline.test_transactions import synthetic_transaction
+
+
+class Counting(MemorySource):
+    """Records when each batch was taken and how many messages were taken by then."""
+
+    def __init__(self, messages: Sequence[RawMessage], batch_size: int) -> None:
+        super().__init__(messages, batch_size=batch_size)
+        self.taken = 0
+        self.polls: list[tuple[float, int]] = []
+
+    def poll(self, timeout_s: float) -> Sequence[RawMessage]:
+        batch = super().poll(timeout_s)
+        if batch:
+            self.taken += len(batch)
+            self.polls.append((time.monotonic(), self.taken))
+        return batch
+
+
+def _ahead_of_a_serial_hook(soft: int) -> int:
+    """Most records taken and not yet called, over 1,500 one-record calls of ~0.3 ms each."""
+    msgs = [message(0, i, i) for i in range(1500)]
+    source = Counting(msgs, batch_size=50)
+    called = [0]
+    ahead: list[int] = []
+
+    def hook(param: Any) -> None:
+        time.sleep(0.0003)
+        called[0] += 1
+        ahead.append(source.taken - called[0])
+
+    # timeout_s: its calls run on a worker thread (never on the loop's, as fast hooks may)
+    run_pipeline(msgs, [HookSpec("serial", hook, "t", timeout_s=30.0)], source=source,
+                 max_in_flight=100_000, soft_max_in_flight=soft)
+    assert called[0] == 1500
+    return max(ahead)
+
+
+def test_intake_holds_while_calls_wait() -> None:
+    """With 200, the loop stays within 200 records (+ one batch, + a batch per half second of hold)
+    of a serial hook; with 0 (off) it takes nearly everything in at once, up to max_in_flight."""
+    held = _ahead_of_a_serial_hook(200)
+    free = _ahead_of_a_serial_hook(0)
+    assert held <= 200 + 50 + 50 * 2, held
+    assert free > 1000, free
+
+
+def test_the_loop_polls_during_a_hold() -> None:
+    """A hook stuck for 1.3 s on its first call with calls waiting behind it: the loop takes one
+    batch every SOFT_HOLD_S (rebalance callbacks run in the poll; the member stays live), not
+    everything, and not nothing."""
+    msgs = [message(0, i, i) for i in range(1000)]
+    source = Counting(msgs, batch_size=50)
+    window: list[float] = []
+
+    def hook(param: Any) -> None:
+        if not window:
+            window.append(time.monotonic())
+            time.sleep(1.3)
+            window.append(time.monotonic())
+
+    run_pipeline(msgs, [HookSpec("stuck", hook, "t", timeout_s=30.0)], source=source,
+                 max_in_flight=100_000, soft_max_in_flight=100)
+    start, end = window
+    during = [taken for at, taken in source.polls if start + 0.2 < at < end]
+    assert SOFT_HOLD_S == 0.5
+    assert 1 <= len(during) <= 3, source.polls
+    assert max(during) <= 100 + 50 + 3 * 50, source.polls
+
+
+def test_a_transaction_being_assembled_is_not_held() -> None:
+    """While a slow call of a small transaction runs, the next transaction (3,000 rows) is taken
+    in whole although it is past the bound: nothing of it waits to start until its END, so holding
+    it back would only leave the hook idle afterwards. Both calls are whole."""
+    small, small_markers = synthetic_transaction(1, 5)
+    big, big_markers = synthetic_transaction(2, 3000)
+    ordered = [small_markers[0], *small, small_markers[1], big_markers[0], *big, big_markers[1]]
+    offsets: dict[str, int] = {}
+    numbered = []
+    for m in ordered:
+        offsets[m.topic] = offsets.get(m.topic, -1) + 1
+        numbered.append(RawMessage(m.topic, 0, offsets[m.topic], m.key, m.value))
+    source = Counting(numbered, batch_size=100)
+    calls: list[tuple[int, int]] = []
+
+    def hook(param: Any) -> None:
+        if not calls:
+            time.sleep(1.0)
+        calls.append((len(param.records), source.taken))
+
+    run_pipeline(numbered, [HookSpec("tx", hook, "t", mode="transaction", timeout_s=30.0)], source=source,
+                 soft_max_in_flight=100)
+    assert [n for n, _ in calls] == [5, 3000]
+    assert calls[0][1] == len(numbered), calls  # everything was taken while the first call ran
