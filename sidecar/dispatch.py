@@ -403,11 +403,12 @@ class Dispatcher:
 
     @property
     def waiting(self) -> bool:
-        """Calls are ready and not started — in their lanes, or taken by a run that has not begun
-        them: the hooks have work beyond what runs now (the intake is ahead of them)."""
-        if self._queued:
-            return True
-        return any(run.next < len(run.jobs) for run in self._running)
+        """Calls are running and others ready wait to start — queued in lanes, or taken by a run
+        that has not begun them: the intake is ahead of a hook (of the slowest, whose backlog keeps
+        records unfinished). Nothing running (only retries or halted lanes wait): False."""
+        if not self._running:
+            return False
+        return self._queued > 0 or any(run.next < len(run.jobs) for run in self._running)
 
     @property
     def workers_busy(self) -> bool:
