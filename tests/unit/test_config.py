@@ -164,3 +164,37 @@ def test_a_section_variable_that_is_not_json_is_named_as_it_is_set(
         load_settings(None)
     assert says in str(err.value), err.value
     assert ("__<KEY>" in str(err.value)) is ("must be JSON" in says)
+
+
+@pytest.mark.parametrize(("soft", "hard", "ok"), [(1000, 10000, True), (0, 100, True), (9999, 10000, True),
+                                                  (10000, 10000, False), (20000, 10000, False)])
+def test_soft_max_in_flight_below_max_in_flight(tmp_path: Path, soft: int, hard: int, ok: bool) -> None:
+    """At or above the hard bound the soft one would never act: refused, saying so (0 turns it off)."""
+    p = write(tmp_path, "pipeline: p\nsource: {kind: kafka, kafka: {topics: [a]}}\n"
+                        f"dispatch: {{soft_max_in_flight: {soft}, max_in_flight: {hard}}}\n")
+    if ok:
+        assert load_settings(p).dispatch.soft_max_in_flight == soft
+        return
+    with pytest.raises(ConfigError) as err:
+        load_settings(p)
+    assert f"soft_max_in_flight ({soft}) must be below max_in_flight ({hard}), or 0" in str(err.value)
+
+
+@pytest.mark.parametrize(("hard", "soft"), [(10000, 1000), (1001, 1000), (1000, 500), (500, 250), (1, 0)])
+def test_soft_max_in_flight_not_set_follows_a_low_max_in_flight(tmp_path: Path, hard: int, soft: int) -> None:
+    """A config that lowers max_in_flight (to 1,000 or less) and says nothing of the soft bound keeps
+    loading: the soft bound is then half of it (1: 0, off)."""
+    p = write(tmp_path, "pipeline: p\nsource: {kind: kafka, kafka: {topics: [a]}}\n"
+                        f"dispatch: {{max_in_flight: {hard}}}\n")
+    assert load_settings(p).dispatch.soft_max_in_flight == soft
+
+
+def test_soft_max_in_flight_follows_max_in_flight_set_in_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment gives text: SIDECAR_DISPATCH__MAX_IN_FLIGHT=500 makes the unset soft bound 250;
+    with the soft bound set to 1,000 in the file, the same variable is refused, naming both."""
+    monkeypatch.setenv("SIDECAR_DISPATCH__MAX_IN_FLIGHT", "500")
+    p = write(tmp_path, "pipeline: p\nsource: {kind: kafka, kafka: {topics: [a]}}\n")
+    assert load_settings(p).dispatch.soft_max_in_flight == 250
+    with pytest.raises(ConfigError, match=r"soft_max_in_flight \(1000\) must be below max_in_flight \(500\)"):
+        load_settings(REPO / "config.example.yaml")
