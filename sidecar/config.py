@@ -372,8 +372,9 @@ class DispatchConfig(_Strict):
     )
     soft_max_in_flight: int = Field(
         default=SOFT_MAX_IN_FLIGHT, ge=0, le=1_000_000,
-        description="a brake, not a cap: past this many unfinished records, while hook calls are running and "
-        "others are queued behind them, the loop stops taking messages until half as many are in flight, "
+        description="a brake, not a cap: past this many unfinished records, while hook calls are running (none "
+        "for over 0.1 s) and others are queued behind them, the loop stops taking messages until half as many are "
+        "in flight, "
         "except one batch (source.kafka.batch_size) every 0.5 s; nothing is paused (Kafka keeps what librdkafka "
         "prefetched; the embedded engine waits). With slow hooks the records in flight still grow to "
         "max_in_flight, the hard bound. Below max_in_flight (not set: 1,000, or half of max_in_flight when "

@@ -82,6 +82,10 @@ RUN_MAX = 256
 INLINE_TURN_S = 0.01
 """How long calls made on the loop's thread may take per turn before the loop polls again."""
 
+STALLED_S = 0.1
+"""A call running longer than this turns the loop's soft hold off (`waiting`): the hold is for hooks
+the loop runs ahead of, not for a lane that waits on something."""
+
 EXPIRY_CHECK_S = 0.5
 """How often open transactions are checked against `transaction_end_timeout_s`."""
 
@@ -401,14 +405,21 @@ class Dispatcher:
         """Calls are running or ready to run (the loop should not block long on the source)."""
         return bool(self._running) or self._deferred
 
-    @property
-    def waiting(self) -> bool:
-        """Calls are running and others ready wait to start — queued in lanes, or taken by a run
-        that has not begun them: the intake is ahead of a hook (of the slowest, whose backlog keeps
-        records unfinished). Nothing running (only retries or halted lanes wait): False."""
+    def waiting(self, now: float) -> bool:
+        """The hooks have work ready beyond what runs: a running call has another of its lanes' calls
+        behind it (not begun in its run, or queued in its lanes), or a lane waits for a slot. False
+        while any call has run longer than `STALLED_S` or was given up on: a slow or stuck lane's
+        backlog must not hold the intake back for the others (only that lane waits); nor do halted
+        lanes or lanes waiting to retry, which are not ready."""
         if not self._running:
             return False
-        return self._queued > 0 or any(run.next < len(run.jobs) for run in self._running)
+        behind = False
+        for run in self._running:
+            if run.stop or run.orphaned or run.abandoned_at >= 0 or (run.index >= 0 and now - run.started > STALLED_S):
+                return False
+            if not behind and (run.next < len(run.jobs) or any(lane.jobs for lane in run.lanes)):
+                behind = True
+        return behind or any(hook.ready for hook in self._hooks.values())
 
     @property
     def workers_busy(self) -> bool:

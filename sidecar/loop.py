@@ -2,10 +2,11 @@
 
 Hooks run on workers (`dispatch.py`; fast ones on this thread, bounded per turn); this thread
 feeds them, applies what finished and commits. Past `soft_max_in_flight` unfinished records,
-while calls wait to start, the loop takes nothing from the source (nothing is paused:
-Kafka keeps what librdkafka prefetched) until half as many are in flight, polling once every
-`SOFT_HOLD_S` meanwhile; past `max_in_flight` the source is paused (Kafka: still polled, so
-the member stays in the group; embedded: the engine waits) and resumed at half.
+while calls run and others are ready behind them (none slow or stuck: `Dispatcher.waiting`),
+the loop takes nothing from the source (nothing is paused: Kafka keeps what librdkafka
+prefetched) until half as many are in flight, polling once every `SOFT_HOLD_S` meanwhile; past
+`max_in_flight` the source is paused (Kafka: still polled, so the member stays in the group;
+embedded: the engine waits) and resumed at half.
 A finite source (replay) that ends calls what open batches and transactions hold. On stop:
 no new call starts, running calls get `shutdown_grace_s`, the finished prefix is committed;
 the rest is redelivered.
@@ -92,9 +93,8 @@ def run_loop(
             source.pause() if paused else source.resume()
         hold = False
         if soft_max_in_flight and not paused:
-            if (in_flight >= (soft_max_in_flight // 2 if holding else soft_max_in_flight)
-                    and not starved and dispatcher.waiting):
-                now = time.monotonic()
+            now = time.monotonic()
+            if in_flight >= (soft_max_in_flight // 2 if holding else soft_max_in_flight) and dispatcher.waiting(now):
                 if not holding:
                     holding, hold_until = True, now + SOFT_HOLD_S
                 hold = now < hold_until
@@ -111,7 +111,7 @@ def run_loop(
                     break
             if dispatcher.busy:
                 dispatcher.service(IDLE_WAIT_S)
-            elif source.exhausted or paused or hold:  # nothing blocks in poll: wait for the next retry
+            elif source.exhausted or paused:  # nothing blocks in poll: wait for the next retry
                 due = dispatcher.next_due()
                 stop.wait(min(poll_timeout_s, max(0.0, due - time.monotonic())) if due else poll_timeout_s)
         for raw in batch:
