@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 
 # Minimum number of tests each tier must have run (raise when adding tests, never lower quietly).
-MINIMUM = {"unit": 364, "pipeline": 207, "integration": 65, "faults": 15}
+MINIMUM = {"unit": 378, "pipeline": 213, "integration": 67, "faults": 15}
 NO_SKIPS = {"integration", "faults"}
 
 
