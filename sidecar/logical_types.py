@@ -184,9 +184,7 @@ def _json(value: Any) -> Any:
         return UNAVAILABLE
     try:  # integers of any size exact (orjson reads one beyond 64 bits as a float), floats as orjson reads them
         return JSON.decode(value)
-    except msgspec.DecodeError:
-        pass
-    except RecursionError:  # msgspec nests as deep as the stack has room left; orjson a fixed 1,024 levels
+    except (msgspec.DecodeError, RecursionError):  # (msgspec nests as deep as the stack has room; orjson 1,024)
         pass
     return orjson.loads(value)  # not JSON, or a number beyond a double: orjson's error says why
 

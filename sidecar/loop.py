@@ -93,8 +93,9 @@ def run_loop(
             source.pause() if paused else source.resume()
         hold = False
         if soft_max_in_flight and not paused:
-            now = time.monotonic()
-            if in_flight >= (soft_max_in_flight // 2 if holding else soft_max_in_flight) and dispatcher.waiting(now):
+            # (the clock is read only past the bound, not on every turn below it)
+            if (in_flight >= (soft_max_in_flight // 2 if holding else soft_max_in_flight)
+                    and dispatcher.waiting(now := time.monotonic())):
                 if not holding:
                     holding, hold_until = True, now + SOFT_HOLD_S
                 hold = now < hold_until
