@@ -35,6 +35,11 @@ from sidecar.secrets import mask_url, scrub
 EXIT_CONFIG, EXIT_HOOK, EXIT_DATABASE, EXIT_BROKER, EXIT_CONNECT = 2, 3, 4, 5, 6
 
 
+def _count(n: int, noun: str) -> str:
+    """`1 message`, `2 messages`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _fail(exc: SidecarError) -> None:
     codes: dict[type, int] = {
         ConfigError: EXIT_CONFIG,
@@ -163,9 +168,9 @@ def replay(file: str, config_path: str | None, hook_target: str | None, attempts
     except SidecarError as exc:
         _fail(exc)
     click.echo(
-        f"replayed {stats.messages} messages: {stats.events} change events, "
-        f"{stats.calls_ok} hook calls ok, {stats.hook_failures} events with a failed hook, "
-        f"{stats.decode_failures} undecodable messages"
+        f"replayed {_count(stats.messages, 'message')}: {_count(stats.events, 'change event')}, "
+        f"{_count(stats.calls_ok, 'hook call')} ok, {_count(stats.hook_failures, 'event')} with a failed hook, "
+        f"{_count(stats.decode_failures, 'undecodable message')}"
     )
     for reason, detail in stats.failures[:20]:
         click.echo(scrub(f"  {reason}: {detail}"), err=True)
@@ -259,7 +264,12 @@ def _ledger_run(database: str, engine: Any, fn: Callable[[], _T], timeout_s: flo
         return fn()
     except (SQLAlchemyError, ValueError) as exc:
         shown = mask_url(engine.url.render_as_string(hide_password=False))
-        raise DependencyError(f"{label} ({shown}): {first_line(exc, type(exc).__name__)}") from None
+        hint = ""
+        if not engine.url.database and engine.dialect.name in ("mysql", "mariadb"):
+            # (MariaDB/MySQL: a URL without a database reaches none; "No database selected" alone
+            # does not say that the fix is in the URL)
+            hint = "; the URL names no database: end it with /DBNAME"
+        raise DependencyError(f"{label} ({shown}): {first_line(exc, type(exc).__name__)}{hint}") from None
 
 
 _T = TypeVar("_T")

@@ -74,7 +74,7 @@ def test_create_table_says_whether_it_created_the_table() -> None:
 
 def test_ledger_create_without_a_database_in_the_url_is_one_line(tmp_path: Path) -> None:
     """MariaDB URL naming no database: `ledger create` is exit 4 with the server's "No database
-    selected" (not a traceback), and the password appears nowhere."""
+    selected" (not a traceback) and what to change in the URL, and the password appears nowhere."""
     from sqlalchemy.engine import make_url
 
     url = make_url(AUX_URL)._replace(database=None)
@@ -87,6 +87,7 @@ def test_ledger_create_without_a_database_in_the_url_is_one_line(tmp_path: Path)
     result = CliRunner().invoke(main, ["ledger", "create", "--config", str(cfg), "--database", "audit"])
     assert result.exit_code == 4, result.output
     assert "No database selected" in result.output and "Traceback" not in result.output, result.output
+    assert "the URL names no database: end it with /DBNAME" in result.output, result.output
     assert str(url.password) not in result.output
 
 

@@ -96,3 +96,15 @@ def test_replay_bounds_a_hung_hook(tmp_path: Path) -> None:
                         "--hook", str(hook), "--timeout", "0.5"], capture_output=True, text=True, timeout=120)
     assert time.monotonic() - started < 60
     assert r.returncode == 1 and "events with a failed hook" in r.stdout
+
+
+def test_replay_summary_counts_one_message_in_the_singular(tmp_path: Path) -> None:
+    """The summary line says "1 message", not "1 messages" (and plural for the others)."""
+    data = tmp_path / "one.jsonl"
+    first = next(m for m in load("postgres-schemas")["messages"] if m["value"] is not None)
+    data.write_text(first["value"] + "\n")
+    h = hook(tmp_path, "def checkpoint(param):\n    pass\n")
+    result = CliRunner().invoke(main, ["replay", str(data), "--hook", str(h)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("replayed 1 message: "), result.output
+    assert ", 0 events with a failed hook, 0 undecodable messages" in result.output, result.output
