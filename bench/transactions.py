@@ -27,8 +27,10 @@ with transaction blocks) and `<prefix>.transaction` (BEGIN/END markers), then ru
   (calls overlap; fine for these two hooks, whose writes commute), on topics of its own.
 After each run its rows are deleted (audit rows by key, its ledger claims and stats row) and its
 consumer group, after each round its topics, so every run starts from the same tables (`--keep-rows`: keep them).
-The sidecar's clock runs from the first messages its source hands the loop to the end of the last
-call (the intake is part of its work); the bare script's from its threads' start to their end.
+The sidecar's clock runs from the first messages its source hands the loop (the intake is part of
+its work) to the end of the pipeline_stats call that completes the last record; the bare script's
+from its threads' start to their end. (Before 2026-12-02 11:00 UTC, 4d2c735, the sidecar's clock
+started at its first hook call.)
 Rounds alternate; the table shows medians. A second table shows where the time goes: per hook
 call its wall time and its thread's CPU time (medians), and for the sidecar the loop thread's CPU
 per record (`time.thread_time` around `run`: intake, decode, assembly, commits; start-up included).
@@ -350,11 +352,11 @@ def sidecar(topics: list[str], records: int, mode: str, concurrency: int = 0, ex
         source.poll = first_poll
         return source, checkpoint, checks
 
-    sidecar_app.open_source = open_source
     watchdog = threading.Timer(600, stop.set)
     watchdog.start()
     loop_cpu = time.thread_time()
     try:
+        sidecar_app.open_source = open_source
         run_sidecar(app, stop)
     finally:
         sidecar_app.open_source = opened

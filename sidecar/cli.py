@@ -35,7 +35,7 @@ from sidecar.secrets import mask_url, scrub
 EXIT_CONFIG, EXIT_HOOK, EXIT_DATABASE, EXIT_BROKER, EXIT_CONNECT = 2, 3, 4, 5, 6
 
 
-def _count(n: int, noun: str) -> str:
+def counted(n: int, noun: str) -> str:
     """`1 message`, `2 messages`."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
@@ -168,9 +168,9 @@ def replay(file: str, config_path: str | None, hook_target: str | None, attempts
     except SidecarError as exc:
         _fail(exc)
     click.echo(
-        f"replayed {_count(stats.messages, 'message')}: {_count(stats.events, 'change event')}, "
-        f"{_count(stats.calls_ok, 'hook call')} ok, {_count(stats.hook_failures, 'event')} with a failed hook, "
-        f"{_count(stats.decode_failures, 'undecodable message')}"
+        f"replayed {counted(stats.messages, 'message')}: {counted(stats.events, 'change event')}, "
+        f"{counted(stats.calls_ok, 'hook call')} ok, {counted(stats.hook_failures, 'event')} with a failed hook, "
+        f"{counted(stats.decode_failures, 'undecodable message')}"
     )
     for reason, detail in stats.failures[:20]:
         click.echo(scrub(f"  {reason}: {detail}"), err=True)
@@ -267,8 +267,9 @@ def _ledger_run(database: str, engine: Any, fn: Callable[[], _T], timeout_s: flo
         hint = ""
         if not engine.url.database and engine.dialect.name in ("mysql", "mariadb"):
             # (MariaDB/MySQL: a URL without a database reaches none; "No database selected" alone
-            # does not say that the fix is in the URL)
-            hint = "; the URL names no database: end it with /DBNAME"
+            # does not say that the fix is in the URL: show where the name goes)
+            named = mask_url(engine.url.set(database="DBNAME").render_as_string(hide_password=False))
+            hint = f"; the URL names no database: give one, as in {named}"
         raise DependencyError(f"{label} ({shown}): {first_line(exc, type(exc).__name__)}{hint}") from None
 
 
@@ -326,7 +327,7 @@ def ledger_prune(config_path: str | None, database: str, older_than_days: float,
         engine.dispose()
     except SidecarError as exc:
         _fail(exc)
-    click.echo(f"removed {removed} ledger rows older than {older_than_days:g} days")
+    click.echo(f"removed {counted(removed, 'ledger row')} older than {older_than_days:g} days")
 
 
 def _where(message: dict[str, Any]) -> str:

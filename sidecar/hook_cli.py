@@ -334,7 +334,8 @@ def hooks_test(name: str, file: str | None, config_path: str | None, timeout_s: 
     tally = Tally()
     bound = hook.timeout_s or timeout_s
     hook = replace(hook, timeout_s=bound)  # each call its own ctx.cancelled and deadline, as in a run
-    click.echo(f"hook {name} ({hook.origin}) on {file or 'the bundled examples'}: {len(messages)} messages"
+    shown = cli.counted(len(messages), "message")
+    click.echo(f"hook {name} ({hook.origin}) on {file or 'the bundled examples'}: {shown}"
                + ("" if hook.mode == "record" else f" (mode {hook.mode}: one call per "
                   + ("transaction, rows without one in batches" if hook.mode == "transaction" else "batch") + ")"))
     if hook.mode != "record":
@@ -359,8 +360,9 @@ def hooks_test(name: str, file: str | None, config_path: str | None, timeout_s: 
                 continue
         _test_call(head, hook.fn, param, bound, tally)
     databases.dispose()
-    click.echo(f"{tally.calls} calls: {tally.ok} ok, {tally.failed} failed; {tally.filtered} filtered by where, "
-               f"{tally.not_routed} not routed, {tally.other} other messages (transaction markers, tombstones…)")
+    click.echo(f"{cli.counted(tally.calls, 'call')}: {tally.ok} ok, {tally.failed} failed; {tally.filtered} filtered "
+               f"by where, {tally.not_routed} not routed, {cli.counted(tally.other, 'other message')} (transaction "
+               "markers, tombstones…)")
     if tally.failed:
         sys.exit(1)
 

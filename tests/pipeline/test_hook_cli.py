@@ -117,7 +117,7 @@ def test_test_on_a_file_and_unknown_hook(project: Path, tmp_path: Path) -> None:
     one = tmp_path / "one.jsonl"
     one.write_text((REPO / "sidecar" / "examples" / "changes.jsonl").read_text().splitlines()[1] + "\n")
     code, out = cli("hooks", "test", "first", str(one), "--config", str(project / "config.yaml"))
-    assert code == 0 and "1 calls: 1 ok" in out, out
+    assert code == 0 and "1 call: 1 ok" in out and ": 1 message\n" in out, out
     code, out = cli("hooks", "test", "nope", "--config", str(project / "config.yaml"))
     assert code == EXIT_CONFIG and "configured: first" in out
 
