@@ -87,7 +87,8 @@ def test_ledger_create_without_a_database_in_the_url_is_one_line(tmp_path: Path)
     result = CliRunner().invoke(main, ["ledger", "create", "--config", str(cfg), "--database", "audit"])
     assert result.exit_code == 4, result.output
     assert "No database selected" in result.output and "Traceback" not in result.output, result.output
-    assert "the URL names no database: end it with /DBNAME" in result.output, result.output
+    assert "the URL names no database: give one, as in mysql+pymysql://sidecar:***@" in result.output, result.output
+    assert f":{url.port}/DBNAME" in result.output, result.output
     assert str(url.password) not in result.output
 
 
