@@ -305,7 +305,8 @@ class Tally:
               help="seconds one call may take (for a hook without its own timeout_s); then it counts as failed")
 def hooks_test(name: str, file: str | None, config_path: str | None, timeout_s: float) -> None:
     """Run one configured hook on captured messages (FILE, JSON lines; default: the bundled examples,
-    orders with transaction markers and a tombstone) and print each call's result. Exit 1 if a call failed."""
+    orders with transaction markers and a tombstone) and print each call's result. Exit 1 if a call failed.
+    The hook runs for real, against the databases its config names: what it writes is written."""
     from sidecar.app import build_settings_databases
     from sidecar.decode import Decoder
     from sidecar.events import ChangeEvent
@@ -411,8 +412,10 @@ def _test_bulk(hook: HookSpec, messages: list[Any], decoder: Any, settings: Sett
     from sidecar.where import Verdict, compile_where
 
     where = compile_where(hook.name, hook.where) if hook.where else None
+    counted = _cli().counted
     pending: list[tuple[int, ChangeEvent]] = []
     pending_tx: str | None = None
+    later: list[str] = []  # lines of messages read while a call was open: printed after it, in number order
 
     def flush() -> None:
         nonlocal pending_tx
@@ -429,7 +432,7 @@ def _test_bulk(hook: HookSpec, messages: list[Any], decoder: Any, settings: Sett
         ParamFactory.timed(param, timeout_s)  # its own ctx.cancelled and deadline, as in a run
         what = f"transaction {tx_id}" if tx_id is not None else "batch"
         span = f"#{first}" if first == last else f"#{first}-#{last}"
-        head = f"{span:<11} {what}, {len(events)} records"
+        head = f"{span:<11} {what}, {counted(len(events), 'record')}"
         if where is not None:  # tested on each record: the hook gets the ones that match
             keep = [i for i, r in enumerate(param.records) if where.test(r)[0] is Verdict.MATCH]
             tally.filtered += len(events) - len(keep)
@@ -443,6 +446,9 @@ def _test_bulk(hook: HookSpec, messages: list[Any], decoder: Any, settings: Sett
             _test_call(head, hook.fn, param, timeout_s, tally)
         pending.clear()
         pending_tx = None
+        for line in later:
+            click.echo(line)
+        later.clear()
 
     for n, raw in enumerate(messages, start=1):
         result = decoder.decode(raw, eager=True, key=False)
@@ -453,7 +459,11 @@ def _test_bulk(hook: HookSpec, messages: list[Any], decoder: Any, settings: Sett
             continue
         if not isinstance(result, ChangeEvent):
             tally.other += 1
-            click.echo(f"#{n:<4} {raw.topic}: {_describe(result)}, not for the hook")
+            line = f"#{n:<4} {raw.topic}: {_describe(result)}, not for the hook"
+            if pending:
+                later.append(line)
+            else:
+                click.echo(line)
             continue
         if not hook.matches(result.table, result.op):
             tally.not_routed += 1
@@ -470,7 +480,7 @@ def _describe(decoded: Any) -> str:
     from sidecar.events import DecodeFailure, TransactionMarker
 
     if isinstance(decoded, TransactionMarker):
-        counts = f", {decoded.event_count} events" if decoded.event_count is not None else ""
+        counts = f", {_cli().counted(decoded.event_count, 'event')}" if decoded.event_count is not None else ""
         return f"transaction {decoded.status} {decoded.id}{counts}"
     if isinstance(decoded, DecodeFailure):
         return f"undecodable ({decoded.reason}: {decoded.detail})"
