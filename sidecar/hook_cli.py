@@ -294,6 +294,7 @@ class Tally:
     filtered: int = 0
     not_routed: int = 0
     other: int = 0
+    last_error: str | None = None  # the last call's error if it raised (an unreachable database: every call alike)
 
 
 @hooks.command("test")
@@ -374,6 +375,7 @@ def _test_call(head: str, fn: Any, param: Any, timeout_s: float, tally: Tally) -
     from sidecar.execute import GaveUp, call_once, within
 
     tally.calls += 1
+    previous, tally.last_error = tally.last_error, None
     started = time.perf_counter()
     try:
         within(lambda: call_once(fn, param), timeout_s, "hooks-test-call")
@@ -393,7 +395,9 @@ def _test_call(head: str, fn: Any, param: Any, timeout_s: float, tally: Tally) -
         click.echo(f"{head}  FAILED: the hook asked to retry (Retry, delay {exc.delay}s)")
     except Exception as exc:
         tally.failed += 1
-        click.echo(f"{head}  FAILED {type(exc).__name__}: {first_line(exc)}")
+        error = f"{type(exc).__name__}: {first_line(exc)}"
+        click.echo(f"{head}  FAILED " + ("(the same error as the call above)" if error == previous else error))
+        tally.last_error = error
     else:
         tally.ok += 1
         click.echo(f"{head}  ok {(time.perf_counter() - started) * 1000:.1f} ms")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -110,6 +111,32 @@ def test_test_reports_failures_and_where(project: Path) -> None:
     assert "key=1001  FAILED ValueError: not this one" in out
     assert out.count("filtered by where (no_match)") == 9
     assert "3 calls: 2 ok, 1 failed; 9 filtered by where" in out
+
+
+def test_test_says_once_what_every_call_fails_with(project: Path) -> None:
+    """An error that repeats (an unreachable database fails every call alike) is printed in full once;
+    the calls right after it that fail the same way say so; a different error, or a call after an ok
+    one, is printed in full again."""
+    (project / "hooks" / "down.py").write_text(
+        "calls = 0\n\n\n"
+        "def checkpoint(param):\n"
+        "    global calls\n"
+        "    calls += 1\n"
+        "    if calls == 3:\n"
+        "        return\n"
+        "    raise ConnectionError('another error' if calls == 5\n"
+        "                          else 'database at 127.0.0.1:1 refused the connection')\n")
+    cfg = project / "config.yaml"
+    with open(cfg, "a") as f:
+        f.write("  down:\n    path: hooks/down.py\n")
+    code, out = cli("hooks", "test", "down", "--config", str(cfg))
+    assert code == 1, out
+    calls = [re.split(r" key=\S+  ", line, maxsplit=1)[1] for line in out.splitlines() if " key=" in line]
+    full = "FAILED ConnectionError: database at 127.0.0.1:1 refused the connection"
+    same = "FAILED (the same error as the call above)"
+    assert calls[:7] == [full, same, calls[2], full, "FAILED ConnectionError: another error", full, same], out
+    assert calls[2].startswith("ok ") and calls[7:] == [same] * 5, out
+    assert "12 calls: 1 ok, 11 failed" in out, out
 
 
 def test_test_on_a_file_and_unknown_hook(project: Path, tmp_path: Path) -> None:
