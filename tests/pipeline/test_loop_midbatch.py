@@ -140,10 +140,11 @@ def test_the_loop_does_not_sleep_without_worker_calls_or_when_turned_off(monkeyp
     count, seen = _yields(monkeypatch, lambda: gate_time(), every=1, inline_below_s=0.0, backlog=9)
     assert count > 0 and sorted(seen) == list(range(40))
     # A fast hook, on the loop's own thread once its first batch's calls (on workers) measured it:
-    # at most the second batch's records find those calls still running; from then on there is no
-    # worker to hand over to (on workers all along, every=1 sleeps for the last 32 records).
+    # only records taken in while those calls still run find a worker to hand over to — the second
+    # batch's on an idle machine (8), a few more when the machine is busy (10 seen in CI while other
+    # tests ran); from then on there is none (on workers all along, every=1 sleeps for the last 32).
     count, seen = _yields(monkeypatch, lambda: None, every=1, inline_below_s=1.0, probe_calls=8)
-    assert count <= 8 and sorted(seen) == list(range(40))
+    assert count <= 16 and sorted(seen) == list(range(40))
 
 
 def gate_time() -> None:
