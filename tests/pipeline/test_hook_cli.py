@@ -99,13 +99,19 @@ def test_test_runs_one_hook_on_the_bundled_examples(project: Path) -> None:
     assert "12 calls: 12 ok, 0 failed" in out
 
 
-def test_test_reports_failures_and_where(project: Path) -> None:
-    """A failing call is printed with its error and exit 1; where-filtered records are shown as such."""
-    (project / "hooks" / "picky.py").write_text(
-        "def checkpoint(param):\n    if param.record['id'] == 1001:\n        raise ValueError('not this one')\n")
+def add_hook(project: Path, name: str, body: str, extra: str = "") -> Path:
+    """hooks/NAME.py with `body`, and hooks.NAME in the project's config (plus `extra` lines); the config."""
+    (project / "hooks" / f"{name}.py").write_text(body)
     cfg = project / "config.yaml"
     with open(cfg, "a") as f:
-        f.write("  picky:\n    path: hooks/picky.py\n    where: amount > 100\n")
+        f.write(f"  {name}:\n    path: hooks/{name}.py\n{extra}")
+    return cfg
+
+
+def test_test_reports_failures_and_where(project: Path) -> None:
+    """A failing call is printed with its error and exit 1; where-filtered records are shown as such."""
+    cfg = add_hook(project, "picky", "def checkpoint(param):\n    if param.record['id'] == 1001:\n"
+                   "        raise ValueError('not this one')\n", "    where: amount > 100\n")
     code, out = cli("hooks", "test", "picky", "--config", str(cfg))
     assert code == 1, out
     assert "key=1001  FAILED ValueError: not this one" in out
@@ -117,7 +123,7 @@ def test_test_says_once_what_every_call_fails_with(project: Path) -> None:
     """An error that repeats (an unreachable database fails every call alike) is printed in full once;
     the calls right after it that fail the same way say so; a different error, or a call after an ok
     one, is printed in full again."""
-    (project / "hooks" / "down.py").write_text(
+    cfg = add_hook(project, "down",
         "calls = 0\n\n\n"
         "def checkpoint(param):\n"
         "    global calls\n"
@@ -126,9 +132,6 @@ def test_test_says_once_what_every_call_fails_with(project: Path) -> None:
         "        return\n"
         "    raise ConnectionError('another error' if calls == 5\n"
         "                          else 'database at 127.0.0.1:1 refused the connection')\n")
-    cfg = project / "config.yaml"
-    with open(cfg, "a") as f:
-        f.write("  down:\n    path: hooks/down.py\n")
     code, out = cli("hooks", "test", "down", "--config", str(cfg))
     assert code == 1, out
     calls = [re.split(r" key=\S+  ", line, maxsplit=1)[1] for line in out.splitlines() if " key=" in line]
