@@ -26,18 +26,13 @@ from sidecar.errors import (
     SidecarError,
     SourceError,
 )
-from sidecar.hook_cli import finite, first_line, hooks
+from sidecar.hook_cli import counted, finite, first_line, hooks
 
 if TYPE_CHECKING:
     from sidecar.config import Settings
 from sidecar.secrets import mask_url, scrub
 
 EXIT_CONFIG, EXIT_HOOK, EXIT_DATABASE, EXIT_BROKER, EXIT_CONNECT = 2, 3, 4, 5, 6
-
-
-def counted(n: int, noun: str) -> str:
-    """`1 message`, `2 messages`."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _fail(exc: SidecarError) -> None:
@@ -384,7 +379,7 @@ def dead_letters_list(config_path: str | None, hook_name: str | None) -> None:
         click.echo(f"{e['id']}  {e['kind']:13s} hook={e.get('hook') or '-'}  reason={e['reason']}  "
                    f"event_id={e.get('event_id') or '-'}  {_where(m)}  "
                    f"{e['dead_lettered_at']}  {'replayed' if e['id'] in done else 'pending'}")
-    click.echo(f"{len(entries)} dead letter{'' if len(entries) == 1 else 's'}, "
+    click.echo(f"{counted(len(entries), 'dead letter')}, "
                f"{sum(e['id'] in done for e in entries)} replayed", err=True)
 
 

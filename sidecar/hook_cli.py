@@ -73,6 +73,11 @@ def finite(_ctx: Any, _param: Any, value: float) -> float:
     return value
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 message`, `2 messages`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def first_line(exc: BaseException, default: str = "") -> str:
     """An error's message for one output line: masked, its first line (drivers add more)."""
     return (scrub(str(exc)).strip().splitlines() or [default])[0]
@@ -336,7 +341,7 @@ def hooks_test(name: str, file: str | None, config_path: str | None, timeout_s: 
     tally = Tally()
     bound = hook.timeout_s or timeout_s
     hook = replace(hook, timeout_s=bound)  # each call its own ctx.cancelled and deadline, as in a run
-    shown = cli.counted(len(messages), "message")
+    shown = counted(len(messages), "message")
     click.echo(f"hook {name} ({hook.origin}) on {file or 'the bundled examples'}: {shown}"
                + ("" if hook.mode == "record" else f" (mode {hook.mode}: one call per "
                   + ("transaction, rows without one in batches" if hook.mode == "transaction" else "batch") + ")"))
@@ -362,8 +367,8 @@ def hooks_test(name: str, file: str | None, config_path: str | None, timeout_s: 
                 continue
         _test_call(head, hook.fn, param, bound, tally)
     databases.dispose()
-    click.echo(f"{cli.counted(tally.calls, 'call')}: {tally.ok} ok, {tally.failed} failed; {tally.filtered} filtered "
-               f"by where, {tally.not_routed} not routed, {cli.counted(tally.other, 'other message')} (transaction "
+    click.echo(f"{counted(tally.calls, 'call')}: {tally.ok} ok, {tally.failed} failed; {tally.filtered} filtered "
+               f"by where, {tally.not_routed} not routed, {counted(tally.other, 'other message')} (transaction "
                "markers, tombstones…)")
     if tally.failed:
         sys.exit(1)
@@ -416,7 +421,6 @@ def _test_bulk(hook: HookSpec, messages: list[Any], decoder: Any, settings: Sett
     from sidecar.where import Verdict, compile_where
 
     where = compile_where(hook.name, hook.where) if hook.where else None
-    counted = _cli().counted
     pending: list[tuple[int, ChangeEvent]] = []
     pending_tx: str | None = None
     later: list[str] = []  # lines of messages read while a call was open: printed after it, in number order
@@ -484,7 +488,7 @@ def _describe(decoded: Any) -> str:
     from sidecar.events import DecodeFailure, TransactionMarker
 
     if isinstance(decoded, TransactionMarker):
-        counts = f", {_cli().counted(decoded.event_count, 'event')}" if decoded.event_count is not None else ""
+        counts = f", {counted(decoded.event_count, 'event')}" if decoded.event_count is not None else ""
         return f"transaction {decoded.status} {decoded.id}{counts}"
     if isinstance(decoded, DecodeFailure):
         return f"undecodable ({decoded.reason}: {decoded.detail})"
