@@ -424,7 +424,8 @@ class DispatchConfig(_Strict):
     transaction_end_timeout_s: float = Field(
         default=60.0, gt=0,
         description="transaction hooks: a transaction whose END marker has not come this long after its last "
-        "message is called with what arrived (event_count None) and counted",
+        "message is called with what arrived (event_count None) and counted; time the loop holds back or "
+        "pauses its source (hooks behind) does not count",
     )
 
     @model_validator(mode="before")

@@ -434,6 +434,12 @@ class Dispatcher:
             return True
         return any(lane.jobs and not lane.halted for h in self._hooks.values() for lane in h.lanes.values())
 
+    def intake(self, reading: bool) -> None:
+        """The loop reads its source (True) or holds back / paused it (False): while it does not,
+        transactions waiting for their END or events are not timed out (`Assembler.intake`)."""
+        if self.assembler is not None:
+            self.assembler.intake(reading, time.monotonic())
+
     def next_due(self) -> float | None:
         due = [t for t, _, _ in self._timers[:1]] + [t for t, _, _ in list(self._rejects)[:1]]
         due += [h.batch_started + h.spec.max_wait_ms / 1000 for h in self._batch_hooks if h.batch]

@@ -74,6 +74,10 @@ def run_loop(
     # messages and fetches them again on resume.
     holding = False
     hold_until = 0.0
+    # While the loop holds back or the source is paused, a transaction's END or events may sit
+    # unread in the source: the END timeout's clock stops (measured before: a hook-bound backlog
+    # timed out transactions whose END was in the source, and called them in two pieces).
+    reading = True
     while not stop.is_set():
         health.beat()
         dispatcher.service()
@@ -103,6 +107,9 @@ def run_loop(
                     hold_until = now + SOFT_HOLD_S
             else:
                 holding = False
+        if reading == (hold or paused):
+            reading = not reading
+            dispatcher.intake(reading)
         batch = () if hold or (paused and source.auto_units) else source.poll(
             0.0 if dispatcher.busy or paused else poll_timeout_s)
         if not batch:

@@ -19,7 +19,8 @@ Pure bookkeeping, fed by the dispatcher on the loop's thread (no I/O, no hooks).
   which always has at least one record).
 - A transaction without END: superseded by a later, complete transaction while it has no
   event of its own (MariaDB emits BEGIN for DDL-only transactions) → ended (`no_end_empty`); otherwise, after
-  `end_timeout_s` without a message of its → handed over with what arrived (`end_timeout`,
+  `end_timeout_s` without a message of its (time the caller did not read its source — held
+  back or paused while hooks were behind — does not count: `intake`) → handed over with what arrived (`end_timeout`,
   `event_count` None unless the END came). At the end of a finite input (replay) →
   `end_of_input`. Each of these is counted by the caller; nothing is dropped silently.
 
@@ -131,6 +132,7 @@ class Assembler(Generic[Item]):
         self.out: deque[Delivery[Item]] = deque()
         self.ended: list[tuple[Transaction[Item], str]] = []  # incomplete ends, for the caller to count/log
         self._dropped: dict[tuple[str, str], None] = {}  # transactions dropped on a revoke (bounded)
+        self._stalled_at: float | None = None  # the caller stopped reading its source then (`intake`)
 
     # ------------------------------------------------------------------ intake
     def _get(self, scope: str, group: str, now: float) -> Transaction[Item]:
@@ -225,9 +227,25 @@ class Assembler(Generic[Item]):
             elif queue and txn in queue:
                 queue.remove(txn)
 
+    def intake(self, reading: bool, now: float) -> None:
+        """Whether the caller is reading its source. While it is not (it holds back or paused the
+        source because hooks are behind), the missing END or events may be waiting unread in the
+        source: that time does not count toward `end_timeout_s` — every open transaction's clock
+        stops, and nothing expires."""
+        if reading and self._stalled_at is not None:
+            gap = now - self._stalled_at
+            self._stalled_at = None
+            for txn in self._open.values():
+                txn.touched += gap
+        elif not reading and self._stalled_at is None:
+            self._stalled_at = now
+
     def expire(self, now: float) -> None:
-        """End transactions whose END did not come within `end_timeout_s` of their last message:
-        the head of each scope (later ones wait for it anyway) and those never begun."""
+        """End transactions whose END did not come within `end_timeout_s` of their last message
+        (time the source was not read excepted, see `intake`): the head of each scope (later ones
+        wait for it anyway) and those never begun."""
+        if self._stalled_at is not None:
+            return
         limit = now - self.end_timeout_s
         for txn in list(self._open.values()):
             if txn.touched > limit or txn.closed:
@@ -277,7 +295,7 @@ class Assembler(Generic[Item]):
         return iter(list(self._open.values()))
 
     def next_expiry(self) -> float | None:
-        if not self._open:
+        if not self._open or self._stalled_at is not None:
             return None
         return min(t.touched for t in self._open.values()) + self.end_timeout_s
 

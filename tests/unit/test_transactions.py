@@ -82,6 +82,30 @@ def test_end_timeout_hands_over_what_arrived_and_says_so() -> None:
     assert [(t.group_id, reason) for t, reason in a.ended] == [("7", "end_timeout")]
 
 
+def test_end_timeout_clock_stops_while_the_source_is_not_read() -> None:
+    """Time the caller holds back or pauses its source (hooks behind) does not count: the END may
+    be waiting unread. Measured before this: a hook-bound backlog timed out transactions whose END
+    was still in Kafka and called them in two pieces."""
+    a: Assembler[int] = Assembler(end_timeout_s=10)
+    a.marker(marker("BEGIN", "7"), 0, 0.0)
+    a.event(event("7", 1, 1), 1, 1.0)
+    a.intake(False, 2.0)  # from 2 s to 50 s the source is not read
+    a.expire(30.0)
+    assert not a.out and not a.ended and a.next_expiry() is None
+    a.intake(False, 40.0)  # a repeated report changes nothing
+    a.intake(True, 50.0)   # 48 s not read: the transaction's last message counts as at 49 s
+    assert a.next_expiry() == 59.0
+    a.expire(58.5)
+    assert not a.out
+    a.marker(marker("END", "7", 1), 2, 58.0)  # the END was waiting in the source
+    assert [(d.info.id, d.info.event_count, len(d.events)) for d in a.out] == [("7", 1, 1)]
+    assert not a.ended
+    a.marker(marker("BEGIN", "8"), 0, 60.0)  # without a stop, the clock runs as before
+    a.event(event("8", 1, 2), 1, 60.0)
+    a.expire(70.5)
+    assert [(t.group_id, reason) for t, reason in a.ended] == [("8", "end_timeout")]
+
+
 def test_superseded_begin_without_events_ends_at_once() -> None:
     """A BEGIN with no event and no END (MariaDB DDL) does not block the next transaction."""
     a: Assembler[int] = Assembler()
