@@ -657,6 +657,9 @@ def _canonical(value: Any) -> bytes:
         return json.dumps(value, sort_keys=True, default=str, separators=(",", ":")).encode()
 
 
+_SHA256: Final = hashlib.sha256()
+
+
 def event_id(source: Mapping[str, Any], table: str, op: str, before: Any, after: Any) -> str:
     """Stable id of a change however it arrives (Kafka, embedded, replay, after a restart).
 
@@ -667,7 +670,9 @@ def event_id(source: Mapping[str, Any], table: str, op: str, before: Any, after:
     same event while a changed row is a new one. Never Kafka coordinates.
     """
     head = f"{source.get('name')}|{table}|{_position(source, op)}|{op}|".encode()
-    return hashlib.sha256(head + _canonical([before, after])).hexdigest()[:32]
+    digest = _SHA256.copy()  # (a copy of a fresh one: no digest lookup by name per event)
+    digest.update(head + _canonical([before, after]))
+    return digest.hexdigest()[:32]
 
 
 def _marker(raw: RawMessage, payload: Mapping[str, Any]) -> TransactionMarker | DecodeFailure:

@@ -129,7 +129,11 @@ class TransactionInfo(Rebuilt):
     @property
     def group_id(self) -> str:
         """The id shared by BEGIN, data events and END (PostgreSQL: the txId part of `txId:LSN`)."""
-        return "" if self.id is None else self.id.split(":", 1)[0]
+        tx_id = self.id
+        if tx_id is None:
+            return ""
+        colon = tx_id.find(":")  # (no list of parts: once per event)
+        return tx_id if colon < 0 else tx_id[:colon]
 
 
 _TXN_SET: Final = tuple(getattr(TransactionInfo, f.name).__set__ for f in fields(TransactionInfo))
@@ -402,7 +406,8 @@ class TransactionMarker(Rebuilt):
 
     @property
     def group_id(self) -> str:
-        return self.id.split(":", 1)[0]
+        colon = self.id.find(":")
+        return self.id if colon < 0 else self.id[:colon]
 
 
 @dataclass(frozen=True, slots=True)

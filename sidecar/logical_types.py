@@ -384,7 +384,7 @@ def row_converter(schema: Mapping[str, Any], connector: str) -> RowConverter:
             plan.append((f["field"], conv))
 
     def convert(row: Mapping[str, Any]) -> dict[str, Any]:
-        if not isinstance(row, Mapping):
+        if type(row) is not dict and not isinstance(row, Mapping):  # (a dict: no ABC check)
             raise TypeError(f"row: expected an object, got {type(row).__name__}")
         out = dict(row)
         for name, conv in plan:
@@ -398,7 +398,7 @@ def row_converter(schema: Mapping[str, Any], connector: str) -> RowConverter:
 
 def schemaless_row(row: Mapping[str, Any]) -> dict[str, Any]:
     """Without schemas only JSON types are known; the TOAST placeholder is still recognised."""
-    if not isinstance(row, Mapping):
+    if type(row) is not dict and not isinstance(row, Mapping):  # (a dict: no ABC check)
         raise TypeError(f"row: expected an object, got {type(row).__name__}")
     if PLACEHOLDER not in row.values():  # (the common case: one pass in C, then a plain copy)
         return dict(row)
