@@ -424,8 +424,9 @@ class DispatchConfig(_Strict):
     transaction_end_timeout_s: float = Field(
         default=60.0, gt=0,
         description="transaction hooks: a transaction whose END marker has not come this long after its last "
-        "message is called with what arrived (event_count None) and counted; time the loop holds back or "
-        "pauses its source (hooks behind) does not count",
+        "message (or since the one before it was handed over) is called with what arrived (event_count None) "
+        "and counted; time what would complete it sat unread (intake held back or paused while hooks are "
+        "behind) does not count",
     )
 
     @model_validator(mode="before")

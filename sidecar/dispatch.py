@@ -434,11 +434,11 @@ class Dispatcher:
             return True
         return any(lane.jobs and not lane.halted for h in self._hooks.values() for lane in h.lanes.values())
 
-    def intake(self, reading: bool) -> None:
-        """The loop reads its source (True) or holds back / paused it (False): while it does not,
-        transactions waiting for their END or events are not timed out (`Assembler.intake`)."""
+    def intake(self, polled: bool, data_read: bool) -> None:
+        """What the loop reads of its source (`Assembler.intake`): transactions whose missing pieces
+        may sit unread meanwhile are not timed out for that time."""
         if self.assembler is not None:
-            self.assembler.intake(reading, time.monotonic())
+            self.assembler.intake(polled, data_read, time.monotonic())
 
     def next_due(self) -> float | None:
         due = [t for t, _, _ in self._timers[:1]] + [t for t, _, _ in list(self._rejects)[:1]]

@@ -75,9 +75,10 @@ def run_loop(
     holding = False
     hold_until = 0.0
     # While the loop holds back or the source is paused, a transaction's END or events may sit
-    # unread in the source: the END timeout's clock stops (measured before: a hook-bound backlog
-    # timed out transactions whose END was in the source, and called them in two pieces).
-    reading = True
+    # unread in the source: that time does not count toward the END timeout (measured before: a
+    # hook-bound backlog timed out transactions whose END was in the source, and called them in
+    # two pieces). Kafka mode polls while paused: its marker topics are still read.
+    reading = (True, True)  # (polled, data read)
     while not stop.is_set():
         health.beat()
         dispatcher.service()
@@ -107,9 +108,10 @@ def run_loop(
                     hold_until = now + SOFT_HOLD_S
             else:
                 holding = False
-        if reading == (hold or paused):
-            reading = not reading
-            dispatcher.intake(reading)
+        polled = not (hold or (paused and source.auto_units))
+        if reading != (polled, polled and not paused):
+            reading = (polled, polled and not paused)
+            dispatcher.intake(*reading)
         batch = () if hold or (paused and source.auto_units) else source.poll(
             0.0 if dispatcher.busy or paused else poll_timeout_s)
         if not batch:

@@ -19,8 +19,9 @@ Pure bookkeeping, fed by the dispatcher on the loop's thread (no I/O, no hooks).
   which always has at least one record).
 - A transaction without END: superseded by a later, complete transaction while it has no
   event of its own (MariaDB emits BEGIN for DDL-only transactions) → ended (`no_end_empty`); otherwise, after
-  `end_timeout_s` without a message of its (time the caller did not read its source — held
-  back or paused while hooks were behind — does not count: `intake`) → handed over with what arrived (`end_timeout`,
+  `end_timeout_s` without a message of its since it became the head of its scope (time the
+  caller did not read what may complete it — held back or paused while hooks were behind —
+  does not count: `intake`) → handed over with what arrived (`end_timeout`,
   `event_count` None unless the END came). At the end of a finite input (replay) →
   `end_of_input`. Each of these is counted by the caller; nothing is dropped silently.
 
@@ -58,7 +59,9 @@ class Transaction(Generic[Item]):
     def __init__(self, scope: str, group_id: str, touched: float) -> None:
         self.scope = scope
         self.group_id = group_id
-        self.touched = touched
+        self.touched = touched  # its last message, or when it became its scope's head (`Assembler._touch`)
+        self.unpolled_mark = 0.0  # the assembler's not-polled time then (`Assembler.intake`)
+        self.unread_mark = 0.0    # the assembler's data-not-read time then
         self.begun = False
         self.end: TransactionMarker | None = None
         self.seen: set[str] = set()  # event ids received (duplicates are held, not delivered)
@@ -132,7 +135,13 @@ class Assembler(Generic[Item]):
         self.out: deque[Delivery[Item]] = deque()
         self.ended: list[tuple[Transaction[Item], str]] = []  # incomplete ends, for the caller to count/log
         self._dropped: dict[tuple[str, str], None] = {}  # transactions dropped on a revoke (bounded)
-        self._stalled_at: float | None = None  # the caller stopped reading its source then (`intake`)
+        # Time the caller did not poll its source at all, and did not read its data (not polled, or
+        # data paused; markers are read whenever it polls): totals, and since when (`intake`).
+        self._unpolled = 0.0
+        self._unpolled_at: float | None = None
+        self._unread = 0.0
+        self._unread_at: float | None = None
+        self._now = 0.0  # the latest time given (`_deliver` touches a new head with it)
 
     # ------------------------------------------------------------------ intake
     def _get(self, scope: str, group: str, now: float) -> Transaction[Item]:
@@ -140,8 +149,17 @@ class Assembler(Generic[Item]):
         txn = self._open.get(key)
         if txn is None:
             txn = self._open[key] = Transaction(scope, group, now)
-        txn.touched = now
+        self._now = now
+        self._touch(txn, now)
         return txn
+
+    def _touch(self, txn: Transaction[Item], now: float) -> None:
+        """A message of it came, or it became its scope's head: its END timeout starts again."""
+        txn.touched = now
+        at = self._unpolled_at
+        txn.unpolled_mark = self._unpolled if at is None else self._unpolled + (now - at)
+        at = self._unread_at
+        txn.unread_mark = self._unread if at is None else self._unread + (now - at)
 
     def marker(self, marker: TransactionMarker, item: Item, now: float) -> bool:
         """Take a BEGIN/END; False when it is not held (its transaction was dropped on a revoke)."""
@@ -224,31 +242,51 @@ class Assembler(Generic[Item]):
             queue = self._order.get(txn.scope)
             if queue and queue[0] is txn:
                 queue.popleft()
+                if queue:  # the next one waited for this one: its timeout starts now
+                    self._touch(queue[0], self._now)
             elif queue and txn in queue:
                 queue.remove(txn)
 
-    def intake(self, reading: bool, now: float) -> None:
-        """Whether the caller is reading its source. While it is not (it holds back or paused the
-        source because hooks are behind), the missing END or events may be waiting unread in the
-        source: that time does not count toward `end_timeout_s` — every open transaction's clock
-        stops, and nothing expires."""
-        if reading and self._stalled_at is not None:
-            gap = now - self._stalled_at
-            self._stalled_at = None
-            for txn in self._open.values():
-                txn.touched += gap
-        elif not reading and self._stalled_at is None:
-            self._stalled_at = now
+    def intake(self, polled: bool, data_read: bool, now: float) -> None:
+        """What the caller reads of its source: `polled` False while it takes nothing from it (it
+        holds back while hooks are behind; embedded mode's pause), `data_read` False while that or
+        while its data is paused (Kafka mode polls on, reading the never-paused marker topics).
+        Time the missing pieces of a transaction may have waited unread does not count toward
+        `end_timeout_s`: not-polled time for every open transaction, data-paused time for one whose
+        END came (it waits for events)."""
+        if polled != (self._unpolled_at is None):
+            if polled:
+                assert self._unpolled_at is not None
+                self._unpolled += now - self._unpolled_at
+                self._unpolled_at = None
+            else:
+                self._unpolled_at = now
+        if data_read != (self._unread_at is None):
+            if data_read:
+                assert self._unread_at is not None
+                self._unread += now - self._unread_at
+                self._unread_at = None
+            else:
+                self._unread_at = now
+
+    def _waited(self, txn: Transaction[Item], now: float, unpolled: float, unread: float) -> float:
+        """How long it has waited since its last message (or since it became its scope's head),
+        less the time what it waits for may have sat unread (`intake`)."""
+        unseen = unread - txn.unread_mark if txn.end is not None else unpolled - txn.unpolled_mark
+        return now - txn.touched - unseen
+
+    def _stalls(self, now: float) -> tuple[float, float]:
+        at, at2 = self._unpolled_at, self._unread_at
+        return (self._unpolled + (0.0 if at is None else now - at),
+                self._unread + (0.0 if at2 is None else now - at2))
 
     def expire(self, now: float) -> None:
-        """End transactions whose END did not come within `end_timeout_s` of their last message
-        (time the source was not read excepted, see `intake`): the head of each scope (later ones
-        wait for it anyway) and those never begun."""
-        if self._stalled_at is not None:
-            return
-        limit = now - self.end_timeout_s
+        """End transactions whose END or events did not come within `end_timeout_s` (`_waited`):
+        the head of each scope (later ones wait for it anyway) and those never begun."""
+        self._now = now
+        unpolled, unread = self._stalls(now)
         for txn in list(self._open.values()):
-            if txn.touched > limit or txn.closed:
+            if txn.closed or self._waited(txn, now, unpolled, unread) < self.end_timeout_s:
                 continue
             queue = self._order.get(txn.scope)
             if txn.begun and queue and queue[0] is not txn:
@@ -295,9 +333,12 @@ class Assembler(Generic[Item]):
         return iter(list(self._open.values()))
 
     def next_expiry(self) -> float | None:
-        if not self._open or self._stalled_at is not None:
+        """The earliest time an open transaction may expire (earlier while the source is not read)."""
+        if not self._open:
             return None
-        return min(t.touched for t in self._open.values()) + self.end_timeout_s
+        now = self._now
+        unpolled, unread = self._stalls(now)
+        return now + self.end_timeout_s - max(self._waited(t, now, unpolled, unread) for t in self._open.values())
 
 
 def batch_call_id(event_ids: list[str]) -> str:

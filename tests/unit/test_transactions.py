@@ -82,28 +82,71 @@ def test_end_timeout_hands_over_what_arrived_and_says_so() -> None:
     assert [(t.group_id, reason) for t, reason in a.ended] == [("7", "end_timeout")]
 
 
-def test_end_timeout_clock_stops_while_the_source_is_not_read() -> None:
-    """Time the caller holds back or pauses its source (hooks behind) does not count: the END may
-    be waiting unread. Measured before this: a hook-bound backlog timed out transactions whose END
-    was still in Kafka and called them in two pieces."""
+def test_end_timeout_clock_stops_while_the_source_is_not_polled() -> None:
+    """Time the caller takes nothing from its source (it holds back while hooks are behind) does
+    not count: the END may be waiting unread. (Measured before: a hook-bound backlog timed out
+    transactions whose END was still in Kafka and called them in two pieces.)"""
     a: Assembler[int] = Assembler(end_timeout_s=10)
     a.marker(marker("BEGIN", "7"), 0, 0.0)
     a.event(event("7", 1, 1), 1, 1.0)
-    a.intake(False, 2.0)  # from 2 s to 50 s the source is not read
+    a.intake(False, False, 2.0)  # from 2 s to 50 s nothing is polled
     a.expire(30.0)
-    assert not a.out and not a.ended and a.next_expiry() is None
-    a.intake(False, 40.0)  # a repeated report changes nothing
-    a.intake(True, 50.0)   # 48 s not read: the transaction's last message counts as at 49 s
-    assert a.next_expiry() == 59.0
+    assert not a.out and not a.ended
+    a.intake(False, False, 40.0)  # a repeated report changes nothing
+    a.intake(True, True, 50.0)    # 48 s not polled: it has waited 1 s (1 → 2) + (50 → now)
     a.expire(58.5)
     assert not a.out
-    a.marker(marker("END", "7", 1), 2, 58.0)  # the END was waiting in the source
+    a.marker(marker("END", "7", 1), 2, 58.6)  # the END was waiting in the source
     assert [(d.info.id, d.info.event_count, len(d.events)) for d in a.out] == [("7", 1, 1)]
     assert not a.ended
     a.marker(marker("BEGIN", "8"), 0, 60.0)  # without a stop, the clock runs as before
     a.event(event("8", 1, 2), 1, 60.0)
     a.expire(70.5)
     assert [(t.group_id, reason) for t, reason in a.ended] == [("8", "end_timeout")]
+
+
+def test_a_data_pause_stops_the_clock_only_for_transactions_whose_end_came() -> None:
+    """Kafka mode polls while the data topics are paused: the marker topics are read, so a
+    transaction without its END times out as usual, while one whose END came waits for events that
+    may sit in a paused partition: that time does not count. A message that comes during a stop
+    starts its transaction's clock from then (no credit for the part of the stop before it)."""
+    with_end: Assembler[int] = Assembler(end_timeout_s=10)
+    with_end.marker(marker("BEGIN", "1"), 0, 0.0)
+    with_end.event(event("1", 1, 1), 1, 0.0)
+    with_end.intake(True, False, 1.0)  # data paused from 1 s to 30 s
+    with_end.marker(marker("END", "1", 2), 2, 5.0)  # one of its two events still to come
+    with_end.expire(20.0)
+    with_end.intake(True, True, 30.0)  # waited from 5 s: 25 s paused, then (30 → now)
+    with_end.expire(39.5)
+    assert not with_end.out
+    with_end.expire(40.5)
+    assert [(d.info.id, d.info.event_count, len(d.events)) for d in with_end.out] == [("1", 2, 1)]
+    assert [reason for _, reason in with_end.ended] == ["end_timeout"]
+
+    no_end: Assembler[int] = Assembler(end_timeout_s=10)
+    no_end.marker(marker("BEGIN", "2"), 0, 0.0)
+    no_end.event(event("2", 1, 1), 1, 5.0)
+    no_end.intake(True, False, 6.0)  # data paused, markers read: its END would have come
+    no_end.expire(14.0)
+    assert not no_end.out
+    no_end.expire(15.5)
+    assert [(t.group_id, reason) for t, reason in no_end.ended] == [("2", "end_timeout")]
+
+
+def test_end_timeout_counts_from_becoming_the_head() -> None:
+    """A transaction whose markers came long before its events (the marker topic read far ahead of
+    a data backlog) is timed only from when the one before it was handed over: later ones wait
+    for the head anyway."""
+    a: Assembler[int] = Assembler(end_timeout_s=10)
+    for tx in ("1", "2"):
+        a.marker(marker("BEGIN", tx), 0, 0.0)
+        a.marker(marker("END", tx, 1), 0, 0.0)
+    a.event(event("1", 1, 1), 1, 25.0)  # "1" complete at 25 s: "2" is the head from then
+    assert [d.info.id for d in a.out] == ["1"]
+    a.expire(34.0)
+    assert not a.ended
+    a.event(event("2", 1, 2), 2, 34.5)
+    assert [d.info.id for d in a.out] == ["1", "2"] and not a.ended
 
 
 def test_superseded_begin_without_events_ends_at_once() -> None:
