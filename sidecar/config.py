@@ -425,8 +425,8 @@ class DispatchConfig(_Strict):
         default=60.0, gt=0,
         description="transaction hooks: a transaction whose END marker has not come this long after its last "
         "message (or since the one before it was handed over) is called with what arrived (event_count None) "
-        "and counted; time what would complete it sat unread (intake held back or paused while hooks are "
-        "behind) does not count",
+        "and counted; time the loop holds its intake back while hooks are behind does not count, nor, once "
+        "its END came, time the source is paused (Kafka: the data topics; the marker topics are read on)",
     )
 
     @model_validator(mode="before")

@@ -987,7 +987,7 @@ class Dispatcher:
         while True:
             give_up: list[Record] = []
             if self.assembler is not None:
-                for txn in self.assembler.drop(lost, remember=not rewind):
+                for txn in self.assembler.drop(lost, remember=not rewind, now=time.monotonic()):
                     dropped.append(txn)
                     give_up += txn.holds
             if not rewind:

@@ -19,9 +19,9 @@ Pure bookkeeping, fed by the dispatcher on the loop's thread (no I/O, no hooks).
   which always has at least one record).
 - A transaction without END: superseded by a later, complete transaction while it has no
   event of its own (MariaDB emits BEGIN for DDL-only transactions) → ended (`no_end_empty`); otherwise, after
-  `end_timeout_s` without a message of its since it became the head of its scope (time the
-  caller did not read what may complete it — held back or paused while hooks were behind —
-  does not count: `intake`) → handed over with what arrived (`end_timeout`,
+  `end_timeout_s` without a message of its (a begun one: nor since it became the head of its
+  scope), time the caller did not read what may complete it excepted (`intake`) → handed over
+  with what arrived (`end_timeout`,
   `event_count` None unless the END came). At the end of a finite input (replay) →
   `end_of_input`. Each of these is counted by the caller; nothing is dropped silently.
 
@@ -303,14 +303,19 @@ class Assembler(Generic[Item]):
         for txn in list(self._open.values()):
             self._deliver(txn, last=True, incomplete=reason)
 
-    def drop(self, holds: Callable[[Item], bool], remember: bool = True) -> list[Transaction[Item]]:
+    def drop(self, holds: Callable[[Item], bool], remember: bool = True,
+             now: float | None = None) -> list[Transaction[Item]]:
         """Forget open transactions holding a record for which `holds` is true (their units were
         revoked: the next owner gets the whole transaction). Returns them.
 
         `remember`: their later messages here are not held (they would wait for records that now
         go to another member). Without it (the caller has the records it held here fetched
-        again) they are assembled afresh, as a transaction never seen."""
+        again) they are assembled afresh, as a transaction never seen. A scope whose head was
+        dropped has a new head: its END timeout starts at `now`, and it is handed over if complete."""
         dropped = [t for t in self._open.values() if any(holds(i) for i in t.holds)]
+        if now is not None:
+            self._now = now
+        heads: set[str] = set()
         for txn in dropped:
             txn.closed = True
             txn.incomplete = "revoked"
@@ -321,7 +326,14 @@ class Assembler(Generic[Item]):
                     del self._dropped[next(iter(self._dropped))]
             queue = self._order.get(txn.scope)
             if queue is not None and txn in queue:
+                if queue[0] is txn:
+                    heads.add(txn.scope)
                 queue.remove(txn)
+        for scope in heads:
+            queue = self._order.get(scope)
+            if queue:
+                self._touch(queue[0], self._now)
+                self._advance(scope)
         return dropped
 
     # ------------------------------------------------------------------ state

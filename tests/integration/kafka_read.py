@@ -63,3 +63,22 @@ def committed(group: str, topic: str, partition: int = 0) -> int:
         return max(int(c.committed([TopicPartition(topic, partition)], timeout=10)[0].offset), 0)
     finally:
         c.close()
+
+
+def start_group_at_end(group: str, topics: list[str]) -> None:
+    """Commit the current end of every partition of `topics` for `group`: a member of it then reads
+    only what is written afterwards (the stack's topics hold every earlier test's changes). A
+    topic not created yet holds nothing: the member reads it from its start."""
+    from confluent_kafka import TopicPartition
+
+    c = Consumer({"bootstrap.servers": KAFKA, "group.id": group, "enable.auto.commit": "false"})
+    try:
+        ends = []
+        for topic in topics:
+            for partition in c.list_topics(topic, timeout=10).topics[topic].partitions:
+                tp = TopicPartition(topic, partition)
+                ends.append(TopicPartition(topic, partition, c.get_watermark_offsets(tp, timeout=10)[1]))
+        if ends:
+            c.commit(offsets=ends, asynchronous=False)
+    finally:
+        c.close()

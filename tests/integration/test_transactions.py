@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from tests.integration.kafka_read import start_group_at_end
 from tests.integration.scenario import drop_slot, embedded_config
 from tests.integration.stack import (
     INV_URL,
@@ -116,9 +117,12 @@ def assert_one_call_per_transaction(got: list[dict[str, Any]], script: list[tupl
 
 
 def kafka_run(tmp: Path, topics: list[str], tables: list[str], script: Callable[[int], list[tuple[str, list[int]]]],
-              dispatch: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], list[tuple[str, list[int]]]]:
-    steps = script(new_id_base())
+              dispatch: dict[str, Any] | None = None, env: dict[str, str] | None = None,
+              from_end: bool = False) -> tuple[list[dict[str, Any]], list[tuple[str, list[int]]]]:
     run = f"tx-{uuid.uuid4().hex[:8]}"
+    if from_end:  # read only what the script writes, not every earlier test's changes
+        start_group_at_end(f"it-{run}", topics)
+    steps = script(new_id_base())
     cfg = sidecar_config(tmp, group=f"it-{run}", topics=topics, hooks={
         "tx": {"path": TXHOOK, "mode": "transaction", "tables": tables}})
     if dispatch:
@@ -127,7 +131,7 @@ def kafka_run(tmp: Path, topics: list[str], tables: list[str], script: Callable[
         doc = yaml.safe_load(cfg.read_text())
         doc["dispatch"] = dispatch
         cfg.write_text(yaml.safe_dump(doc))
-    with sidecar(cfg, run, tmp / f"{run}.log"):
+    with sidecar(cfg, run, tmp / f"{run}.log", env):
         got = wait_calls(run, steps)
     return got, steps
 
@@ -164,6 +168,28 @@ def test_kafka_postgres_transaction_in_parts(connectors: list[str], tmp_path: Pa
     assert len({c["id"] for c in big}) == 3
     others = [c for c in got if c not in big]
     assert [[r[1] for r in c["records"]] for c in others] == [ids for n, ids in script if n != "big"]
+
+
+def pg_many(base: int, transactions: int = 200, rows: int = 20) -> list[tuple[str, list[int]]]:
+    ids = iter(range(base, base + transactions * rows))
+    script = []
+    for n in range(transactions):
+        batch = [next(ids) for _ in range(rows)]
+        execute(PG_URL, "INSERT INTO orders (id, amount) VALUES (:id, 5)", [{"id": i} for i in batch])
+        script.append((f"t{n}", batch))
+    return script
+
+
+def test_kafka_postgres_backlog_behind_a_slow_hook_every_call_whole(connectors: list[str], tmp_path: Path) -> None:
+    """200 twenty-row transactions queue in Kafka behind a hook of 50 ms per call, with a small
+    in-flight bound (100: the loop holds its intake back, then pauses the data topics) and an END
+    timeout of 1 s, far shorter than the backlog: time an END or events may wait unread does not
+    count, so every transaction is still one whole call. (On the code before f9247af this test
+    failed here: 166 of the 200 transactions were timed out while their END sat in Kafka, and
+    called without their event_count.)"""
+    got, script = kafka_run(tmp_path, PG_TOPICS, PG_TABLES, pg_many, env={"TX_HOOK_SLEEP_S": "0.05"}, from_end=True,
+                            dispatch={"max_in_flight": 100, "transaction_end_timeout_s": 1.0})
+    assert_one_call_per_transaction(got, script)
 
 
 def test_embedded_postgres_one_call_per_transaction(tmp_path: Path) -> None:

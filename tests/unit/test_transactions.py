@@ -145,8 +145,35 @@ def test_end_timeout_counts_from_becoming_the_head() -> None:
     assert [d.info.id for d in a.out] == ["1"]
     a.expire(34.0)
     assert not a.ended
+    assert a.next_expiry() == 35.0
     a.event(event("2", 1, 2), 2, 34.5)
     assert [d.info.id for d in a.out] == ["1", "2"] and not a.ended
+    b: Assembler[int] = Assembler(end_timeout_s=10)  # the same, "2"'s event never comes
+    for tx in ("1", "2"):
+        b.marker(marker("BEGIN", tx), 0, 0.0)
+        b.marker(marker("END", tx, 1), 0, 0.0)
+    b.event(event("1", 1, 1), 1, 25.0)
+    b.expire(35.0)
+    assert [(t.group_id, reason) for t, reason in b.ended] == [("2", "end_timeout")]
+
+
+def test_a_revoke_that_drops_the_head_starts_the_next_ones_clock() -> None:
+    """The head's records were on a revoked partition: the next transaction, complete, is handed
+    over at once, and the one after it is timed from the revoke, not from its old markers."""
+    a: Assembler[int] = Assembler(end_timeout_s=10)
+    for tx, count in (("1", 2), ("2", 1), ("3", 1)):
+        a.marker(marker("BEGIN", tx), 0, 0.0)
+        a.marker(marker("END", tx, count), 0, 0.0)
+    a.event(event("1", 1, 1), 11, 1.0)  # one of its two: the other is on the revoked partition
+    a.event(event("2", 1, 2), 12, 1.0)
+    assert not a.out
+    dropped = a.drop(lambda item: item == 11, now=20.0)
+    assert [t.group_id for t in dropped] == ["1"]
+    assert [d.info.id for d in a.out] == ["2"]  # complete, handed over by the drop
+    a.expire(29.5)
+    assert not a.ended  # "3" became the head at 20 s (its markers came at 0 s)
+    a.expire(30.5)
+    assert [(t.group_id, reason) for t, reason in a.ended] == [("3", "end_timeout")]
 
 
 def test_superseded_begin_without_events_ends_at_once() -> None:
