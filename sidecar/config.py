@@ -368,7 +368,8 @@ SOFT_MAX_IN_FLIGHT = 1_000
 class DispatchConfig(_Strict):
     max_in_flight: int = Field(
         default=10_000, ge=1, le=1_000_000,
-        description="records taken from the source and not finished; past it the source is paused (still polled)",
+        description="records taken from the source and not finished; past it the source is paused (Kafka: still "
+        "polled, the marker topics read on; embedded: the engine waits)",
     )
     soft_max_in_flight: int = Field(
         default=SOFT_MAX_IN_FLIGHT, ge=0, le=1_000_000,
@@ -423,10 +424,11 @@ class DispatchConfig(_Strict):
     )
     transaction_end_timeout_s: float = Field(
         default=60.0, gt=0,
-        description="transaction hooks: a transaction whose END marker has not come this long after its last "
-        "message (or since the one before it was handed over) is called with what arrived (event_count None) "
-        "and counted; time the loop holds its intake back while hooks are behind does not count, nor, once "
-        "its END came, time the source is paused (Kafka: the data topics; the marker topics are read on)",
+        description="transaction hooks: a transaction still missing its END marker or some of its events this "
+        "long after its last message (or since the one before it was handed over) is called with what arrived "
+        "(event_count None unless the END came) and counted; time the source is not polled (intake held back "
+        "while hooks are behind; embedded mode's pause) does not count, nor, once its END came, time Kafka's "
+        "data topics are paused",
     )
 
     @model_validator(mode="before")

@@ -130,7 +130,7 @@ class Metrics:
         self.transactions_incomplete = Counter(
             "checkpoint_transactions_incomplete",
             "Transactions handed to hooks without their END or some of their events, by reason "
-            "(end_timeout: END not seen within transaction_end_timeout_s; end_of_input: a replay file ended; "
+            "(end_timeout: END or events not seen within transaction_end_timeout_s; end_of_input: a replay file ended; "
             "no_end_empty: a BEGIN with no event and no END, e.g. MariaDB DDL; revoked: partition revoked).",
             ["reason"], registry=r)
         for reason in INCOMPLETE_REASONS:

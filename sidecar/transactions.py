@@ -53,6 +53,26 @@ def event_scope(event: ChangeEvent) -> str:
     return str(event.source.get("name") or "")
 
 
+class StallClock:
+    """How long a condition has held in all (the caller not reading something), and since when."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.since: float | None = None
+
+    def set(self, stalled: bool, now: float) -> None:
+        since = self.since
+        if stalled and since is None:
+            self.since = now
+        elif not stalled and since is not None:
+            self.total += now - since
+            self.since = None
+
+    def at(self, now: float) -> float:
+        since = self.since
+        return self.total if since is None else self.total + (now - since)
+
+
 class Transaction(Generic[Item]):
     """One transaction being assembled. (A plain class: the compiled build has no generic dataclasses.)"""
 
@@ -136,11 +156,9 @@ class Assembler(Generic[Item]):
         self.ended: list[tuple[Transaction[Item], str]] = []  # incomplete ends, for the caller to count/log
         self._dropped: dict[tuple[str, str], None] = {}  # transactions dropped on a revoke (bounded)
         # Time the caller did not poll its source at all, and did not read its data (not polled, or
-        # data paused; markers are read whenever it polls): totals, and since when (`intake`).
-        self._unpolled = 0.0
-        self._unpolled_at: float | None = None
-        self._unread = 0.0
-        self._unread_at: float | None = None
+        # data paused; markers are read whenever it polls) (`intake`).
+        self._unpolled = StallClock()
+        self._unread = StallClock()
         self._now = 0.0  # the latest time given (`_deliver` touches a new head with it)
 
     # ------------------------------------------------------------------ intake
@@ -156,10 +174,8 @@ class Assembler(Generic[Item]):
     def _touch(self, txn: Transaction[Item], now: float) -> None:
         """A message of it came, or it became its scope's head: its END timeout starts again."""
         txn.touched = now
-        at = self._unpolled_at
-        txn.unpolled_mark = self._unpolled if at is None else self._unpolled + (now - at)
-        at = self._unread_at
-        txn.unread_mark = self._unread if at is None else self._unread + (now - at)
+        txn.unpolled_mark = self._unpolled.at(now)
+        txn.unread_mark = self._unread.at(now)
 
     def marker(self, marker: TransactionMarker, item: Item, now: float) -> bool:
         """Take a BEGIN/END; False when it is not held (its transaction was dropped on a revoke)."""
@@ -254,20 +270,8 @@ class Assembler(Generic[Item]):
         Time the missing pieces of a transaction may have waited unread does not count toward
         `end_timeout_s`: not-polled time for every open transaction, data-paused time for one whose
         END came (it waits for events)."""
-        if polled != (self._unpolled_at is None):
-            if polled:
-                assert self._unpolled_at is not None
-                self._unpolled += now - self._unpolled_at
-                self._unpolled_at = None
-            else:
-                self._unpolled_at = now
-        if data_read != (self._unread_at is None):
-            if data_read:
-                assert self._unread_at is not None
-                self._unread += now - self._unread_at
-                self._unread_at = None
-            else:
-                self._unread_at = now
+        self._unpolled.set(not polled, now)
+        self._unread.set(not data_read, now)
 
     def _waited(self, txn: Transaction[Item], now: float, unpolled: float, unread: float) -> float:
         """How long it has waited since its last message (or since it became its scope's head),
@@ -276,9 +280,7 @@ class Assembler(Generic[Item]):
         return now - txn.touched - unseen
 
     def _stalls(self, now: float) -> tuple[float, float]:
-        at, at2 = self._unpolled_at, self._unread_at
-        return (self._unpolled + (0.0 if at is None else now - at),
-                self._unread + (0.0 if at2 is None else now - at2))
+        return self._unpolled.at(now), self._unread.at(now)
 
     def expire(self, now: float) -> None:
         """End transactions whose END or events did not come within `end_timeout_s` (`_waited`):
@@ -359,4 +361,5 @@ def batch_call_id(event_ids: list[str]) -> str:
     return hashlib.sha256(("|".join(event_ids) + "|" if event_ids else "").encode()).hexdigest()[:32]
 
 
-__all__ = ["INCOMPLETE_REASONS", "Assembler", "Delivery", "Transaction", "batch_call_id", "transaction_call_id"]
+__all__ = ["INCOMPLETE_REASONS", "Assembler", "Delivery", "StallClock", "Transaction", "batch_call_id",
+           "transaction_call_id"]

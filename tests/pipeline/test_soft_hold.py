@@ -34,6 +34,16 @@ class Counting(MemorySource):
         return batch
 
 
+def numbered_per_topic(ordered: Sequence[RawMessage]) -> list[RawMessage]:
+    """The messages, in this order, with offsets counted per topic (partition 0)."""
+    offsets: dict[str, int] = {}
+    numbered = []
+    for m in ordered:
+        offsets[m.topic] = offsets.get(m.topic, -1) + 1
+        numbered.append(RawMessage(m.topic, 0, offsets[m.topic], m.key, m.value))
+    return numbered
+
+
 def _ahead_of_a_serial_hook(soft: int) -> int:
     """Most records taken and not yet called, over 1,500 one-record calls of ~0.3 ms each."""
     msgs = [message(0, i, i) for i in range(1500)]
@@ -119,11 +129,7 @@ def test_a_transaction_being_assembled_is_not_held() -> None:
     small, small_markers = synthetic_transaction(1, 5)
     big, big_markers = synthetic_transaction(2, 3000)
     ordered = [small_markers[0], *small, small_markers[1], big_markers[0], *big, big_markers[1]]
-    offsets: dict[str, int] = {}
-    numbered = []
-    for m in ordered:
-        offsets[m.topic] = offsets.get(m.topic, -1) + 1
-        numbered.append(RawMessage(m.topic, 0, offsets[m.topic], m.key, m.value))
+    numbered = numbered_per_topic(ordered)
     source = Counting(numbered, batch_size=100)
     calls: list[tuple[int, int]] = []
 
@@ -152,11 +158,7 @@ def test_a_hold_does_not_time_out_transactions_whose_end_is_unread() -> None:
         for data, (begin, _) in parts[at:at + block]:
             ordered += [begin, *data]
         ordered += [end for _, (_, end) in parts[at - block:at]] if at else []
-    offsets: dict[str, int] = {}
-    numbered = []
-    for m in ordered:
-        offsets[m.topic] = offsets.get(m.topic, -1) + 1
-        numbered.append(RawMessage(m.topic, 0, offsets[m.topic], m.key, m.value))
+    numbered = numbered_per_topic(ordered)
     source = Counting(numbered, batch_size=10)
     calls: list[tuple[int, int | None]] = []
 
