@@ -129,11 +129,15 @@ class TransactionInfo(Rebuilt):
     @property
     def group_id(self) -> str:
         """The id shared by BEGIN, data events and END (PostgreSQL: the txId part of `txId:LSN`)."""
-        tx_id = self.id
-        if tx_id is None:
-            return ""
-        colon = tx_id.find(":")  # (no list of parts: once per event)
-        return tx_id if colon < 0 else tx_id[:colon]
+        return "" if self.id is None else group_of(self.id)
+
+
+def group_of(transaction_id: str) -> str:
+    """What identifies a transaction in every message of it: PostgreSQL's `txId:LSN` ids differ in
+    the LSN between BEGIN, data events and END; the txId part is shared. (find, not split: once per
+    event, no list of parts.)"""
+    colon = transaction_id.find(":")
+    return transaction_id if colon < 0 else transaction_id[:colon]
 
 
 _TXN_SET: Final = tuple(getattr(TransactionInfo, f.name).__set__ for f in fields(TransactionInfo))
@@ -406,8 +410,7 @@ class TransactionMarker(Rebuilt):
 
     @property
     def group_id(self) -> str:
-        colon = self.id.find(":")
-        return self.id if colon < 0 else self.id[:colon]
+        return group_of(self.id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,10 +109,10 @@ def run_loop(
             else:
                 holding = False
         polled = not (hold or (paused and source.auto_units))
-        if reading != (polled, polled and not paused):
-            reading = (polled, polled and not paused)
+        if reading != (now_reading := (polled, polled and not paused)):
+            reading = now_reading
             dispatcher.intake(*reading)
-        batch = () if hold or (paused and source.auto_units) else source.poll(
+        batch = () if not polled else source.poll(
             0.0 if dispatcher.busy or paused else poll_timeout_s)
         if not batch:
             if until_exhausted and source.exhausted:

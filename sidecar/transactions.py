@@ -258,10 +258,14 @@ class Assembler(Generic[Item]):
             queue = self._order.get(txn.scope)
             if queue and queue[0] is txn:
                 queue.popleft()
-                if queue:  # the next one waited for this one: its timeout starts now
-                    self._touch(queue[0], self._now)
+                self._new_head(queue)
             elif queue and txn in queue:
                 queue.remove(txn)
+
+    def _new_head(self, queue: deque[Transaction[Item]]) -> None:
+        """The head of `queue` was removed: the next one waited for it, its END timeout starts now."""
+        if queue:
+            self._touch(queue[0], self._now)
 
     def intake(self, polled: bool, data_read: bool, now: float) -> None:
         """What the caller reads of its source: `polled` False while it takes nothing from it (it
@@ -332,10 +336,8 @@ class Assembler(Generic[Item]):
                     heads.add(txn.scope)
                 queue.remove(txn)
         for scope in heads:
-            queue = self._order.get(scope)
-            if queue:
-                self._touch(queue[0], self._now)
-                self._advance(scope)
+            self._new_head(self._order[scope])
+            self._advance(scope)
         return dropped
 
     # ------------------------------------------------------------------ state
