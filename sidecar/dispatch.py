@@ -283,9 +283,11 @@ class Dispatcher:
             if d.info.last:
                 self.stats.transactions += 1
             first: tuple[list[int], list[dict[str, Any]]] | None = None
+            split = self._split
+            wanted = [split(e.table, e.op)[2] for e in d.events]  # each event's transaction hooks (cached)
             for hook in self._txn_hooks:
                 spec = hook.spec
-                picked = [i for i, e in enumerate(d.events) if spec.matches(e.table, e.op)]
+                picked = [i for i, hooks in enumerate(wanted) if hook in hooks]
                 if not picked:
                     continue
                 events = [d.events[i] for i in picked]

@@ -89,6 +89,15 @@ def get_logger(**bind: Any) -> Any:
     return structlog.get_logger("checkpoint-sidecar").bind(**bind)
 
 
+_METHOD_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "warn": logging.WARNING,
+                  "error": logging.ERROR, "exception": logging.ERROR, "critical": logging.CRITICAL,
+                  "fatal": logging.CRITICAL}
+
+
+def _discard(event: Any = None, *args: Any, **kw: Any) -> None:
+    """A filtered-out level's log call (as structlog's own filtered methods: returns None)."""
+
+
 class LazyLogger:
     """A logger bound to a context only when a hook actually logs.
 
@@ -109,6 +118,12 @@ class LazyLogger:
     def __getattr__(self, name: str) -> Any:
         bound = self._bound
         if bound is None:
+            # A level the configuration filters out: nothing to bind (the bind costs ~14 µs).
+            level = _METHOD_LEVELS.get(name)
+            if level is not None:
+                enabled = getattr(self._base, "is_enabled_for", None)
+                if enabled is not None and not enabled(level):
+                    return _discard
             bound = self._bound = self._base.bind(**self._ctx)
         return getattr(bound, name)
 

@@ -6,6 +6,7 @@ and a slow or stuck lane, never hold the intake back."""
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -172,3 +173,63 @@ def test_a_hold_does_not_time_out_transactions_whose_end_is_unread() -> None:
     assert stats.transactions_incomplete == 0
     gaps = [b - a for (a, _), (b, _) in zip(source.polls, source.polls[1:], strict=False)]
     assert max(gaps) > 0.3, source.polls  # the loop held (longer than the END timeout)
+
+
+class KafkaLike(Counting):
+    """Kafka mode's pause: the data topics stop, the marker topic is still read (the loop polls on)."""
+
+    def __init__(self, messages: Sequence[RawMessage], batch_size: int, markers: str) -> None:
+        super().__init__(messages, batch_size=batch_size)
+        self.auto_units = False  # as KafkaSource: assigned units, polled while paused
+        self._started = False    # (the first poll assigns every unit)
+        self.markers = markers
+        self.data_paused = False
+        self.taken_paused: list[str] = []  # topics of what a poll returned while paused
+
+    def pause(self) -> None:
+        super().pause()
+        self.data_paused = True
+
+    def resume(self) -> None:
+        self.data_paused = False
+
+    def poll(self, timeout_s: float) -> Sequence[RawMessage]:
+        if not self.data_paused or not self._started:
+            return super().poll(timeout_s)
+        batch = [m for m in self.messages if m.topic == self.markers][:self.batch_size]
+        taken = {id(m) for m in batch}
+        self.messages = deque(m for m in self.messages if id(m) not in taken)
+        self.exhausted = not self.messages
+        self.taken_paused += [m.topic for m in batch]
+        if batch:
+            self.taken += len(batch)
+            self.polls.append((time.monotonic(), self.taken))
+        return batch
+
+
+def test_a_kafka_data_pause_does_not_time_out_a_transaction_whose_end_came() -> None:
+    """Kafka mode: each transaction's END is read before its rows (the marker topic runs ahead, as
+    it does on the real stack), calls take 200 ms, and `max_in_flight` 16 pauses the data topic
+    while calls drain; the marker topic is read on meanwhile. A pause longer than the END timeout
+    (0.3 s) then catches a transaction with its END and some of its rows read, the rest paused: that
+    time must not count against it, or it is called with what arrived. Every call is whole, and
+    the loop did pause with only markers read while paused."""
+    txs = 12
+    ordered: list[RawMessage] = []
+    for t in range(1, txs + 1):
+        data, (begin, end) = synthetic_transaction(t, 5)
+        ordered += [begin, end, *data]
+    numbered = numbered_per_topic(ordered)
+    source = KafkaLike(numbered, batch_size=4, markers="syn.transaction")
+    calls: list[tuple[int, int | None]] = []
+
+    def hook(param: Any) -> None:
+        time.sleep(0.2)
+        calls.append((len(param.records), param.ctx.transaction.event_count))
+
+    _, stats = run_pipeline(numbered, [HookSpec("tx", hook, "t", mode="transaction", timeout_s=30.0)],
+                            source=source, max_in_flight=16, soft_max_in_flight=0, transaction_end_timeout_s=0.3)
+    assert source.paused and source.taken_paused, (source.paused, source.polls)
+    assert set(source.taken_paused) == {"syn.transaction"}
+    assert calls == [(5, 5)] * txs, calls
+    assert stats.transactions_incomplete == 0

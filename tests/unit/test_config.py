@@ -191,10 +191,15 @@ def test_soft_max_in_flight_not_set_follows_a_low_max_in_flight(tmp_path: Path, 
 
 def test_soft_max_in_flight_follows_max_in_flight_set_in_the_environment(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The environment gives text: SIDECAR_DISPATCH__MAX_IN_FLIGHT=500 makes the unset soft bound 250;
-    with the soft bound set to 1,000 in the file, the same variable is refused, naming both."""
+    """The environment gives text: SIDECAR_DISPATCH__MAX_IN_FLIGHT=500 makes the unset soft bound 250
+    (config.example.yaml's too); with the soft bound set to 1,000 in the file, the same variable is
+    refused, naming both."""
     monkeypatch.setenv("SIDECAR_DISPATCH__MAX_IN_FLIGHT", "500")
     p = write(tmp_path, "pipeline: p\nsource: {kind: kafka, kafka: {topics: [a]}}\n")
     assert load_settings(p).dispatch.soft_max_in_flight == 250
+    # config.example.yaml leaves the soft bound unset: a user lowering max_in_flight gets half of it
+    assert load_settings(REPO / "config.example.yaml").dispatch.soft_max_in_flight == 250
+    set_soft = write(tmp_path, "pipeline: p\nsource: {kind: kafka, kafka: {topics: [a]}}\n"
+                               "dispatch: {soft_max_in_flight: 1000}\n")
     with pytest.raises(ConfigError, match=r"soft_max_in_flight \(1000\) must be below max_in_flight \(500\)"):
-        load_settings(REPO / "config.example.yaml")
+        load_settings(set_soft)

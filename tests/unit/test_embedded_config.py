@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,44 @@ def test_lazy_logger_binds_on_first_use() -> None:
     with structlog.testing.capture_logs() as logs:
         lazy.info("hello", x=1)
     assert logs == [{"pipeline": "p", "event_id": "e", "hook": "h", "x": 1, "event": "hello", "log_level": "info"}]
+
+
+def test_lazy_logger_skips_the_bind_for_a_filtered_level() -> None:
+    """A level the configuration filters out binds nothing and logs nothing; an enabled one binds once
+    and logs with the context."""
+    binds: list[dict[str, object]] = []
+    lines: list[tuple[str, dict[str, object]]] = []
+
+    class Base:  # a filtering bound logger at WARNING, counting its binds
+        def __init__(self, ctx: dict[str, object]) -> None:
+            self.ctx = ctx
+
+        def is_enabled_for(self, level: int) -> bool:
+            return level >= logging.WARNING
+
+        def bind(self, **kw: object) -> Base:
+            binds.append(kw)
+            return Base({**self.ctx, **kw})
+
+        def warning(self, event: str, **kw: object) -> None:
+            lines.append((event, {**self.ctx, **kw}))
+
+        def info(self, event: str, **kw: object) -> None:  # (never reached: filtered before the bind)
+            lines.append((event, {**self.ctx, **kw}))
+
+    lazy = LazyLogger(Base({}), {"pipeline": "p", "hook": "h"})
+    assert lazy.info("quiet", x=1) is None
+    assert lazy.debug("quiet") is None
+    assert binds == [] and lines == []
+    lazy.warning("loud", x=2)
+    lazy.info("quiet again")  # bound by now: the bound logger decides (here: logs; structlog's filters)
+    assert binds == [{"pipeline": "p", "hook": "h"}]
+    assert lines[0] == ("loud", {"pipeline": "p", "hook": "h", "x": 2})
+    # structlog's own filtering logger: same answer as before, without the bind
+    real = structlog.make_filtering_bound_logger(logging.WARNING)(structlog.PrintLogger(), [], {})
+    with structlog.testing.capture_logs() as logs:
+        assert LazyLogger(real, {"p": 1}).info("x") is None
+    assert logs == []
 
 
 def test_first_start_without_maven_says_how_to_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
