@@ -31,7 +31,8 @@ The sidecar's clock runs from the first messages its source hands the loop (the 
 its work) to the end of the pipeline_stats call that completes the last record; the bare script's
 from its threads' start to their end. (Before 2026-12-02 11:00 UTC, 4d2c735, the sidecar's clock
 started at its first hook call.)
-Rounds alternate; the table shows medians. A second table shows where the time goes: per hook
+Rounds alternate; the table shows medians, their ratios, and the median of each round's ratio to
+that round's bare run (the machine's speed drifts between rounds). A second table shows where the time goes: per hook
 call its wall time and its thread's CPU time (medians), and for the sidecar the loop thread's CPU
 per record (`time.thread_time` around `run`: intake, decode, assembly, commits; start-up included).
 
@@ -418,11 +419,15 @@ def main() -> None:
             print(f"round {r + 1}: {name:{width}} {rate:8,.0f} records/s", flush=True)
         drop_topics(tx_topics + conc_topics + example_topics + rec_topics)
     med = {k: statistics.median(v) for k, v in rates.items()}
-    print("\n| run | records/s (median) | every round | vs bare | vs record serial |")
-    print("|---|---|---|---|---|")
+    # Also each round's ratio to that round's bare run (run minutes apart, so on the same machine
+    # state: this machine's speed drifts by a third between rounds), and their median.
+    paired = {k: [x / b for x, b in zip(v, rates[BARE], strict=True)] for k, v in rates.items()}
+    print("\n| run | records/s (median) | every round | vs bare | vs bare, per round (median) | vs record serial |")
+    print("|---|---|---|---|---|---|")
     for k in names:
         print(f"| {k} | {med[k]:,.0f} | {', '.join(f'{x:,.0f}' for x in rates[k])} | "
-              f"{med[k] / med[BARE]:.2f} | {med[k] / med[label('record')]:.1f} |")
+              f"{med[k] / med[BARE]:.2f} | {statistics.median(paired[k]):.2f} "
+              f"({', '.join(f'{x:.2f}' for x in paired[k])}) | {med[k] / med[label('record')]:.1f} |")
     print(f"\n{EXAMPLE}: {example_description()}.")
     print("\nWhere the time goes (medians over rounds of each round's median call):\n")
     print("| run | hook call, wall (ms) | hook call, thread CPU (ms) | loop thread CPU per record (µs) |")
