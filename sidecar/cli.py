@@ -155,8 +155,9 @@ def replay(file: str, config_path: str | None, hook_target: str | None, attempts
                         hooks=only)
         if not app.hooks:
             raise ConfigError("no hooks to run: give --hook PATH.py or a --config with hooks")
-        # A hung hook must not hang `replay`: every call is bounded.
-        app.hooks[:] = [h if h.timeout_s is not None else replace(h, timeout_s=timeout_s) for h in app.hooks]
+        # A hung hook must not hang `replay`: every call is bounded (so on a worker: `thread: loop` cannot be).
+        app.hooks[:] = [h if h.timeout_s is not None else replace(h, timeout_s=timeout_s, thread="workers")
+                        for h in app.hooks]
         app.settings = app.settings.model_copy(update={"dispatch": app.settings.dispatch.model_copy(
             update={"shutdown_grace_s": min(app.settings.dispatch.shutdown_grace_s, timeout_s)})})
         stats = replay_file(app, file)

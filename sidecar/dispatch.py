@@ -32,7 +32,8 @@ record, linked by the call id (`call` block), so each stays under the store's si
 Where calls run: a plain record-mode hook without timeout starts on the workers; once its
 calls average under `inline_below_s` over `inline_probe_calls` calls, its runs execute on the
 loop's thread (at most `INLINE_TURN_S` per turn) — handing fast calls to a thread costs more
-than the calls; one call over ten times the bound sends it back to the workers.
+than the calls; one call over ten times the bound sends it back to the workers. A hook set to
+`thread: loop` (serial, no timeout, not async) always runs there, however long its calls take.
 
 All bookkeeping happens on the loop's thread: workers only call hooks and report.
 """
@@ -42,6 +43,7 @@ from __future__ import annotations
 import heapq
 import inspect
 import itertools
+import math
 import queue
 import random
 import time
@@ -499,6 +501,10 @@ class Dispatcher:
             return False
         param = self.params.param(event, spec)
         now = time.monotonic
+        pinned = spec.thread == "loop"  # (never sent to the workers, live up to health.hook_timeout_s)
+        slow_s = math.inf if pinned else self._slow_s
+        if pinned:
+            self.health.call_begin(f"hook {spec.name} (thread loop)", self.health.hook_timeout_s)
         started = now()
         try:
             result = spec.fn(param)
@@ -507,8 +513,12 @@ class Dispatcher:
             if param.decode_error is not None:  # the hook caught it: still a decode failure
                 raise param.decode_error
         except ExitNow:
+            if pinned:
+                self.health.call_end()
             raise
         except BaseException as exc:  # handled exactly like a run whose first call failed
+            if pinned:
+                self.health.call_end()
             seconds = now() - started
             lane = hook.lane(raw)
             run = Run(lane, [Job(Record(raw, token, 1), event, param, lane=lane)])
@@ -519,15 +529,17 @@ class Dispatcher:
             self._apply((run, None, None, 0.0))
             if spec.ordering == "none" and not lane.jobs:  # done (skipped, dead-lettered): as `_take` does
                 hook.lanes.pop(lane.key, None)
-            if seconds > self._slow_s:
+            if seconds > slow_s:
                 self._demote(hook)
             return True
         seconds = now() - started
+        if pinned:
+            self.health.call_end()
         hook.direct_s.append(seconds)
         hook.direct_us.append(event.commit_us)
         self.stats.calls_ok += 1
         self.checkpoint.finish(token)
-        if seconds > self._slow_s:
+        if seconds > slow_s:
             self._demote(hook)
         return True
 
@@ -548,8 +560,19 @@ class Dispatcher:
                       slower_than_us=round(self._slow_s * 1e6))
 
     def _inline(self, hook: HookState, run: Run) -> None:
-        """A fast hook's run on this thread, its results applied at once (so its lanes can go on)."""
-        slow = self._executor.run_inline(run, hook.spec.fn, self._inline_until, self._slow_s)
+        """A fast hook's run on this thread, its results applied at once (so its lanes can go on).
+        A `thread: loop` hook's too: never sent to the workers, live up to `health.hook_timeout_s`."""
+        spec = hook.spec
+        if spec.thread == "loop":
+            health = self.health
+            health.call_begin(f"hook {spec.name} (thread loop)", health.hook_timeout_s)
+            try:
+                self._executor.run_inline(run, spec.fn, self._inline_until, math.inf)
+            finally:
+                health.call_end()
+            slow = False
+        else:
+            slow = self._executor.run_inline(run, spec.fn, self._inline_until, self._slow_s)
         results = self._results
         while not results.empty():
             result = results.get_nowait()
@@ -563,7 +586,10 @@ class Dispatcher:
 
     def _probe(self, hook: HookState, durations: list[float]) -> None:
         """Decide where a hook's calls run from their mean duration over the last probe window:
-        fast sync calls (a no-op, a counter, a log line) run on the loop's thread."""
+        fast sync calls (a no-op, a counter, a log line) run on the loop's thread. (`thread: loop`:
+        always there.)"""
+        if hook.spec.thread == "loop":
+            return
         hook.probe_calls += len(durations)
         hook.probe_s += sum(durations)
         if hook.probe_calls < self.inline_probe_calls:

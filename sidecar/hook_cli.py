@@ -340,7 +340,8 @@ def hooks_test(name: str, file: str | None, config_path: str | None, timeout_s: 
     decoder = Decoder()
     tally = Tally()
     bound = hook.timeout_s or timeout_s
-    hook = replace(hook, timeout_s=bound)  # each call its own ctx.cancelled and deadline, as in a run
+    # each call its own ctx.cancelled and deadline, as in a run (so never `thread: loop`, which has none)
+    hook = replace(hook, timeout_s=bound, thread="workers")
     shown = counted(len(messages), "message")
     click.echo(f"hook {name} ({hook.origin}) on {file or 'the bundled examples'}: {shown}"
                + ("" if hook.mode == "record" else f" (mode {hook.mode}: one call per "

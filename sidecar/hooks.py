@@ -43,6 +43,7 @@ class HookSpec:
     mode: str = "record"  # record | transaction | batch
     max_records: int = 500  # batch calls
     max_wait_ms: int = 200  # batch calls
+    thread: str = "workers"  # workers | loop (calls on the loop's thread: serial, no timeout, not async)
 
     def __post_init__(self) -> None:
         if self.mode not in ("record", "transaction", "batch"):
@@ -51,6 +52,14 @@ class HookSpec:
             raise HookLoadError(
                 f"hook {self.name}: mode {self.mode} calls the hook with many records at once, so ordering key "
                 "does not apply; use ordering partition (one call at a time, in commit order) or none"
+            )
+        if self.thread not in ("workers", "loop"):
+            raise HookLoadError(f"hook {self.name}: thread must be workers or loop (not {self.thread!r})")
+        if self.thread == "loop" and (self.concurrency != 1 or self.timeout_s is not None or self.is_async):
+            raise HookLoadError(
+                f"hook {self.name}: thread loop runs one call at a time on the loop's thread, where a call cannot "
+                "be given up on: it needs concurrency 1, no timeout_s and a plain (not async) function; "
+                "use thread workers"
             )
 
     @classmethod
@@ -75,6 +84,7 @@ class HookSpec:
             mode=cfg.mode,
             max_records=cfg.max_records,
             max_wait_ms=cfg.max_wait_ms,
+            thread=cfg.thread,
         )
 
     def matches(self, table: str, op: str) -> bool:

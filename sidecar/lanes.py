@@ -108,7 +108,7 @@ class HookState:
         self.reported_active = -1
         self.batch: list[tuple[Record, ChangeEvent]] = []  # batch calls: records collected
         self.batch_started = 0.0
-        self.inline = False     # its calls are fast: runs execute on the loop's thread
+        self.inline = spec.thread == "loop"  # runs execute on the loop's thread (fast calls, or `thread: loop`)
         self.probe_calls = 0    # calls (and their seconds) since inline was last decided
         self.probe_s = 0.0
         self.direct_s: list[float] = []        # calls made at intake (durations, commit times) not yet in metrics

@@ -108,3 +108,17 @@ def test_replay_summary_counts_one_message_in_the_singular(tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert result.output.startswith("replayed 1 message: "), result.output
     assert ", 0 events with a failed hook, 0 undecodable messages" in result.output, result.output
+
+
+def test_replay_runs_a_thread_loop_hook_from_the_config(tmp_path: Path) -> None:
+    """A config hook set to `thread: loop` replays like any other (replay bounds every call, so it
+    runs it on a worker: a call on the loop's thread could not be given up on)."""
+    out = tmp_path / "seen.txt"
+    h = hook(tmp_path, f"def checkpoint(param):\n    open({str(out)!r}, 'a').write(param.ctx.event_id + '\\n')\n")
+    data = write_jsonl(tmp_path, False)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"pipeline: p\nsource: {{kind: file, file: {{path: {data}}}}}\n"
+                   f"hooks:\n  h: {{path: {h}, thread: loop}}\n")
+    result = CliRunner().invoke(main, ["replay", str(data), "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert out.read_text().split() == [e.event_id for e in HOOKED]

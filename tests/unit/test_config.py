@@ -203,3 +203,17 @@ def test_soft_max_in_flight_follows_max_in_flight_set_in_the_environment(
                                "dispatch: {soft_max_in_flight: 1000}\n")
     with pytest.raises(ConfigError, match=r"soft_max_in_flight \(1000\) must be below max_in_flight \(500\)"):
         load_settings(set_soft)
+
+
+def test_thread_loop_needs_a_serial_hook_without_timeout(tmp_path: Path) -> None:
+    """`thread: loop` loads for a serial hook without timeout; with concurrency 2, a timeout_s or an
+    unknown value it is refused with the key and what to do."""
+    base = "pipeline: p\nsource: {kind: kafka, kafka: {topics: [a]}}\nhooks:\n  h: {path: h.py, mode: transaction, "
+    assert load_settings(write(tmp_path, base + "thread: loop}\n")).hooks["h"].thread == "loop"
+    assert load_settings(write(tmp_path, base + "ordering: none}\n")).hooks["h"].thread == "workers"
+    with pytest.raises(ConfigError, match=r"hooks\.h.*thread loop.*needs concurrency 1 \(not 2\).*use thread workers"):
+        load_settings(write(tmp_path, base + "thread: loop, concurrency: 2}\n"))
+    with pytest.raises(ConfigError, match=r"hooks\.h.*no timeout_s \(not 5\)"):
+        load_settings(write(tmp_path, base + "thread: loop, timeout_s: 5}\n"))
+    with pytest.raises(ConfigError, match=r"hooks\.h\.thread"):
+        load_settings(write(tmp_path, base + "thread: main}\n"))

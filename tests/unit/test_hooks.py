@@ -150,3 +150,19 @@ def test_an_auxiliary_database_the_config_lacks_is_a_key_error_that_says_which_i
     says = r"no auxiliary database 'nope' in the config \(databases.auxiliary has: audit\)"
     with pytest.raises(KeyError, match=says):
         param.auxiliary_db["nope"]
+
+
+def test_thread_loop_refuses_an_async_hook_or_a_timeout() -> None:
+    """Built in code (sidecar.testing, tests) as from config: an async hook, a timeout or concurrency
+    above 1 cannot run on the loop's thread; a plain serial hook can."""
+    from sidecar.hooks import HookSpec
+
+    async def coro(param: object) -> None:
+        return None
+
+    assert HookSpec("h", print, "t", thread="loop").thread == "loop"
+    for bad in ({"is_async": True}, {"timeout_s": 1.0}, {"concurrency": 2}):
+        with pytest.raises(HookLoadError, match="thread loop runs one call at a time"):
+            HookSpec("h", coro, "t", thread="loop", **bad)  # type: ignore[arg-type]
+    with pytest.raises(HookLoadError, match="thread must be workers or loop"):
+        HookSpec("h", print, "t", thread="main")
