@@ -142,6 +142,7 @@ class Dispatcher:
         self._modes: dict[tuple[str, str], _Modes] = {}
         self._targets: dict[tuple[str, str], tuple[HookState, ...]] = {}  # record mode: (table, op) → hooks
         self._txn_hooks = [self._hooks[h.name] for h in hooks if h.mode == "transaction"]
+        self._loop_hooks = [h for h in self._hooks.values() if h.spec.thread == "loop"]
         self._batch_hooks = [self._hooks[h.name] for h in hooks if h.mode != "record"]
         # Every change is decoded in full at intake (`_bulk`): the loop need not route it first.
         self.reads_every_field = bool(self._batch_hooks)
@@ -414,9 +415,10 @@ class Dispatcher:
         behind it (not begun in its run, or queued in its lanes), or a lane waits for a slot. False
         while any call has run longer than `STALLED_S` or was given up on: a slow or stuck lane's
         backlog must not hold the intake back for the others (only that lane waits); nor do halted
-        lanes or lanes waiting to retry, which are not ready."""
+        lanes or lanes waiting to retry, which are not ready. Calls of a `thread: loop` hook left for the
+        loop's next turn wait too (they run on the loop's thread: only while the intake holds back)."""
         if not self._running:
-            return False
+            return any(hook.ready for hook in self._loop_hooks)
         behind = False
         for run in self._running:
             if run.stop or run.orphaned or run.abandoned_at >= 0 or (run.index >= 0 and now - run.started > STALLED_S):

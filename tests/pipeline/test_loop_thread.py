@@ -12,7 +12,7 @@ from sidecar.events import RawMessage
 from sidecar.hooks import HookSpec
 from sidecar.testing import run_pipeline
 from tests.pipeline.test_dispatch_properties import message
-from tests.pipeline.test_soft_hold import numbered_per_topic
+from tests.pipeline.test_soft_hold import Counting, numbered_per_topic
 from tests.pipeline.test_transactions import synthetic_transaction
 
 
@@ -90,3 +90,34 @@ def test_record_calls_run_on_the_loop_thread_and_stay_there() -> None:
     assert seen == [(threading.get_ident(), i) for i in range(200)]
     assert stats.calls_ok == 200
     assert source.committed == {(msgs[0].topic, 0): 200}
+
+
+def _ahead_of_a_loop_hook(soft: int) -> int:
+    """Most messages taken and not yet called, over 250 five-row transactions whose calls take ~6 ms
+    on the loop's thread (the hook alone: no call ever runs on a worker). A turn takes a batch (50
+    messages) in and runs 10 ms of calls twice (4 calls, 28 messages): without a hold the intake
+    runs ahead."""
+    msgs = transactions(250, 5)
+    source = Counting(msgs, batch_size=50)
+    called = [0]
+    ahead: list[int] = []
+
+    def hook(param: Any) -> None:
+        time.sleep(0.006)
+        called[0] += len(param.records) + 2  # its rows and its two markers
+        ahead.append(source.taken - called[0])
+
+    run_pipeline(msgs, [HookSpec("pinned", hook, "t", mode="transaction", thread="loop")], source=source,
+                 max_in_flight=100_000, soft_max_in_flight=soft)
+    assert called[0] == len(msgs)
+    return max(ahead)
+
+
+def test_the_intake_holds_back_for_a_thread_loop_hook() -> None:
+    """The soft bound holds for a hook that runs only on the loop's thread: with 100 the loop keeps
+    within 100 messages (+ a batch, + a batch per half second of hold, + the calls of one turn) of
+    the calls; with 0 (off) it runs far ahead."""
+    held = _ahead_of_a_loop_hook(100)
+    free = _ahead_of_a_loop_hook(0)
+    assert held <= 100 + 50 + 50 * 2 + 70, held
+    assert free > 500, free
