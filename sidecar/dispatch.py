@@ -501,9 +501,11 @@ class Dispatcher:
                 return False
         if self._releasing and token[0] in self._releasing:
             return False
-        param = self.params.param(event, spec)
         now = time.monotonic
         pinned = spec.thread == "loop"  # (never sent to the workers, live up to health.hook_timeout_s)
+        if pinned and now() > self._inline_until:
+            return False  # this turn's share of the loop's thread is used up: queued, called next turn
+        param = self.params.param(event, spec)
         slow_s = math.inf if pinned else self._slow_s
         if pinned:
             self.health.call_begin(f"hook {spec.name} (thread loop)", self.health.hook_timeout_s)

@@ -69,13 +69,14 @@ class Health:
             what, started, limit_s = busy
             if now - started > limit_s:
                 return False, f"{what} running for {now - started:.0f}s (limit {limit_s:.0f}s)"
-            return True, f"{what} running"
         call = self.oldest_call
         if call is not None and now - call[1] > self.hook_timeout_s:
             return False, f"hook {call[0]} running for {now - call[1]:.0f}s (limit {self.hook_timeout_s:.0f}s)"
         if self.abandoned_calls > self.max_abandoned_calls:
             return False, (f"{self.abandoned_calls} timed-out hook calls have not returned "
                            f"(limit {self.max_abandoned_calls})")
+        if busy is not None:  # (the loop cannot tick inside it: no stall check)
+            return True, f"{busy[0]} running"
         idle = now - self.last_beat
         if idle > self.loop_stall_s:
             return False, f"main loop has not ticked for {idle:.0f}s"

@@ -261,8 +261,8 @@ def _save_copy(path: Path, text: str) -> str:
 @hooks.command("list")
 @config_option
 def hooks_list(config_path: str | None) -> None:
-    """Name, source, tables, ops, mode, ordering × concurrency, failure policy, where and whether it
-    imports, per configured hook."""
+    """Name, source, tables, ops, mode, ordering × concurrency (and `thread: loop`), failure policy,
+    where and whether it imports, per configured hook."""
     cli = _cli()
     try:
         path = _need_config(config_path)
@@ -283,7 +283,8 @@ def hooks_list(config_path: str | None) -> None:
             status = f"FAILED: {scrub(str(exc))}"
             broken += 1
         rows.append((name, source, ",".join(cfg.tables) if cfg.tables else "*", ",".join(cfg.ops), cfg.mode,
-                     f"{cfg.ordering} ({cfg.concurrency})", cfg.on_failure, cfg.where or "-", status))
+                     f"{cfg.ordering} ({cfg.concurrency}{', thread loop' if cfg.thread == 'loop' else ''})",
+                     cfg.on_failure, cfg.where or "-", status))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])

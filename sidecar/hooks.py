@@ -55,11 +55,16 @@ class HookSpec:
             )
         if self.thread not in ("workers", "loop"):
             raise HookLoadError(f"hook {self.name}: thread must be workers or loop (not {self.thread!r})")
-        if self.thread == "loop" and (self.concurrency != 1 or self.timeout_s is not None or self.is_async):
+        if self.thread == "loop" and self.is_async:
             raise HookLoadError(
-                f"hook {self.name}: thread loop runs one call at a time on the loop's thread, where a call cannot "
-                "be given up on: it needs concurrency 1, no timeout_s and a plain (not async) function; "
-                "use thread workers"
+                f"hook {self.name} ({self.origin}) is async: thread: loop takes plain functions only (async hooks "
+                "run on the event loop's thread); remove thread: loop"
+            )
+        if self.thread == "loop" and (self.concurrency != 1 or self.timeout_s is not None):
+            raise HookLoadError(
+                f"hook {self.name}: thread: loop runs one call at a time on the loop's thread, where a call cannot "
+                f"be given up on: it needs concurrency 1 (is {self.concurrency}) and no timeout_s (is "
+                f"{self.timeout_s}); or set thread: workers"
             )
 
     @classmethod

@@ -161,13 +161,15 @@ def test_hooks_test_bounds_each_call_and_survives_sys_exit(tmp_path: Path) -> No
 
 def test_hooks_test_bounds_a_thread_loop_hook_too(tmp_path: Path) -> None:
     """A hook set to `thread: loop` (which has no timeout_s in a run) is tested like any other:
-    each call bounded by --timeout, given up on past it."""
+    each call bounded by --timeout, given up on past it; `hooks list` shows the setting."""
     write_hooks(tmp_path, slow="def checkpoint(param):\n    param.ctx.cancelled.wait(30)\n")
     cfg = tmp_path / "config.yaml"
     cfg.write_text(BASE + "hooks:\n  slow: {path: hooks/slow.py, thread: loop, tables: [public.orders], ops: [c]}\n")
     code, out = run("hooks", "test", "slow", "--config", str(cfg), "--timeout", "0.2")
     assert code == 1, out
     assert "FAILED: the call did not finish within 0.2 s" in out and "calls: 0 ok" in out, out
+    code, out = run("hooks", "list", "--config", str(cfg))
+    assert code == 0 and "partition (1, thread loop)" in out, out
 
 
 @pytest.mark.parametrize(("command", "says"), [

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from sidecar.events import RawMessage
 from sidecar.hooks import HookSpec
-from sidecar.testing import run_pipeline
+from sidecar.testing import MemorySource, run_pipeline
 from tests.pipeline.test_dispatch_properties import message
 from tests.pipeline.test_soft_hold import Counting, numbered_per_topic
 from tests.pipeline.test_transactions import synthetic_transaction
@@ -121,3 +122,29 @@ def test_the_intake_holds_back_for_a_thread_loop_hook() -> None:
     free = _ahead_of_a_loop_hook(0)
     assert held <= 100 + 50 + 50 * 2 + 70, held
     assert free > 500, free
+
+
+def test_record_calls_on_the_loop_thread_keep_the_turn_budget() -> None:
+    """A record-mode `thread: loop` hook that is a record's only hook is called as records are
+    taken in, but only for the turn's 10 ms: the rest of a 200-record batch waits for the next
+    turns, so the loop polls again between them (before: all 200 calls of 5 ms, 1 s, in one go)."""
+    msgs = [message(0, i, i) for i in range(400)]
+
+    class EveryPoll(MemorySource):
+        polls = 0
+
+        def poll(self, timeout_s: float) -> Sequence[RawMessage]:
+            self.polls += 1  # (empty ones too: the loop's turns)
+            return super().poll(timeout_s)
+
+    source = EveryPoll(msgs, batch_size=200)
+    at_poll: list[int] = []
+
+    def hook(param: Any) -> None:
+        time.sleep(0.005)
+        at_poll.append(source.polls)
+
+    _, stats = run_pipeline(msgs, [HookSpec("pinned", hook, "t", thread="loop")], source=source)
+    assert stats.calls_ok == 400
+    per_poll = [at_poll.count(n) for n in set(at_poll)]
+    assert max(per_poll) <= 20, per_poll

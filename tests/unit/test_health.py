@@ -105,3 +105,19 @@ def test_a_bounded_blocking_call_is_live_until_its_bound() -> None:
     assert not live and why.startswith("kafka offset commit running for"), why
     h.call_end()
     assert h.live() == (True, "ok")
+
+
+def test_a_call_on_the_loops_thread_does_not_hide_a_hung_worker_call() -> None:
+    """While the loop is inside a bounded call (a `thread: loop` hook's call, a commit), a worker's
+    call past hook_timeout_s or too many abandoned calls still fail liveness."""
+    h = Health(loop_stall_s=0.02, hook_timeout_s=0.05)
+    h.calls(("slow_worker_hook", time.monotonic() - 1.0), 0, 16)
+    h.call_begin("hook pinned (thread loop)", 300.0)
+    live, why = h.live()
+    assert not live and why.startswith("hook slow_worker_hook running for"), why
+    h.calls(None, 17, 16)
+    live, why = h.live()
+    assert not live and "17 timed-out hook calls" in why, why
+    h.calls(None, 0, 16)
+    time.sleep(0.03)  # past loop_stall_s: the loop cannot tick inside the call
+    assert h.live() == (True, "hook pinned (thread loop) running")

@@ -161,8 +161,10 @@ def test_thread_loop_refuses_an_async_hook_or_a_timeout() -> None:
         return None
 
     assert HookSpec("h", print, "t", thread="loop").thread == "loop"
-    for bad in ({"is_async": True}, {"timeout_s": 1.0}, {"concurrency": 2}):
-        with pytest.raises(HookLoadError, match="thread loop runs one call at a time"):
-            HookSpec("h", coro, "t", thread="loop", **bad)  # type: ignore[arg-type]
+    with pytest.raises(HookLoadError, match=r"hook h \(t\) is async: thread: loop takes plain functions only"):
+        HookSpec("h", coro, "t", thread="loop", is_async=True)
+    for bad in ({"timeout_s": 1.0}, {"concurrency": 2}):
+        with pytest.raises(HookLoadError, match="thread: loop runs one call at a time"):
+            HookSpec("h", print, "t", thread="loop", **bad)  # type: ignore[arg-type]
     with pytest.raises(HookLoadError, match="thread must be workers or loop"):
         HookSpec("h", print, "t", thread="main")
