@@ -508,21 +508,21 @@ class Dispatcher:
         param = self.params.param(event, spec)
         slow_s = math.inf if pinned else self._slow_s
         if pinned:
-            self.health.call_begin(f"hook {spec.name} (thread loop)", self.health.hook_timeout_s)
+            self._loop_call_begins(spec)
         started = now()
         try:
-            result = spec.fn(param)
-            if result is not None and inspect.isawaitable(result):
-                self._executor.await_on_loop(result)
-            if param.decode_error is not None:  # the hook caught it: still a decode failure
-                raise param.decode_error
+            try:
+                result = spec.fn(param)
+                if result is not None and inspect.isawaitable(result):
+                    self._executor.await_on_loop(result)
+                if param.decode_error is not None:  # the hook caught it: still a decode failure
+                    raise param.decode_error
+            finally:
+                if pinned:
+                    self.health.call_end()
         except ExitNow:
-            if pinned:
-                self.health.call_end()
             raise
         except BaseException as exc:  # handled exactly like a run whose first call failed
-            if pinned:
-                self.health.call_end()
             seconds = now() - started
             lane = hook.lane(raw)
             run = Run(lane, [Job(Record(raw, token, 1), event, param, lane=lane)])
@@ -537,8 +537,6 @@ class Dispatcher:
                 self._demote(hook)
             return True
         seconds = now() - started
-        if pinned:
-            self.health.call_end()
         hook.direct_s.append(seconds)
         hook.direct_us.append(event.commit_us)
         self.stats.calls_ok += 1
@@ -546,6 +544,11 @@ class Dispatcher:
         if seconds > slow_s:
             self._demote(hook)
         return True
+
+    def _loop_call_begins(self, spec: HookSpec) -> None:
+        """A `thread: loop` hook's call(s) start on this thread, which cannot tick meanwhile: live up to
+        `health.hook_timeout_s`, as a call on a worker."""
+        self.health.call_begin(f"hook {spec.name} (thread loop)", self.health.hook_timeout_s)
 
     def _direct_report(self, hook: HookState) -> None:
         """Calls made at intake reach the metrics and the probe in bundles."""
@@ -567,16 +570,14 @@ class Dispatcher:
         """A fast hook's run on this thread, its results applied at once (so its lanes can go on).
         A `thread: loop` hook's too: never sent to the workers, live up to `health.hook_timeout_s`."""
         spec = hook.spec
-        if spec.thread == "loop":
-            health = self.health
-            health.call_begin(f"hook {spec.name} (thread loop)", health.hook_timeout_s)
-            try:
-                self._executor.run_inline(run, spec.fn, self._inline_until, math.inf)
-            finally:
-                health.call_end()
-            slow = False
-        else:
-            slow = self._executor.run_inline(run, spec.fn, self._inline_until, self._slow_s)
+        pinned = spec.thread == "loop"
+        if pinned:
+            self._loop_call_begins(spec)
+        try:
+            slow = self._executor.run_inline(run, spec.fn, self._inline_until, math.inf if pinned else self._slow_s)
+        finally:
+            if pinned:
+                self.health.call_end()
         results = self._results
         while not results.empty():
             result = results.get_nowait()
