@@ -78,7 +78,12 @@ def test_resumed_partitions_are_fetched_at_once(tmp_path: Path) -> None:
     and again while the transaction topic (never paused, nothing new in it) has a fetch waiting at the
     broker. librdkafka fetches a resumed partition only once that fetch returns: with its default
     `fetch.wait.max.ms` (500) the hooks sat idle up to half a second per resume. Measured here: the
-    time from each resume to the next data message the loop gets."""
+    time from each resume to the next data message the loop gets.
+
+    The markers go first and the data is written once the loop has read them: with a pre-filled data
+    topic librdkafka may start fetching it before the transaction topic (seen in CI, 1 run in 6 here),
+    the loop then takes in all 1,200 records held for their ENDs (by design they never pause the
+    source), and no resume was left to measure."""
     import importlib.util
 
     from confluent_kafka import Producer
@@ -103,11 +108,19 @@ def test_resumed_partitions_are_fetched_at_once(tmp_path: Path) -> None:
     producer = Producer({"bootstrap.servers": KAFKA, "linger.ms": 20})
     for tx in range(1, n_tx + 1):
         producer.produce(markers, value=bt.marker("BEGIN", tx))
-        for order in range(1, bt.ROWS + 1):
-            key, value = bt.envelope(prefix, tx, order, tx * bt.ROWS + order)
-            producer.produce(data, key=key, value=value)
         producer.produce(markers, value=bt.marker("END", tx))
     assert producer.flush(30) == 0
+    markers_read = threading.Event()
+    filled: list[int] = []
+
+    def fill() -> None:  # the data, all at once, once the loop has the markers
+        if not markers_read.wait(60):
+            return
+        for tx in range(1, n_tx + 1):
+            for order in range(1, bt.ROWS + 1):
+                key, value = bt.envelope(prefix, tx, order, tx * bt.ROWS + order)
+                producer.produce(data, key=key, value=value)
+        filled.append(producer.flush(30))
 
     resumed: list[float | None] = [None]  # when the data partition was last resumed, until its next message
     gaps: list[float] = []
@@ -122,6 +135,8 @@ def test_resumed_partitions_are_fetched_at_once(tmp_path: Path) -> None:
 
     def poll(self: KafkaSource, timeout_s: float) -> Any:
         batch = real_poll(self, timeout_s)
+        if not markers_read.is_set() and any(m.topic == markers for m in batch):
+            markers_read.set()
         since = resumed[0]
         if since is not None and any(m.topic == data for m in batch):
             gaps.append(time.monotonic() - since)
@@ -138,9 +153,8 @@ def test_resumed_partitions_are_fetched_at_once(tmp_path: Path) -> None:
 
     settings = Settings(
         pipeline="it-resume",
-        # Fetches of at most 32 KB per partition: the whole backlog (~0.8 MB) in one fetch could put
-        # every data message before the first marker; held for their ENDs, those records never
-        # pause the source (by design), and there was nothing to measure (0 resumes, 2 runs in 3).
+        # Fetches of at most 32 KB per partition: the data (~0.8 MB, written in a burst) comes in many
+        # fetches, as from a backlog, and the partition is paused and resumed between them.
         source={"kind": "kafka", "kafka": {"bootstrap_servers": KAFKA, "group_id": f"it-resume-{prefix}",
                                            "topics": [data, markers], "batch_size": 20,
                                            "settings": {"max.partition.fetch.bytes": "32768"}}},  # type: ignore[arg-type]
@@ -153,15 +167,20 @@ def test_resumed_partitions_are_fetched_at_once(tmp_path: Path) -> None:
     KafkaSource.resume, KafkaSource.poll = resume, poll  # type: ignore[method-assign]
     watchdog = threading.Timer(120, stop.set)
     watchdog.start()
+    filler = threading.Thread(target=fill, daemon=True)
+    filler.start()
     try:
         run_sidecar(app, stop)
     finally:
         watchdog.cancel()
+        markers_read.set()
+        filler.join(60)
         KafkaSource.resume, KafkaSource.poll = real_resume, real_poll  # type: ignore[method-assign]
         for future in admin.delete_topics([data, markers]).values():  # (leave the stack as found)
             future.result(30)
         for future in admin.delete_consumer_groups([f"it-resume-{prefix}"], request_timeout=30).values():
             future.result(30)
+    assert filled == [0], "the data was written"
     assert calls == [bt.ROWS] * n_tx, "every transaction called once, whole"
     assert len(gaps) >= 10, f"data came after only {len(gaps)} resumes"
     median = sorted(gaps)[len(gaps) // 2]
