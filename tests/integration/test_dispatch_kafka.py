@@ -9,6 +9,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from tests.integration.kafka_read import committed
 from tests.integration.stack import KAFKA, REPO
 
@@ -189,3 +191,101 @@ def test_resumed_partitions_are_fetched_at_once(tmp_path: Path) -> None:
     # With librdkafka's 500 ms every resume waited ~480 ms (median and max alike); the median is
     # the typical wait and is not moved by one slow moment of a busy machine.
     assert median < 0.25, f"a resumed partition typically waited {median * 1e3:.0f} ms for its next fetch"
+
+
+def test_a_data_backlog_read_before_the_transaction_topic_is_paused_at_the_bound(tmp_path: Path) -> None:
+    """Transaction hooks behind a backlog whose transaction topic is read more slowly than its data
+    (20,000 markers of empty transactions first, fetches of 32 KB per partition): every record
+    taken is held for an END not read yet. Held records alone never keep the source paused, so the
+    whole data backlog (1,200 records, `max_in_flight` 100) was taken in before the ENDs (and with a
+    real backlog, all of it: librdkafka may start on the data before the transaction topic, seen in
+    CI). While the transaction topic has unread messages the data is paused at the bound."""
+    import importlib.util
+
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from sidecar.app import build_app
+    from sidecar.app import run as run_sidecar
+    from sidecar.config import Settings
+    from sidecar.hooks import HookSpec
+    from sidecar.sources.kafka import KafkaSource
+
+    spec = importlib.util.spec_from_file_location("bench_transactions", REPO / "bench" / "transactions.py")
+    assert spec is not None and spec.loader is not None
+    bt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bt)
+    prefix = f"itlate{uuid.uuid4().hex[:8]}"
+    data, markers = f"{prefix}.public.orders", f"{prefix}.transaction"
+    n_tx, n_fill, bound, batch = 60, 20_000, 100, 20
+    admin = AdminClient({"bootstrap.servers": KAFKA})
+    for future in admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1)
+                                       for t in (data, markers)]).values():
+        future.result(30)
+    producer = Producer({"bootstrap.servers": KAFKA, "linger.ms": 20})
+    for i in range(n_fill):  # transactions without events: complete at their END, no call
+        tx_id = f"{1_000_000 + i}:1"
+        producer.produce(markers, value=orjson.dumps({"status": "BEGIN", "id": tx_id, "event_count": None,
+                                                      "data_collections": None, "ts_ms": 1}))
+        producer.produce(markers, value=orjson.dumps({"status": "END", "id": tx_id, "event_count": 0,
+                                                      "data_collections": [], "ts_ms": 1}))
+        if i % 1000 == 0:
+            producer.poll(0)
+    for tx in range(1, n_tx + 1):
+        producer.produce(markers, value=bt.marker("BEGIN", tx))
+        producer.produce(markers, value=bt.marker("END", tx))
+        for order in range(1, bt.ROWS + 1):
+            key, value = bt.envelope(prefix, tx, order, tx * bt.ROWS + order)
+            producer.produce(data, key=key, value=value)
+    assert producer.flush(60) == 0
+
+    last_end = bt.marker("END", n_tx)
+    data_taken = [0]
+    data_before_ends: list[int] = []  # data records taken by the time the last END was
+    calls: list[tuple[int, int]] = []
+    stop = threading.Event()
+    real_poll = KafkaSource.poll
+
+    def poll(self: KafkaSource, timeout_s: float) -> Any:
+        batch = real_poll(self, timeout_s)
+        for m in batch:
+            if m.topic == data:
+                data_taken[0] += 1
+            elif not data_before_ends and m.value == last_end:
+                data_before_ends.append(data_taken[0])
+        return batch
+
+    def hook(p: Any) -> None:
+        calls.append((len(p.records), p.records[0]["id"]))
+        if len(calls) == n_tx:
+            stop.set()
+
+    settings = Settings(
+        pipeline="it-late",
+        source={"kind": "kafka", "kafka": {"bootstrap_servers": KAFKA, "group_id": f"it-late-{prefix}",
+                                           "topics": [data, markers], "batch_size": batch,
+                                           "settings": {"max.partition.fetch.bytes": "32768"}}},  # type: ignore[arg-type]
+        http={"enabled": False},  # type: ignore[arg-type]
+        dead_letters={"kind": "file", "path": str(tmp_path / "dl.jsonl")},  # type: ignore[arg-type]
+        dispatch={"max_in_flight": bound, "soft_max_in_flight": 0, "max_transaction_records": 50},  # type: ignore[arg-type]
+    )
+    app = build_app(settings, hooks=[HookSpec("tx", hook, "it", tables=frozenset({"public.orders"}),
+                                              mode="transaction")])
+    KafkaSource.poll = poll  # type: ignore[method-assign]
+    watchdog = threading.Timer(120, stop.set)
+    watchdog.start()
+    try:
+        run_sidecar(app, stop)
+    finally:
+        watchdog.cancel()
+        KafkaSource.poll = real_poll  # type: ignore[method-assign]
+        for future in admin.delete_topics([data, markers]).values():  # (leave the stack as found)
+            future.result(30)
+        for future in admin.delete_consumer_groups([f"it-late-{prefix}"], request_timeout=30).values():
+            future.result(30)
+    print(f"late transaction topic: {data_before_ends} data records taken before the last END "
+          f"(bound {bound}, batches of {batch})")
+    assert data_before_ends, "the last END was read"
+    assert data_before_ends[0] <= bound + batch, (
+        f"{data_before_ends[0]} data records taken in while the transaction topic was behind (bound {bound})")
+    assert calls == [(bt.ROWS, tx * bt.ROWS + 1) for tx in range(1, n_tx + 1)], "each once, whole, in commit order"

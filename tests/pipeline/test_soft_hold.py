@@ -233,3 +233,42 @@ def test_a_kafka_data_pause_does_not_time_out_a_transaction_whose_end_came() -> 
     assert set(source.taken_paused) == {"syn.transaction"}
     assert calls == [(5, 5)] * txs, calls
     assert stats.transactions_incomplete == 0
+
+
+class MarkersLate(KafkaLike):
+    """Kafka mode with the data fetched before the transaction topic (librdkafka may start on a data
+    backlog first): `markers_behind` is True while a marker is still unread, as KafkaSource's."""
+
+    def markers_behind(self) -> bool:
+        return any(m.topic == self.markers for m in self.messages)
+
+
+def test_a_data_backlog_fetched_before_the_markers_is_paused_at_the_bound() -> None:
+    """Every data message comes before the first marker, `max_in_flight` 16. The records are all held
+    for their ENDs (nothing else runnable), which alone never keeps the source paused; but while the
+    transaction topic has unread messages the data is paused at the bound, and the markers are read
+    on. Before: all 60 records were taken in before the first marker. Every call is whole."""
+    txs, rows, batch, bound = 12, 5, 4, 16
+    data: list[RawMessage] = []
+    markers: list[RawMessage] = []
+    for t in range(1, txs + 1):
+        d, m = synthetic_transaction(t, rows)
+        data += d
+        markers += m
+    numbered = numbered_per_topic([*data, *markers])
+    source = MarkersLate(numbered, batch_size=batch, markers="syn.transaction")
+    calls: list[tuple[int, int | None]] = []
+    taken_before_markers: list[int] = []  # data records taken when the last marker was
+
+    def hook(param: Any) -> None:
+        if not taken_before_markers:
+            taken_before_markers.append(source.taken - len(source.taken_paused))
+        calls.append((len(param.records), param.ctx.transaction.event_count))
+
+    _, stats = run_pipeline(numbered, [HookSpec("tx", hook, "t", mode="transaction", timeout_s=30.0)],
+                            source=source, max_in_flight=bound, soft_max_in_flight=0)
+    assert taken_before_markers and taken_before_markers[0] <= bound + batch, taken_before_markers
+    assert source.paused and set(source.taken_paused) == {"syn.transaction"}, (source.paused, source.taken_paused)
+    assert len(source.taken_paused) == 2 * txs, "every marker read while the data was paused"
+    assert calls == [(rows, rows)] * txs, calls
+    assert stats.transactions_incomplete == 0
