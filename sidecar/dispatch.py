@@ -334,6 +334,12 @@ class Dispatcher:
             self._deliveries()
 
     @property
+    def awaiting_end(self) -> bool:
+        """A transaction first in its commit order has no END yet (`starved`: the marker topic may
+        hold what completes it; otherwise only data events are missing)."""
+        return self.assembler is not None and self.assembler.awaiting_end
+
+    @property
     def starved(self) -> bool:
         """Records are held for transactions still missing messages and nothing else can run:
         the source must not stay paused (its next messages complete them)."""

@@ -7,7 +7,8 @@ the loop takes nothing from the source (nothing is paused: Kafka keeps what libr
 prefetched) until half as many are in flight, polling once every `SOFT_HOLD_S` meanwhile; past
 `max_in_flight` the source is paused (Kafka: still polled, so the member stays in the group;
 embedded: the engine waits) and resumed at half — not while every record in flight is held for an
-incomplete transaction, unless Kafka's transaction topic has unread messages.
+incomplete transaction, unless the first one waits for its END and Kafka's transaction topic has
+unread messages.
 A finite source (replay) that ends calls what open batches and transactions hold. On stop:
 no new call starts, running calls get `shutdown_grace_s`, the finished prefix is committed;
 the rest is redelivered.
@@ -90,16 +91,17 @@ def run_loop(
         # uncommitted here stalled the pipeline for a whole poll_timeout_s.
         checkpoint.maybe_commit()
         # Records held for incomplete transactions (nothing else runnable) do not keep the source
-        # paused: the messages that complete them are still to come. Except while Kafka mode's
-        # transaction topic (never paused) has unread messages: their ENDs may be there, and a
-        # data backlog fetched first was otherwise taken in whole (seen: 1,200 records past a
-        # max_in_flight of 100).
+        # paused: the messages that complete them are still to come. Except while the first
+        # transaction waits for its END and Kafka mode's transaction topic (never paused) has
+        # unread messages: the END may be there, and a data backlog fetched first was otherwise
+        # taken in whole (seen: 1,200 records past a max_in_flight of 100). A transaction whose
+        # END came waits only for data: never paused for it (its END timeout would not run).
         starved = dispatcher.starved
         if starved and release is not None:
             release()  # embedded: a transaction spans engine batches; let the engine go on
         in_flight = checkpoint.in_flight
         over = in_flight >= (max_in_flight // 2 if paused else max_in_flight) and (
-            not starved or (markers_behind is not None and markers_behind()))
+            not starved or (markers_behind is not None and dispatcher.awaiting_end and markers_behind()))
         if paused != over:
             paused = not paused
             source.pause() if paused else source.resume()

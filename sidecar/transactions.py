@@ -345,6 +345,14 @@ class Assembler(Generic[Item]):
     def open_count(self) -> int:
         return len(self._open)
 
+    @property
+    def awaiting_end(self) -> bool:
+        """The first transaction of some scope, or one whose events came before its BEGIN, has no
+        END yet: what completes it starts in a marker topic. (When each of them has its END, only
+        data events are missing.)"""
+        return (any(queue and queue[0].end is None for queue in self._order.values())
+                or any(not t.begun and t.end is None for t in self._open.values()))
+
     def __iter__(self) -> Iterator[Transaction[Item]]:
         return iter(list(self._open.values()))
 

@@ -113,6 +113,11 @@ class KafkaSource:
         if partitions:
             if self._all_paused:  # keep the backpressure on new partitions too (never on marker topics)
                 self._pause_units([u for u in units if not is_marker_topic(u[0])])
+                # (librdkafka keeps a pause flag across unassign/assign: a marker partition halted
+                # before a revoke must not come back paused)
+                markers = [tp for tp in partitions if is_marker_topic(tp.topic)]
+                if markers:
+                    self._consumer.resume(markers)
             else:
                 # librdkafka keeps a partition's pause flag across unassign/assign: one paused
                 # before a revoke would come back paused and never be fetched again.
@@ -195,23 +200,25 @@ class KafkaSource:
             self._paused.difference_update(back)
 
     def markers_behind(self) -> bool:
-        """A transaction-topic partition this member owns has messages the loop has not taken yet,
-        or has not been fetched at all (librdkafka may start on a data backlog first). Asked only
-        while every record in flight is held for an incomplete transaction: their ENDs may be
-        there, so the data is paused past `max_in_flight` instead of taken in whole. A partition
-        fetched but nothing taken from it since the assignment counts as read (it is at its end,
-        or what was fetched is queued behind the data already fetched)."""
+        """A transaction-topic partition this member owns (and reads: not halted) may have messages
+        the loop has not taken yet: not fetched at all (librdkafka may start on a data backlog
+        first), or its position (nothing taken since the assignment: unknown) below its high
+        watermark. Asked only while every record in flight is held and the first transaction
+        waits for its END: the END may be there, so the data is paused past `max_in_flight`
+        instead of taken in whole. A partition that stays behind (its leader down, nothing new
+        after the committed offset) holds the data back at the bound until that END comes or the
+        transaction's END timeout ends it (`dispatch.transaction_end_timeout_s`)."""
         consumer = self._consumer
-        for topic, partition in self._owned:
-            if not is_marker_topic(topic):
+        for unit in self._owned:
+            if not is_marker_topic(unit[0]) or unit in self._halted:
                 continue
-            tp = TopicPartition(topic, partition)
+            tp = TopicPartition(*unit)
             try:
-                _, high = consumer.get_watermark_offsets(tp, cached=True)
+                low, high = consumer.get_watermark_offsets(tp, cached=True)
                 position = consumer.position([tp])[0].offset
             except KafkaException:
                 continue  # (unknown: as before, the data is not held back for it)
-            if high < 0 or 0 <= position < high:
+            if high < 0 or (position < 0 and high > low) or 0 <= position < high:
                 return True
         return False
 

@@ -5,6 +5,7 @@ and a slow or stuck lane, never hold the intake back."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -235,19 +236,36 @@ def test_a_kafka_data_pause_does_not_time_out_a_transaction_whose_end_came() -> 
     assert stats.transactions_incomplete == 0
 
 
+
 class MarkersLate(KafkaLike):
     """Kafka mode with the data fetched before the transaction topic (librdkafka may start on a data
-    backlog first): `markers_behind` is True while a marker is still unread, as KafkaSource's."""
+    backlog first): `markers_behind` is True while a marker is still unread (or always, with
+    `never_caught_up`: a marker partition whose leader is down)."""
+
+    def __init__(self, messages: Sequence[RawMessage], batch_size: int, markers: str,
+                 never_caught_up: bool = False) -> None:
+        super().__init__(messages, batch_size, markers)
+        self.never_caught_up = never_caught_up
+        self.data_taken = 0
+        self.data_at_last_marker: int | None = None  # data records taken when the last marker was
 
     def markers_behind(self) -> bool:
-        return any(m.topic == self.markers for m in self.messages)
+        return self.never_caught_up or any(m.topic == self.markers for m in self.messages)
+
+    def poll(self, timeout_s: float) -> Sequence[RawMessage]:
+        batch = super().poll(timeout_s)
+        self.data_taken += sum(m.topic != self.markers for m in batch)
+        if self.data_at_last_marker is None and not any(m.topic == self.markers for m in self.messages):
+            self.data_at_last_marker = self.data_taken
+        return batch
 
 
 def test_a_data_backlog_fetched_before_the_markers_is_paused_at_the_bound() -> None:
     """Every data message comes before the first marker, `max_in_flight` 16. The records are all held
     for their ENDs (nothing else runnable), which alone never keeps the source paused; but while the
-    transaction topic has unread messages the data is paused at the bound, and the markers are read
-    on. Before: all 60 records were taken in before the first marker. Every call is whole."""
+    first transaction waits for its END and the transaction topic has unread messages, the data is
+    paused at the bound and the markers are read on. Before: all 60 records were taken in before
+    the last marker. Every call is whole."""
     txs, rows, batch, bound = 12, 5, 4, 16
     data: list[RawMessage] = []
     markers: list[RawMessage] = []
@@ -258,17 +276,47 @@ def test_a_data_backlog_fetched_before_the_markers_is_paused_at_the_bound() -> N
     numbered = numbered_per_topic([*data, *markers])
     source = MarkersLate(numbered, batch_size=batch, markers="syn.transaction")
     calls: list[tuple[int, int | None]] = []
-    taken_before_markers: list[int] = []  # data records taken when the last marker was
 
     def hook(param: Any) -> None:
-        if not taken_before_markers:
-            taken_before_markers.append(source.taken - len(source.taken_paused))
         calls.append((len(param.records), param.ctx.transaction.event_count))
 
     _, stats = run_pipeline(numbered, [HookSpec("tx", hook, "t", mode="transaction", timeout_s=30.0)],
                             source=source, max_in_flight=bound, soft_max_in_flight=0)
-    assert taken_before_markers and taken_before_markers[0] <= bound + batch, taken_before_markers
+    assert source.data_at_last_marker is not None and source.data_at_last_marker <= bound + batch, (
+        source.data_at_last_marker)
     assert source.paused and set(source.taken_paused) == {"syn.transaction"}, (source.paused, source.taken_paused)
     assert len(source.taken_paused) == 2 * txs, "every marker read while the data was paused"
+    assert calls == [(rows, rows)] * txs, calls
+    assert stats.transactions_incomplete == 0
+
+
+def test_a_transaction_waiting_only_for_data_is_never_paused_for_markers() -> None:
+    """Each END is read before its rows, and the transaction topic never looks caught up (its leader
+    down, say). A transaction whose END came waits only for data: pausing the data for the markers
+    would stall it for good (its END timeout does not run while the data is paused). Every
+    transaction is called, whole, none by timeout."""
+    txs, rows = 12, 5
+    ordered: list[RawMessage] = []
+    for t in range(1, txs + 1):
+        d, (begin, end) = synthetic_transaction(t, rows)
+        ordered += [begin, end, *d]
+    numbered = numbered_per_topic(ordered)
+    source = MarkersLate(numbered, batch_size=4, markers="syn.transaction", never_caught_up=True)
+    calls: list[tuple[int, int | None]] = []
+    stop = threading.Event()
+    watchdog = threading.Timer(20, stop.set)
+
+    def hook(param: Any) -> None:
+        time.sleep(0.02)
+        calls.append((len(param.records), param.ctx.transaction.event_count))
+
+    watchdog.start()
+    try:
+        _, stats = run_pipeline(numbered, [HookSpec("tx", hook, "t", mode="transaction", timeout_s=30.0)],
+                                source=source, max_in_flight=8, soft_max_in_flight=0, stop=stop,
+                                transaction_end_timeout_s=0.5)
+    finally:
+        watchdog.cancel()
+    assert not stop.is_set(), f"stalled: {len(calls)} calls in 20 s"
     assert calls == [(rows, rows)] * txs, calls
     assert stats.transactions_incomplete == 0
