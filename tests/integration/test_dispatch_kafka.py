@@ -17,6 +17,34 @@ from tests.integration.stack import KAFKA, REPO
 sys.path.insert(0, str(REPO / "bench"))
 
 
+def bench_transactions() -> Any:
+    """bench/transactions.py (its envelopes and markers), loaded by path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_transactions", REPO / "bench" / "transactions.py")
+    assert spec is not None and spec.loader is not None
+    bt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bt)
+    return bt
+
+
+def create_topics(*topics: str) -> Any:
+    """One-partition topics; the admin client that made them."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": KAFKA})
+    for future in admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1) for t in topics]).values():
+        future.result(30)
+    return admin
+
+
+def forget(admin: Any, topics: list[str], group: str) -> None:
+    for future in admin.delete_topics(topics).values():
+        future.result(30)
+    for future in admin.delete_consumer_groups([group], request_timeout=30).values():
+        future.result(30)
+
+
 def test_backpressure_pauses_partitions_and_commits_everything(tmp_path: Path) -> None:
     """A slow keyed hook far behind a pre-filled topic: records in flight never exceed max_in_flight + one
     fetch, the member stays in the group (it keeps polling while paused), every record runs once per key
@@ -84,29 +112,20 @@ def test_resumed_partitions_are_fetched_at_once(tmp_path: Path) -> None:
 
     The markers go first and the data is written once the loop has read them: with a pre-filled data
     topic librdkafka may start fetching it before the transaction topic (seen in CI, 1 run in 6 here),
-    the loop then takes in all 1,200 records held for their ENDs (by design they never pause the
-    source), and no resume was left to measure."""
-    import importlib.util
-
+    the loop then took in all 1,200 records held for their ENDs (held records did not pause the
+    source then), and no resume was left to measure."""
     from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient, NewTopic
 
     from sidecar.app import build_app
     from sidecar.app import run as run_sidecar
     from sidecar.config import Settings
     from sidecar.sources.kafka import KafkaSource
 
-    spec = importlib.util.spec_from_file_location("bench_transactions", REPO / "bench" / "transactions.py")
-    assert spec is not None and spec.loader is not None
-    bt = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bt)
+    bt = bench_transactions()
     prefix = f"itresume{uuid.uuid4().hex[:8]}"
     data, markers = f"{prefix}.public.orders", f"{prefix}.transaction"
     n_tx = 60
-    admin = AdminClient({"bootstrap.servers": KAFKA})
-    for future in admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1)
-                                       for t in (data, markers)]).values():
-        future.result(30)
+    admin = create_topics(data, markers)
     producer = Producer({"bootstrap.servers": KAFKA, "linger.ms": 20})
     for tx in range(1, n_tx + 1):
         producer.produce(markers, value=bt.marker("BEGIN", tx))
@@ -178,10 +197,7 @@ def test_resumed_partitions_are_fetched_at_once(tmp_path: Path) -> None:
         markers_read.set()
         filler.join(60)
         KafkaSource.resume, KafkaSource.poll = real_resume, real_poll  # type: ignore[method-assign]
-        for future in admin.delete_topics([data, markers]).values():  # (leave the stack as found)
-            future.result(30)
-        for future in admin.delete_consumer_groups([f"it-resume-{prefix}"], request_timeout=30).values():
-            future.result(30)
+        forget(admin, [data, markers], f"it-resume-{prefix}")  # (leave the stack as found)
     assert filled == [0], "the data was written"
     assert calls == [bt.ROWS] * n_tx, "every transaction called once, whole"
     assert len(gaps) >= 10, f"data came after only {len(gaps)} resumes"
@@ -200,10 +216,7 @@ def test_a_data_backlog_read_before_the_transaction_topic_is_paused_at_the_bound
     whole data backlog (1,200 records, `max_in_flight` 100) was taken in before the ENDs (and with a
     real backlog, all of it: librdkafka may start on the data before the transaction topic, seen in
     CI). While the transaction topic has unread messages the data is paused at the bound."""
-    import importlib.util
-
     from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient, NewTopic
 
     from sidecar.app import build_app
     from sidecar.app import run as run_sidecar
@@ -211,17 +224,11 @@ def test_a_data_backlog_read_before_the_transaction_topic_is_paused_at_the_bound
     from sidecar.hooks import HookSpec
     from sidecar.sources.kafka import KafkaSource
 
-    spec = importlib.util.spec_from_file_location("bench_transactions", REPO / "bench" / "transactions.py")
-    assert spec is not None and spec.loader is not None
-    bt = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bt)
+    bt = bench_transactions()
     prefix = f"itlate{uuid.uuid4().hex[:8]}"
     data, markers = f"{prefix}.public.orders", f"{prefix}.transaction"
     n_tx, n_fill, bound, batch = 60, 20_000, 100, 20
-    admin = AdminClient({"bootstrap.servers": KAFKA})
-    for future in admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1)
-                                       for t in (data, markers)]).values():
-        future.result(30)
+    admin = create_topics(data, markers)
     producer = Producer({"bootstrap.servers": KAFKA, "linger.ms": 20})
     for i in range(n_fill):  # transactions without events: complete at their END, no call
         tx_id = f"{1_000_000 + i}:1"
@@ -279,10 +286,7 @@ def test_a_data_backlog_read_before_the_transaction_topic_is_paused_at_the_bound
     finally:
         watchdog.cancel()
         KafkaSource.poll = real_poll  # type: ignore[method-assign]
-        for future in admin.delete_topics([data, markers]).values():  # (leave the stack as found)
-            future.result(30)
-        for future in admin.delete_consumer_groups([f"it-late-{prefix}"], request_timeout=30).values():
-            future.result(30)
+        forget(admin, [data, markers], f"it-late-{prefix}")  # (leave the stack as found)
     print(f"late transaction topic: {data_before_ends} data records taken before the last END "
           f"(bound {bound}, batches of {batch})")
     assert data_before_ends, "the last END was read"
