@@ -333,11 +333,10 @@ class Dispatcher:
             self.assembler.drain()
             self._deliveries()
 
-    @property
-    def awaiting_end(self) -> bool:
-        """A transaction first in its commit order has no END yet (`starved`: the marker topic may
-        hold what completes it; otherwise only data events are missing)."""
-        return self.assembler is not None and self.assembler.awaiting_end
+    def awaiting_end(self) -> set[str]:
+        """The scopes (connector topic prefixes) where a transaction first in its commit order waits
+        for an END its marker topic may hold (`starved`; otherwise only data events are missing)."""
+        return self.assembler.awaiting_end() if self.assembler is not None else set()
 
     @property
     def starved(self) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from sidecar.checkpoint import Checkpoint
 from sidecar.decode import Decoder
@@ -60,7 +60,7 @@ def run_loop(
     health = dispatcher.health
     paused = False
     release = getattr(source, "release", None)
-    markers_behind: Callable[[], bool] | None = getattr(source, "markers_behind", None)
+    markers_behind: Callable[[Collection[str]], bool] | None = getattr(source, "markers_behind", None)
     begin, dispatch = checkpoint.begin, dispatcher.dispatch
     decode = decoder.decode_whole if dispatcher.reads_every_field else decoder.decode
     too_large = dispatcher.too_large if dispatcher.max_message_bytes is not None else None
@@ -91,9 +91,9 @@ def run_loop(
         # uncommitted here stalled the pipeline for a whole poll_timeout_s.
         checkpoint.maybe_commit()
         # Records held for incomplete transactions (nothing else runnable) do not keep the source
-        # paused: the messages that complete them are still to come. Except while the first
-        # transaction waits for its END and Kafka mode's transaction topic (never paused) has
-        # unread messages: the END may be there, and a data backlog fetched first was otherwise
+        # paused: the messages that complete them are still to come. Except while a connector's
+        # first transaction waits for its END and that connector's transaction topic (Kafka mode:
+        # never paused) has unread messages: the END may be there, and a data backlog fetched first was otherwise
         # taken in whole (seen: 1,200 records past a max_in_flight of 100). A transaction whose
         # END came waits only for data: never paused for it (its END timeout would not run).
         starved = dispatcher.starved
@@ -101,7 +101,8 @@ def run_loop(
             release()  # embedded: a transaction spans engine batches; let the engine go on
         in_flight = checkpoint.in_flight
         over = in_flight >= (max_in_flight // 2 if paused else max_in_flight) and (
-            not starved or (markers_behind is not None and dispatcher.awaiting_end and markers_behind()))
+            not starved
+            or (markers_behind is not None and bool(scopes := dispatcher.awaiting_end()) and markers_behind(scopes)))
         if paused != over:
             paused = not paused
             source.pause() if paused else source.resume()

@@ -345,13 +345,15 @@ class Assembler(Generic[Item]):
     def open_count(self) -> int:
         return len(self._open)
 
-    @property
-    def awaiting_end(self) -> bool:
-        """The first transaction of some scope, or one whose events came before its BEGIN, has no
-        END yet: what completes it starts in a marker topic. (When each of them has its END, only
-        data events are missing.)"""
-        return (any(queue and queue[0].end is None for queue in self._order.values())
-                or any(not t.begun and t.end is None for t in self._open.values()))
+    def awaiting_end(self) -> set[str]:
+        """The scopes where a transaction waits for an END that its marker stream can still bring:
+        the first transaction of the scope, when no later one there has its END (markers come in
+        commit order: a later END means this one's never comes, e.g. a DDL-only BEGIN), and one
+        whose events came before its BEGIN. (A transaction whose END came waits only for data.)"""
+        scopes = {scope for scope, queue in self._order.items()
+                  if queue and all(t.end is None for t in queue)}
+        scopes.update(t.scope for t in self._open.values() if not t.begun and t.end is None)
+        return scopes
 
     def __iter__(self) -> Iterator[Transaction[Item]]:
         return iter(list(self._open.values()))

@@ -199,18 +199,21 @@ class KafkaSource:
             self._consumer.resume([TopicPartition(t, p) for t, p in back])
             self._paused.difference_update(back)
 
-    def markers_behind(self) -> bool:
-        """A transaction-topic partition this member owns (and reads: not halted) may have messages
-        the loop has not taken yet: not fetched at all (librdkafka may start on a data backlog
-        first), or its position (nothing taken since the assignment: unknown) below its high
-        watermark. Asked only while every record in flight is held and the first transaction
-        waits for its END: the END may be there, so the data is paused past `max_in_flight`
-        instead of taken in whole. A partition that stays behind (its leader down, nothing new
-        after the committed offset) holds the data back at the bound until that END comes or the
+    def markers_behind(self, scopes: Collection[str]) -> bool:
+        """The transaction topic (`<scope>.transaction`) of one of `scopes` has a partition this
+        member owns (and reads: not halted) with messages the loop may not have taken yet: not
+        fetched at all (librdkafka may start on a data backlog first), or its position (nothing
+        taken since the assignment: unknown) below its high watermark. Asked only while every
+        record in flight is held and the first transaction of those scopes waits for its END: the
+        END may be there, so the data is paused past `max_in_flight` instead of taken in whole.
+        Another connector's transaction topic never counts (one idle since a restart has an
+        unknown position below its high watermark until its next message). A partition that stays
+        behind (its leader down) holds the data back at the bound until that END comes or the
         transaction's END timeout ends it (`dispatch.transaction_end_timeout_s`)."""
         consumer = self._consumer
         for unit in self._owned:
-            if not is_marker_topic(unit[0]) or unit in self._halted:
+            topic = unit[0]
+            if not is_marker_topic(topic) or unit in self._halted or topic.rpartition(".")[0] not in scopes:
                 continue
             tp = TopicPartition(*unit)
             try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sidecar.dispatch import STALLED_S
@@ -248,8 +248,10 @@ class MarkersLate(KafkaLike):
         self.never_caught_up = never_caught_up
         self.data_taken = 0
         self.data_at_last_marker: int | None = None  # data records taken when the last marker was
+        self.asked: list[set[str]] = []  # the scopes of each markers_behind call
 
-    def markers_behind(self) -> bool:
+    def markers_behind(self, scopes: Collection[str]) -> bool:
+        self.asked.append(set(scopes))
         return self.never_caught_up or any(m.topic == self.markers for m in self.messages)
 
     def poll(self, timeout_s: float) -> Sequence[RawMessage]:
@@ -286,6 +288,7 @@ def test_a_data_backlog_fetched_before_the_markers_is_paused_at_the_bound() -> N
         source.data_at_last_marker)
     assert source.paused and set(source.taken_paused) == {"syn.transaction"}, (source.paused, source.taken_paused)
     assert len(source.taken_paused) == 2 * txs, "every marker read while the data was paused"
+    assert source.asked and all(scopes == {"syn"} for scopes in source.asked), source.asked
     assert calls == [(rows, rows)] * txs, calls
     assert stats.transactions_incomplete == 0
 
@@ -320,3 +323,61 @@ def test_a_transaction_waiting_only_for_data_is_never_paused_for_markers() -> No
     assert not stop.is_set(), f"stalled: {len(calls)} calls in 20 s"
     assert calls == [(rows, rows)] * txs, calls
     assert stats.transactions_incomplete == 0
+
+
+def watched_run(source: MarkersLate, hook: Any, limit_s: float, **kwargs: Any) -> tuple[Any, bool]:
+    """run_pipeline with one transaction hook on table `t`, stopped after `limit_s`: (stats, stalled)."""
+    stop = threading.Event()
+    watchdog = threading.Timer(limit_s, stop.set)
+    watchdog.start()
+    try:
+        _, stats = run_pipeline(source.messages, [HookSpec("tx", hook, "t", mode="transaction", timeout_s=30.0)],
+                                source=source, soft_max_in_flight=0, stop=stop, **kwargs)
+    finally:
+        watchdog.cancel()
+    return stats, stop.is_set()
+
+
+def test_a_first_transaction_whose_end_never_comes_ends_by_timeout_while_paused_for_markers() -> None:
+    """A 40-row transaction whose END never comes (the connector restarted mid-transaction), and a
+    transaction topic that never looks caught up (its leader down): the data is paused at the bound
+    waiting for the END, the markers are polled on, so the END timeout runs and hands over what
+    came, counted incomplete; its later rows start a new transaction that does the same. Nothing
+    stalls, nothing is lost, no call holds more than the bound took in."""
+    rows, batch, bound = 40, 4, 8
+    data, (begin, _) = synthetic_transaction(1, rows)
+    source = MarkersLate(numbered_per_topic([begin, *data]), batch_size=batch, markers="syn.transaction",
+                         never_caught_up=True)
+    calls: list[list[int]] = []
+
+    def hook(param: Any) -> None:
+        calls.append([r["id"] for r in param.records])
+
+    stats, stalled = watched_run(source, hook, 20, max_in_flight=bound, transaction_end_timeout_s=0.3)
+    assert not stalled, f"stalled: {len(calls)} calls in 20 s"
+    assert [i for c in calls for i in c] == [100_000 + n for n in range(1, rows + 1)], calls
+    assert len(calls) >= 3 and all(len(c) <= bound + batch for c in calls), [len(c) for c in calls]
+    assert stats.transactions_incomplete == len(calls)
+
+
+def test_a_begin_without_events_or_end_ahead_of_a_complete_end_does_not_pause_the_data() -> None:
+    """A BEGIN with no events and no END (MariaDB's DDL) heads the scope; the next transaction's END
+    came, its 30 rows follow. Markers come in commit order: the first one's END is not coming, so
+    nothing waits for the transaction topic and the data is not paused for it, even though that
+    topic never looks caught up (before: paused at the bound of 8 until the first one's END
+    timeout, 30 s). The empty one is dropped as soon as the next is complete, which is called whole."""
+    rows = 30
+    _, (ddl_begin, _) = synthetic_transaction(1, 0)
+    data, markers = synthetic_transaction(2, rows)
+    source = MarkersLate(numbered_per_topic([ddl_begin, *markers, *data]), batch_size=4,
+                         markers="syn.transaction", never_caught_up=True)
+    calls: list[tuple[int, int | None]] = []
+
+    def hook(param: Any) -> None:
+        calls.append((len(param.records), param.ctx.transaction.event_count))
+
+    stats, stalled = watched_run(source, hook, 10, max_in_flight=8, transaction_end_timeout_s=30.0)
+    assert not stalled, f"stalled: {len(calls)} calls in 10 s"
+    assert calls == [(rows, rows)], calls
+    assert not source.asked, "nothing waited for the transaction topic"
+    assert stats.transactions_incomplete == 1  # (the empty one, counted)
