@@ -44,9 +44,14 @@ INCOMPLETE_REASONS = ("end_timeout", "end_of_input", "no_end_empty", "revoked")
 MAX_DROPPED = 10_000
 
 
-def marker_scope(marker: TransactionMarker) -> str:
-    topic = marker.raw.topic
+def topic_scope(topic: str) -> str:
+    """The connector a transaction-metadata topic belongs to: `<topic.prefix>.transaction` → its
+    prefix (what its data events' `source.name` says)."""
     return topic.rpartition(".")[0] or topic
+
+
+def marker_scope(marker: TransactionMarker) -> str:
+    return topic_scope(marker.raw.topic)
 
 
 def event_scope(event: ChangeEvent) -> str:
@@ -94,6 +99,7 @@ class Transaction(Generic[Item]):
         self.calls = 0          # calls of its parts not yet done (kept by the caller)
         self.incomplete: str | None = None
         self.expected: int | None = None  # events its END counts on consumed topics (`complete` caches it)
+        self.unbegun = False  # counted in `Assembler._unbegun` (open, no BEGIN, no END)
 
     def __repr__(self) -> str:
         return (f"Transaction(scope={self.scope!r}, group_id={self.group_id!r}, received={self.received}, "
@@ -155,6 +161,8 @@ class Assembler(Generic[Item]):
         self.out: deque[Delivery[Item]] = deque()
         self.ended: list[tuple[Transaction[Item], str]] = []  # incomplete ends, for the caller to count/log
         self._dropped: dict[tuple[str, str], None] = {}  # transactions dropped on a revoke (bounded)
+        self._timed_out: dict[tuple[str, str], None] = {}  # transactions ended by their END timeout (bounded)
+        self._unbegun: dict[str, int] = {}  # per scope: open transactions with neither BEGIN nor END yet
         # Time the caller did not poll its source at all, and did not read its data (not polled, or
         # data paused; markers are read whenever it polls) (`intake`).
         self._unpolled = StallClock()
@@ -167,9 +175,22 @@ class Assembler(Generic[Item]):
         txn = self._open.get(key)
         if txn is None:
             txn = self._open[key] = Transaction(scope, group, now)
+            if key not in self._timed_out:  # (the rest of one that timed out waits for no marker)
+                txn.unbegun = True
+                self._unbegun[scope] = self._unbegun.get(scope, 0) + 1
         self._now = now
         self._touch(txn, now)
         return txn
+
+    def _settled(self, txn: Transaction[Item]) -> None:
+        """It has its BEGIN or END, or is no longer open: it no longer counts in `_unbegun`."""
+        if txn.unbegun:
+            txn.unbegun = False
+            left = self._unbegun[txn.scope] - 1
+            if left:
+                self._unbegun[txn.scope] = left
+            else:
+                del self._unbegun[txn.scope]
 
     def _touch(self, txn: Transaction[Item], now: float) -> None:
         """A message of it came, or it became its scope's head: its END timeout starts again."""
@@ -191,6 +212,7 @@ class Assembler(Generic[Item]):
         else:
             txn.end = marker
             txn.expected = None
+        self._settled(txn)
         self._advance(scope)
         return True
 
@@ -252,6 +274,7 @@ class Assembler(Generic[Item]):
         if last:
             txn.closed = True
             txn.incomplete = incomplete
+            self._settled(txn)
             if incomplete is not None:
                 self.ended.append((txn, incomplete))
             self._open.pop((txn.scope, txn.group_id), None)
@@ -298,6 +321,9 @@ class Assembler(Generic[Item]):
             if txn.begun and queue and queue[0] is not txn:
                 continue
             self._deliver(txn, last=True, incomplete="end_timeout")
+            self._timed_out[(txn.scope, txn.group_id)] = None
+            while len(self._timed_out) > MAX_DROPPED:
+                del self._timed_out[next(iter(self._timed_out))]
             self._advance(txn.scope)
 
     def drain(self, reason: str = "end_of_input") -> None:
@@ -325,6 +351,7 @@ class Assembler(Generic[Item]):
         for txn in dropped:
             txn.closed = True
             txn.incomplete = "revoked"
+            self._settled(txn)
             del self._open[(txn.scope, txn.group_id)]
             if remember:
                 self._dropped[(txn.scope, txn.group_id)] = None
@@ -349,10 +376,12 @@ class Assembler(Generic[Item]):
         """The scopes where a transaction waits for an END that its marker stream can still bring:
         the first transaction of the scope, when no later one there has its END (markers come in
         commit order: a later END means this one's never comes, e.g. a DDL-only BEGIN), and one
-        whose events came before its BEGIN. (A transaction whose END came waits only for data.)"""
-        scopes = {scope for scope, queue in self._order.items()
-                  if queue and all(t.end is None for t in queue)}
-        scopes.update(t.scope for t in self._open.values() if not t.begun and t.end is None)
+        whose events came before its BEGIN (except the rest of one that ended by its END timeout:
+        those would otherwise wait a timeout per piece). (A transaction whose END came waits only
+        for data.) Cheap: one look per scope."""
+        scopes = set(self._unbegun)
+        scopes.update(scope for scope, queue in self._order.items()
+                      if queue and scope not in scopes and all(t.end is None for t in queue))
         return scopes
 
     def __iter__(self) -> Iterator[Transaction[Item]]:
@@ -373,5 +402,5 @@ def batch_call_id(event_ids: list[str]) -> str:
     return hashlib.sha256(("|".join(event_ids) + "|" if event_ids else "").encode()).hexdigest()[:32]
 
 
-__all__ = ["INCOMPLETE_REASONS", "Assembler", "Delivery", "StallClock", "Transaction", "batch_call_id",
+__all__ = ["INCOMPLETE_REASONS", "Assembler", "Delivery", "StallClock", "Transaction", "batch_call_id", "topic_scope",
            "transaction_call_id"]

@@ -19,11 +19,12 @@ from sidecar.events import RawMessage
 from sidecar.health import Health
 from sidecar.metrics import Metrics, NoMetrics
 from sidecar.sources import Assignments
-from sidecar.sources.kafka_coverage import check_coverage
+from sidecar.sources.kafka_coverage import check_coverage, is_marker_topic
 from sidecar.sources.kafka_dead_letters import KafkaDeadLetterWriter, read_dead_letter_topic
 from sidecar.sources.kafka_logs import kafka_logger
 from sidecar.sources.kafka_messages import raw_messages
 from sidecar.sources.kafka_probe import BrokerProbe, ping
+from sidecar.transactions import topic_scope
 
 _RETRIABLE_COMMIT = {
     KafkaError.REBALANCE_IN_PROGRESS,
@@ -33,11 +34,6 @@ _RETRIABLE_COMMIT = {
 }
 
 Unit = tuple[str, int]
-
-
-def is_marker_topic(topic: str) -> bool:
-    """Debezium's transaction metadata topic (`<topic.prefix>.transaction`)."""
-    return topic.endswith(".transaction")
 
 
 class _NoListener:
@@ -213,7 +209,7 @@ class KafkaSource:
         consumer = self._consumer
         for unit in self._owned:
             topic = unit[0]
-            if not is_marker_topic(topic) or unit in self._halted or topic.rpartition(".")[0] not in scopes:
+            if not is_marker_topic(topic) or unit in self._halted or topic_scope(topic) not in scopes:
                 continue
             tp = TopicPartition(*unit)
             try:

@@ -142,3 +142,23 @@ def test_a_topic_listed_twice_is_subscribed_once(monkeypatch: pytest.MonkeyPatch
     build_kafka_source({"bootstrap.servers": "127.0.0.1:1", "group.id": "g"}, ["a", "b", "a"], "^c",
                        structlog.get_logger())
     assert got == [["a", "b", "^c"]]
+
+
+def test_a_transaction_topic_of_more_than_one_partition_is_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commit order is the order of BEGIN markers, which only a one-partition transaction topic keeps
+    (and "a later END came, so the first one's never comes" relies on it): a member owning all of a
+    three-partition transaction topic still warns, naming the topic, its partitions and the remedy."""
+    consumer = StubConsumer({"shop.public.orders": topic(1), "shop.transaction": topic(3)})
+    source = source_with(consumer, Metrics(), monkeypatch)
+    with capture_logs() as logs:
+        source._assign(None, [TopicPartition("shop.public.orders", 0)] +
+                       [TopicPartition("shop.transaction", p) for p in range(3)])
+        source.poll(0.0)
+    warned = [e for e in logs if e["log_level"] == "warning"]
+    assert len(warned) == 1 and warned[0]["topics"] == {"shop.transaction": 3}, warned
+    assert "1 partition" in warned[0]["event"]
+    consumer.topics = {"shop.public.orders": topic(4), "shop.transaction": topic(1)}
+    with capture_logs() as logs:  # one partition (data topics may have many): nothing to say
+        source._assign(None, [TopicPartition("shop.public.orders", p) for p in range(1, 4)])
+        source.poll(0.0)
+    assert not [e for e in logs if e["log_level"] == "warning"]

@@ -266,3 +266,38 @@ def test_call_ids_are_stable() -> None:
     assert transaction_call_id("s", "g", 1, ["a", "bé"]) == "b97f24ec1daaff0ce93540714f16c7d2"
     assert batch_call_id([]) == "e3b0c44298fc1c149afbf4c8996fb924"
     assert batch_call_id(["x", "y"]) == "2b8238f72a011b3bce03ca26a1aa0928"
+
+
+def test_awaiting_end_names_the_scopes_whose_markers_can_still_complete_something() -> None:
+    """`awaiting_end` (the loop pauses a data backlog for a scope's transaction topic only while it is
+    non-empty): the head without END when no later transaction has its END; a transaction whose
+    events came before its BEGIN until its BEGIN or END comes, it is handed over or dropped; never
+    the rest of one that ended by its END timeout; never a transaction that waits only for data."""
+    a: Assembler[int] = Assembler(end_timeout_s=1.0)
+    assert a.awaiting_end() == set()
+    a.marker(marker("BEGIN", "1"), 0, 0.0)
+    assert a.awaiting_end() == {"test"}                      # head: END still to come
+    a.marker(marker("END", "1", 2), 0, 0.0)
+    a.event(event("1", 1, 1), 1, 0.0)
+    assert a.awaiting_end() == set()                         # its END came: waits for data only
+    a.event(event("1", 2, 2), 2, 0.0)
+    a.marker(marker("BEGIN", "2"), 0, 0.0)                   # a DDL statement's BEGIN: no events, no END
+    assert a.awaiting_end() == {"test"}
+    a.marker(marker("BEGIN", "3"), 0, 0.0)
+    a.marker(marker("END", "3", 1), 0, 0.0)
+    assert a.awaiting_end() == set()                         # 3's END came after 2's would have
+    a.event(event("3", 1, 3), 3, 0.0)                        # 3 complete: 2 dropped empty, 3 handed over
+    assert [d.info.id for d in a.out] == ["1", "2", "3"] and a.open_count == 0
+    a.event(event("4", 1, 4), 4, 0.0)                        # events before their BEGIN
+    a.event(event("5", 1, 5), 5, 0.0)
+    assert a.awaiting_end() == {"test"}
+    a.marker(marker("BEGIN", "4"), 0, 0.0)
+    a.marker(marker("END", "4", 1), 0, 0.0)                  # 4 handed over
+    assert a.awaiting_end() == {"test"}                      # 5 still has neither
+    a.drop(lambda item: item == 5)
+    assert a.awaiting_end() == set() and a.open_count == 0
+    a.event(event("6", 1, 6), 6, 0.0)
+    a.expire(5.0)                                            # ended by its END timeout
+    assert [d.info.id for d in a.out][-1] == "6" and a.awaiting_end() == set()
+    a.event(event("6", 2, 7), 7, 5.0)                        # its rest waits for no marker
+    assert a.open_count == 1 and a.awaiting_end() == set()
