@@ -7,8 +7,8 @@ the loop takes nothing from the source (nothing is paused: Kafka keeps what libr
 prefetched) until half as many are in flight, polling once every `SOFT_HOLD_S` meanwhile; past
 `max_in_flight` the source is paused (Kafka: still polled, so the member stays in the group;
 embedded: the engine waits) and resumed at half — not while every record in flight is held for an
-incomplete transaction, unless the first one waits for its END and Kafka's transaction topic has
-unread messages.
+incomplete transaction, unless a connector's first one waits for its END and that connector's
+transaction topic (Kafka) has unread messages.
 A finite source (replay) that ends calls what open batches and transactions hold. On stop:
 no new call starts, running calls get `shutdown_grace_s`, the finished prefix is committed;
 the rest is redelivered.
@@ -93,9 +93,10 @@ def run_loop(
         # Records held for incomplete transactions (nothing else runnable) do not keep the source
         # paused: the messages that complete them are still to come. Except while a connector's
         # first transaction waits for its END and that connector's transaction topic (Kafka mode:
-        # never paused) has unread messages: the END may be there, and a data backlog fetched first was otherwise
-        # taken in whole (seen: 1,200 records past a max_in_flight of 100). A transaction whose
-        # END came waits only for data: never paused for it (its END timeout would not run).
+        # never paused) has unread messages: the END may be there, and a data backlog fetched
+        # first was otherwise taken in whole (seen: 1,200 records past a max_in_flight of 100). A
+        # transaction whose END came waits only for data: never paused for it (its END timeout
+        # would not run).
         starved = dispatcher.starved
         if starved and release is not None:
             release()  # embedded: a transaction spans engine batches; let the engine go on
