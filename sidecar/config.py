@@ -437,7 +437,7 @@ class DispatchConfig(_Strict):
     max_transaction_records: int = Field(
         default=10_000, ge=1, le=1_000_000,
         description="transaction hooks: a larger transaction is delivered in parts of this many records "
-        "(ctx.transaction.part/last); keep it below max_in_flight",
+        "(ctx.transaction.part/last); at most max_in_flight",
     )
     transaction_end_timeout_s: float = Field(
         default=60.0, gt=0,
