@@ -203,3 +203,13 @@ def test_helm_env_accepts_value_from_and_env_from() -> None:
     assert env["AUDIT_TOKEN"] == {"name": "AUDIT_TOKEN", "valueFrom": secret_ref}
     assert env["HIGH_VALUE_THRESHOLD"] == {"name": "HIGH_VALUE_THRESHOLD", "value": "1000"}
     assert c["envFrom"] == [{"secretRef": {"name": "checkpoint-sidecar-env"}}]
+
+
+def test_helm_update_strategy_is_rendered_when_set() -> None:
+    """Default: no strategy (Kubernetes' RollingUpdate, as the kustomize base); `updateStrategy`
+    (Recreate for transaction hooks, README) reaches the Deployment and validates."""
+    default = next(d for d in render_helm() if d["kind"] == "Deployment")
+    assert "strategy" not in default["spec"]
+    recreate = next(d for d in render_helm("--set", "updateStrategy.type=Recreate") if d["kind"] == "Deployment")
+    validate(recreate)
+    assert recreate["spec"]["strategy"] == {"type": "Recreate"}
