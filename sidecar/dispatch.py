@@ -275,12 +275,13 @@ class Dispatcher:
         run = lane.run
         if (run is not None and not lane.jobs and len(run.jobs) < RUN_MAX and not hook.inline
                 and not hook.spec.is_async and not run.stop and not run.orphaned and run.abandoned_at < 0
-                and not lane.halted):
+                and not lane.halted and not self._releasing):
             # The lane's run is still on its worker: the call joins it, and the worker starts it as
             # soon as the call before it ends, with no hand-off through this thread (measured: a
             # serial hook waited for the loop between runs). Worker and this thread share the list
             # (append / read by index under the interpreter lock); a call the worker no longer
-            # reaches is not done and goes back to the lane's head when the run ends.
+            # reaches is not done and goes back to the lane's head when the run ends. Not while a
+            # revoke waits for running calls (`release`): nothing more starts then.
             run.jobs.append(job)
             return
         lane.jobs.append(job)
@@ -493,7 +494,7 @@ class Dispatcher:
             if not self._startable(lane):
                 continue
             jobs = self._take(lane, RUN_MAX)
-            run = Run(lane, jobs, timed=spec.timeout_s is not None)
+            run = Run(lane, jobs, timed=spec.timeout_s is not None, each=spec.mode != "record")
             lane.run = run
             if spec.timeout_s is None and spec.mode == "record":
                 self._pack(hook, run)
@@ -1041,8 +1042,11 @@ class Dispatcher:
                     give_up += txn.holds
             if not rewind:
                 break
+            # A run is orphaned whole: all of its calls are given up on — but not those already
+            # done (their records are finished, maybe committed: fetching them again would call
+            # them again, after later ones and without their markers).
             jobs = [j for run in self._running if not run.orphaned and any(job_lost(x) for x in run.jobs)
-                    for j in run.jobs]  # a run is orphaned whole: all of its calls are given up on
+                    for j in run.jobs if not j.done]
             jobs += [j for h in self._hooks.values() for lane in h.lanes.values() for j in lane.jobs if job_lost(j)]
             for job in jobs:
                 give_up += [job.record, *job.holds, *(job.txn.holds if job.txn is not None else ())]
@@ -1107,6 +1111,7 @@ class Dispatcher:
             if run.lane.hook.spec.is_async:
                 self._executor.cancel(run)
         self.stats.abandoned += sum(len(lane.jobs) for h in self._hooks.values() for lane in h.lanes.values())
+        self.stats.abandoned += sum(len(run.jobs) - run.next for run in self._running)  # in runs, not begun
 
     def close(self) -> None:
         self._executor.close()

@@ -43,10 +43,10 @@ DONE = object()
 class Run:
     """One worker's share of one or more lanes of a hook: jobs run in order, one at a time."""
 
-    __slots__ = ("abandoned_at", "future", "index", "jobs", "lane", "lanes", "lock", "next", "orphaned", "released",
-                 "started", "stop", "timed")
+    __slots__ = ("abandoned_at", "each", "future", "index", "jobs", "lane", "lanes", "lock", "next", "orphaned",
+                 "released", "started", "stop", "timed")
 
-    def __init__(self, lane: Any, jobs: list[Any], timed: bool = False) -> None:
+    def __init__(self, lane: Any, jobs: list[Any], timed: bool = False, each: bool = False) -> None:
         self.lane = lane           # the first lane (its hook is the run's hook)
         self.lanes = [lane]        # every lane whose jobs are in the run (same hook, same partition)
         self.jobs = jobs
@@ -59,6 +59,7 @@ class Run:
         self.released = False      # its slot and lane were freed when it was given up on (replay)
         self.lock = threading.Lock()
         self.timed = timed         # the hook has a timeout: index/started change under `lock`
+        self.each = each           # report every success at once (bulk calls: never held behind a later call)
         self.future: asyncio.Task[Any] | None = None  # async runs: cancelled when abandoned
 
 
@@ -202,7 +203,7 @@ class Executor:
                     first = i
                 ok.append(ended - started)
                 slow = ended - started > slow_s
-                if ended - flushed > 0.001:
+                if run.each or ended - flushed > 0.001:
                     put((run, first, DONE, ok))
                     ok = []
                     flushed = ended
