@@ -64,8 +64,9 @@ def check_coverage(consumer: Any, owned: Collection[Unit], subscribed: Callable[
         shown = [f"{t}[{p}]" for t, p in missing[:50]]
         log.warning("transaction hooks: this member does not own every captured partition, so transactions "
                     "spanning them are split between members (called incomplete, after "
-                    "transaction_end_timeout_s). Run one replica (replicas: 1) per consumer group, with static "
-                    "membership (group.instance.id) so a restart does not hand partitions to another member",
+                    "transaction_end_timeout_s). Run one replica (replicas: 1) per consumer group, updated by "
+                    "Recreate (not RollingUpdate, which runs two members for a moment), with static membership "
+                    "(group.instance.id) so a restart does not hand partitions to another member",
                     missing=shown, missing_count=len(missing), owned_count=len(owned))
     return missing
 
