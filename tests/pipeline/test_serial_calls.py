@@ -3,7 +3,6 @@ each as soon as the call before it ends, without a hand-off through the loop's t
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Sequence
@@ -21,38 +20,28 @@ from sidecar.hooks import HookSpec
 from sidecar.param import ParamFactory
 from sidecar.rebalance import Rebalance
 from sidecar.testing import MemorySource, run_pipeline
+from tests.pipeline.test_transactions import synthetic_transaction
 
-M, P0, P1 = ("p.transaction", 0), ("p.public.orders", 0), ("p.public.orders", 1)
-
-
-def marker(status: str, tx: int, rows: int, offset: int | None = None) -> RawMessage:
-    end = status == "END"
-    return RawMessage(M[0], M[1], offset, None, json.dumps({
-        "status": status, "id": f"{tx}:1", "event_count": rows if end else None,
-        "data_collections": [{"data_collection": "public.orders", "event_count": rows}] if end else None}).encode())
+M, P0, P1 = ("syn.transaction", 0), ("syn.public.big", 0), ("syn.public.big", 1)
+TABLE = "public.big"
 
 
-def row(tx: int, order: int, unit: tuple[str, int] = P0, offset: int | None = None) -> RawMessage:
-    key = tx * 1000 + order
-    return RawMessage(unit[0], unit[1], offset, json.dumps({"id": key}).encode(), json.dumps({
-        "before": None, "after": {"id": key}, "op": "c", "ts_ms": 1,
-        "source": {"connector": "postgresql", "name": "p", "db": "shop", "schema": "public",
-                   "table": "orders", "txId": tx, "lsn": key, "ts_ms": 1},
-        "transaction": {"id": f"{tx}:{key}", "total_order": order, "data_collection_order": order},
-    }).encode())
-
-
-def transactions(n: int, rows: int = 1) -> list[RawMessage]:
-    """`n` transactions of `rows` rows each, markers and data in stream order (offsets numbered
-    across both topics, in that order)."""
-    return [m for tx in range(1, n + 1)
-            for m in (marker("BEGIN", tx, rows), *(row(tx, o) for o in range(1, rows + 1)), marker("END", tx, rows))]
+def transactions(n: int) -> list[RawMessage]:
+    """`n` one-row transactions, markers and data in stream order (offsets numbered across both
+    topics, in that order)."""
+    out: list[RawMessage] = []
+    for tx in range(1, n + 1):
+        data, (begin, end) = synthetic_transaction(tx, 1)
+        out += [begin, *data, end]
+    return out
 
 
 def one_row_transaction(tx: int, unit: tuple[str, int], row_offset: int, marker_offset: int) -> list[RawMessage]:
     """One row on `unit`, its markers on the transaction topic, at the offsets given."""
-    return [marker("BEGIN", tx, 1, marker_offset), row(tx, 1, unit, row_offset),
-            marker("END", tx, 1, marker_offset + 1)]
+    (data,), (begin, end) = synthetic_transaction(tx, 1)
+    return [RawMessage(M[0], M[1], marker_offset, None, begin.value),
+            RawMessage(unit[0], unit[1], row_offset, None, data.value),
+            RawMessage(M[0], M[1], marker_offset + 1, None, end.value)]
 
 
 class BlockingAtEnd(MemorySource):
@@ -91,13 +80,13 @@ def test_a_serial_hooks_next_calls_start_while_the_loop_is_busy(timeout_s: float
             source.unblock.set()
 
     started = time.monotonic()
-    _, stats = run_pipeline([], [HookSpec("tx", hook, "public.orders", mode="transaction", timeout_s=timeout_s)],
+    _, stats = run_pipeline([], [HookSpec("tx", hook, TABLE, mode="transaction", timeout_s=timeout_s)],
                             source=source)
-    assert calls == [("1", [1001]), ("2", [2001]), ("3", [3001])]
+    assert calls == [("1", [100_001]), ("2", [200_001]), ("3", [300_001])]
     assert source.released_in_time is True, "calls 2 and 3 waited for the loop's thread"
     assert time.monotonic() - started < 4.0
     assert stats.calls_ok == 3 and stats.transactions == 3
-    assert source.committed == {("p.transaction", 0): 9, ("p.public.orders", 0): 8}
+    assert source.committed == {M: 9, P0: 8}
 
 
 def test_a_failed_call_in_a_joined_run_is_retried_before_the_calls_behind_it() -> None:
@@ -116,11 +105,11 @@ def test_a_failed_call_in_a_joined_run_is_retried_before_the_calls_behind_it() -
             failed[0] = True
             raise RuntimeError("first attempt of call 2 fails")
 
-    _, stats = run_pipeline([], [HookSpec("tx", hook, "public.orders", mode="transaction", initial_backoff_s=0.01)],
+    _, stats = run_pipeline([], [HookSpec("tx", hook, TABLE, mode="transaction", initial_backoff_s=0.01)],
                             source=source)
     assert order == ["1", "2", "2", "3", "4"]
     assert stats.calls_ok == 4 and stats.calls_failed == 1
-    assert source.committed == {("p.transaction", 0): 12, ("p.public.orders", 0): 11}
+    assert source.committed == {M: 12, P0: 11}
 
 
 def test_a_finished_call_is_committed_while_the_call_after_it_in_its_run_hangs() -> None:
@@ -139,7 +128,7 @@ def test_a_finished_call_is_committed_while_the_call_after_it_in_its_run_hangs()
             committed_while_hanging.append(dict(source.committed))
             gate.set()
 
-    _, stats = run_pipeline([], [HookSpec("tx", hook, "public.orders", mode="transaction")], source=source)
+    _, stats = run_pipeline([], [HookSpec("tx", hook, TABLE, mode="transaction")], source=source)
     assert gate.is_set() and stats.calls_ok == 2
     assert committed_while_hanging == [{M: 3, P0: 2}]  # T1: markers 0 and 2, row 1
     assert source.committed == {M: 6, P0: 5}
@@ -169,7 +158,7 @@ def test_a_revoke_never_fetches_again_calls_that_finished_in_a_run_it_gives_up_o
         else:
             time.sleep(0.002)  # > 1 ms: its success is reported before the next call (no bundle)
 
-    d = Dispatcher([HookSpec("tx", hook, "public.orders", mode="transaction")],
+    d = Dispatcher([HookSpec("tx", hook, TABLE, mode="transaction")],
                    ParamFactory("p", Databases(), log), cp, log)
     rb = Rebalance(d, cp, revoke_wait_s=0.2)
     rb.assigned([M, P0, P1])
