@@ -18,6 +18,9 @@ with transaction blocks) and `<prefix>.transaction` (BEGIN/END markers), then ru
   `pipeline_audit_log` and `checkpoint_ledger` at about half the server CPU per row of the
   random ids every real pipeline writes (measured: ~44 against ~95 µs per record), so it
   ran about twice as fast as the same script on the ids the hooks actually write;
+- bare, no ROLLBACK on return (shown, not the baseline): the same on an engine set up as the
+  sidecar's (sidecar/pool_reset.py): SQLAlchemy's default pool, which the baseline keeps, sends
+  a ROLLBACK after each committed call; the sidecar's PyMySQL engines do not (since 2026-12-03);
 - sidecar, both hooks `mode: transaction` (serial each, commit order), real `run` path;
 - sidecar, the same with pipeline_stats on the loop's own thread (`thread: loop`), on topics of its own;
 - sidecar, the two hooks as config.example.yaml sets them (what a user starts from: today
@@ -67,6 +70,7 @@ AUX_URL = (f"mysql+pymysql://sidecar:sidecar-demo-pw@127.0.0.1:{os.environ.get('
 ROWS = 20
 BARE = "bare script (20-row transactions)"
 BARE_SEQUENTIAL = "bare script, sequential ids (not the baseline)"
+BARE_SETTLED = "bare script, no ROLLBACK on return (not the baseline)"
 EXAMPLE = "sidecar, hooks as in config.example.yaml"
 ON_LOOP = "sidecar mode: transaction, pipeline_stats thread loop"
 DIAG: dict[str, dict[str, list[float]]] = {}
@@ -199,18 +203,22 @@ def _drop(kind: str, request: Any) -> None:
             print(f"note: {kind} {name} not deleted ({exc})", file=sys.stderr)
 
 
-def bare(transactions: int, sequential: bool = False) -> float:
+def bare(transactions: int, sequential: bool = False, settled: bool = False) -> float:
     """The hooks' statements per 20-row transaction, same driver, each hook's in its own aux
     transaction, the two hooks' work on two threads. Keys: the records' event ids, or with
-    `sequential` ids that grow within the run (the old baseline)."""
+    `sequential` ids that grow within the run (the old baseline). `settled`: the engine as the
+    sidecar sets it up (no ROLLBACK when a committed connection goes back to the pool)."""
     import audit_log
     import pipeline_stats
     from sqlalchemy import create_engine
 
+    from sidecar import pool_reset
     from sidecar.ledger import claim_ids
 
     # No ping per checkout (the sidecar pings only connections that sat idle): no extra round trip.
-    engine = create_engine(AUX_URL, pool_size=4, max_overflow=4)
+    engine = create_engine(AUX_URL, pool_size=4, max_overflow=4, **({"pool_reset_on_return": None} if settled else {}))
+    if settled:
+        pool_reset.install(engine)
     run = uuid.uuid4().hex[:16]
     # A pipeline name of its own per run, as each sidecar run has: the ledger's key is
     # (pipeline, hook, id), so one run's claims share a narrow, cached key range. (One name for
@@ -251,7 +259,7 @@ def bare(transactions: int, sequential: bool = False) -> float:
     finally:
         engine.dispose()
         forget(pipeline, ids + warm)
-    _diag(BARE_SEQUENTIAL if sequential else BARE, times, None)
+    _diag(BARE_SEQUENTIAL if sequential else BARE_SETTLED if settled else BARE, times, None)
     return transactions * ROWS / elapsed
 
 
@@ -396,7 +404,7 @@ def main() -> None:
     args = ap.parse_args()
     global KEEP
     KEEP = args.keep_rows
-    names = [BARE, label("transaction"), ON_LOOP, EXAMPLE, label("record"), BARE_SEQUENTIAL]
+    names = [BARE, label("transaction"), ON_LOOP, EXAMPLE, label("record"), BARE_SEQUENTIAL, BARE_SETTLED]
     if args.concurrency:
         names.insert(2, label("transaction", args.concurrency))
     rates: dict[str, list[float]] = {k: [] for k in names}
@@ -410,8 +418,8 @@ def main() -> None:
         loop_topics = fill(f"benchtx{uuid.uuid4().hex[:8]}", args.transactions)
         rec_topics = fill(f"benchtx{uuid.uuid4().hex[:8]}", args.record_messages // ROWS)
         for name in names:
-            if name in (BARE, BARE_SEQUENTIAL):
-                rate = bare(args.transactions, sequential=name == BARE_SEQUENTIAL)
+            if name in (BARE, BARE_SEQUENTIAL, BARE_SETTLED):
+                rate = bare(args.transactions, sequential=name == BARE_SEQUENTIAL, settled=name == BARE_SETTLED)
             elif name == label("record"):
                 rate = sidecar(rec_topics[:1], args.record_messages, "record")
             elif name == label("transaction"):

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Engine
 
-from sidecar import secrets
+from sidecar import pool_reset, secrets
 from sidecar.errors import ConfigError
 
 
@@ -95,12 +95,17 @@ def _engine(key: str, url: str | None, pool_size: int = 2) -> Engine | None:
     try:
         # create_engine does not connect: the first hook that uses it does. The pool holds one
         # connection per hook call that can run at once, so concurrent calls never wait for one.
-        engine = create_engine(normalize_url(url), pool_size=pool_size, max_overflow=4)
+        # PyMySQL: no ROLLBACK on return after a commit (pool_reset.py): one round trip less per call.
+        settled_reset = pool_reset.applies(normalize_url(url))
+        engine = create_engine(normalize_url(url), pool_size=pool_size, max_overflow=4,
+                               **({"pool_reset_on_return": None} if settled_reset else {}))
     except Exception as exc:  # the URL itself is wrong (bad scheme, missing driver)
         raise ConfigError(
             f"databases.{key}: cannot use this database URL ({type(exc).__name__}: {secrets.scrub(str(exc))}); "
             "expected e.g. postgresql+psycopg://user:pass@host/db or mysql+pymysql://user:pass@host/db"
         ) from None
+    if settled_reset:
+        pool_reset.install(engine)
     ping_when_idle(engine)
     return engine
 
