@@ -108,6 +108,42 @@ def test_raw_dbapi_statements_left_open_are_rolled_back_on_return(aux: Engine, s
         assert conn.exec_driver_sql("SELECT COUNT(*) FROM it_pool_reset WHERE k = %s", (key,)).scalar() == 0
 
 
+def test_a_command_sent_past_query_after_the_commit_is_rolled_back(aux: Engine) -> None:
+    """PyMySQL sends `SET NAMES` (set_character_set) without `query` and reads no server status
+    from its reply; a collation argument smuggling a locking read opens a transaction there.
+    Every command clears the connection's settled mark, so the pool rolls it back: the row is
+    free for another session and the next use starts outside any transaction."""
+    key = uuid.uuid4().hex
+    with aux.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO it_pool_reset (k) VALUES (%s)", (key,))
+    before = rollbacks(aux)
+    with aux.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
+        conn.commit()
+        conn.connection.dbapi_connection.set_character_set(  # type: ignore[union-attr]
+            "utf8mb4", f"utf8mb4_general_ci, @x = (SELECT k FROM it_pool_reset WHERE k = '{key}' FOR UPDATE)")
+    assert rollbacks(aux) == before + 1
+    assert in_transaction(aux) == 0
+    other = create_engine(AUX_URL, pool_size=1)
+    try:
+        with other.begin() as conn:
+            conn.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 1")
+            assert conn.exec_driver_sql("SELECT k FROM it_pool_reset WHERE k = %s FOR UPDATE", (key,)).scalar() == key
+    finally:
+        other.dispose()
+
+
+def test_a_connection_closed_by_the_hook_after_its_commit_is_not_handed_out_again(aux: Engine) -> None:
+    """A hook that closes the DBAPI connection itself after committing: the pool does not take
+    the closed connection back as settled; the next use gets a working one."""
+    with aux.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
+        conn.commit()
+        conn.connection.dbapi_connection.close()  # type: ignore[union-attr]
+    with aux.connect() as conn:
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+
+
 def test_a_raw_connection_returned_with_a_write_is_rolled_back(aux: Engine) -> None:
     key = uuid.uuid4().hex
     raw = aux.raw_connection()
