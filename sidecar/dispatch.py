@@ -40,6 +40,7 @@ All bookkeeping happens on the loop's thread: workers only call hooks and report
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import inspect
 import itertools
@@ -130,8 +131,12 @@ class Dispatcher:
         self.stats = DispatchStats()
         self._hooks = {h.name: HookState(h) for h in self.router.hooks}  # with their `where` filters
         self._results: queue.SimpleQueue[Result] = queue.SimpleQueue()
-        self.no_results = self._results.empty  # no finished call waits for `service` (cheap: asked per record)
-        self._executor = Executor(sum(h.concurrency for h in self.router.hooks if not h.is_async), self._results)
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()  # a token per run end or failure
+        # No run ended and no call failed since `service` last ran (cheap: asked per record). A
+        # success inside a run going on readies nothing: it waits for the loop's next turn.
+        self.no_results = self._wake.empty
+        self._executor = Executor(sum(h.concurrency for h in self.router.hooks if not h.is_async), self._results,
+                                  self._wake)
         self._running: set[Run] = set()
         self._timers: list[tuple[float, int, Lane]] = []
         self._seq = itertools.count()
@@ -374,18 +379,17 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ the loop's turn
     def service(self, wait_s: float = 0.0, new_turn: bool = True) -> None:
-        """Apply finished calls (waiting up to `wait_s` for the first), start due retries,
-        give up on calls past their timeout, start runs in free slots. `new_turn=False` (the
-        loop, in the middle of a fetched batch): inline runs keep this turn's time budget."""
-        results = self._results
-        if wait_s > 0 and self._running and results.empty():
-            try:
-                first: Result | None = results.get(timeout=wait_s)
-            except queue.Empty:
-                first = None
-            if first is not None:
-                self._apply(first)
-        while not results.empty():  # (only this thread takes from it: not empty → get succeeds)
+        """Apply finished calls (waiting up to `wait_s` for a run to end or a call to fail:
+        successes inside runs going on are applied, not waited for), start due retries, give up
+        on calls past their timeout, start runs in free slots. `new_turn=False` (the loop, in
+        the middle of a fetched batch): inline runs keep this turn's time budget."""
+        results, wake = self._results, self._wake
+        if wait_s > 0 and self._running and wake.empty():
+            with contextlib.suppress(queue.Empty):
+                wake.get(timeout=wait_s)
+        while not wake.empty():  # (only this thread takes from it: not empty → get succeeds)
+            wake.get_nowait()
+        while not results.empty():
             self._apply(results.get_nowait())
         if self._seen:
             self._count_events()

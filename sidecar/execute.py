@@ -72,7 +72,8 @@ class Executor:
     (which keeps its slot) never starves another hook, and never blocks the process's exit
     (concurrent.futures' pool joins its threads at exit)."""
 
-    def __init__(self, threads: int, results: queue.SimpleQueue[Result]) -> None:
+    def __init__(self, threads: int, results: queue.SimpleQueue[Result],
+                 wake: queue.SimpleQueue[None] | None = None) -> None:
         self._work: queue.SimpleQueue[tuple[Run, Call] | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._serve, name=f"hook-{i}", daemon=True) for i in range(max(1, threads))
@@ -80,6 +81,11 @@ class Executor:
         for t in self._threads:
             t.start()
         self._results = results
+        # A token per result the loop must act on at once: a run's end (its slot and lanes are
+        # free) or a failed call. A success inside a run going on wakes nobody: it is applied at
+        # the loop's next turn (its offsets commit then); waking the loop for each cost the hook
+        # threads the interpreter at every call (measured: the loop 41 → 32 µs per record).
+        self._wake: queue.SimpleQueue[None] = wake if wake is not None else queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
@@ -151,6 +157,8 @@ class Executor:
             abandoned = run.abandoned_at == i
             run.index = -1
         self._results.put((run, i, ABANDONED if abandoned else error, seconds))
+        if abandoned or error is not None:
+            self._wake.put(None)
         return not abandoned and error is None and not run.stop
 
     def run_inline(self, run: Run, call: Call, until: float, slow_s: float) -> bool:
@@ -196,6 +204,7 @@ class Executor:
                         ok = []
                     seconds = now() - started
                     put((run, i, exc, seconds))
+                    self._wake.put(None)
                     return seconds > slow_s
                 ended = now()
                 run.index = -1
@@ -211,6 +220,7 @@ class Executor:
             if ok:
                 put((run, first, DONE, ok))
             put((run, None, None, 0.0))
+            self._wake.put(None)
         return slow
 
     @staticmethod
@@ -241,6 +251,7 @@ class Executor:
                     break
         finally:
             self._results.put((run, None, None, 0.0))
+            self._wake.put(None)
 
     async def _run_async(self, run: Run, call: Call) -> None:
         try:
@@ -263,6 +274,7 @@ class Executor:
                     break
         finally:
             self._results.put((run, None, None, 0.0))
+            self._wake.put(None)
 
     def cancel(self, run: Run) -> None:
         """Stop an abandoned async call for real (a thread cannot be stopped)."""

@@ -146,8 +146,9 @@ def run_loop(
             if token is not None:  # None: its partition was revoked or halted since it was fetched
                 dispatch(raw, (too_large(raw) if too_large else None) or decode(raw), token)
             if not no_results():
-                # A call ended while this batch is dispatched: start what it readies now (a serial
-                # hook's next call), not once the whole batch (up to 500 records) is through.
+                # A run ended (or a call failed) while this batch is dispatched: start what that
+                # readies now (a serial hook's next run), not once the whole batch (up to 500
+                # records) is through. Successes inside runs going on wait for the turn's end.
                 dispatcher.service(new_turn=False)  # inline runs keep the turn's budget (INLINE_TURN_S)
         dispatcher.service()
         checkpoint.maybe_commit()
