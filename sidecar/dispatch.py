@@ -599,7 +599,9 @@ class Dispatcher:
         finally:
             if pinned:
                 self.health.call_end()
-        results = self._results
+        results, wake = self._results, self._wake
+        while not wake.empty():  # this run's own token, and workers' (their results are queued before them)
+            wake.get_nowait()
         while not results.empty():
             result = results.get_nowait()
             self._apply(result)

@@ -84,7 +84,7 @@ class Executor:
         # A token per result the loop must act on at once: a run's end (its slot and lanes are
         # free) or a failed call. A success inside a run going on wakes nobody: it is applied at
         # the loop's next turn (its offsets commit then); waking the loop for each cost the hook
-        # threads the interpreter at every call (measured: the loop 41 → 32 µs per record).
+        # threads the interpreter at every call (measured: the loop 41 → 29 µs per record).
         self._wake: queue.SimpleQueue[None] = wake if wake is not None else queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None

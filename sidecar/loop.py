@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 
 from sidecar.checkpoint import Checkpoint
 from sidecar.decode import Decoder
 from sidecar.dispatch import Dispatcher, DispatchStats
+from sidecar.events import RawMessage
 from sidecar.sources import Source
 
 IDLE_WAIT_S = 0.005
-"""With calls running and nothing fetched: how long to wait for a call to finish."""
+"""With calls running and nothing fetched: how long to wait for a run of calls to end or a call to
+fail (successes inside runs going on do not end the wait; they are applied when it ends)."""
 
 YIELD_S = 20e-6
 """How long the loop thread sleeps to hand the interpreter to a hook thread (`yield_every_records`).
@@ -123,8 +125,18 @@ def run_loop(
         if reading != (now_reading := (polled, polled and not paused)):
             reading = now_reading
             dispatcher.intake(*reading)
-        batch = () if not polled else source.poll(
-            0.0 if dispatcher.busy or paused else poll_timeout_s)
+        batch: Sequence[RawMessage]
+        if not polled:
+            batch = ()
+        elif dispatcher.busy or paused:
+            batch = source.poll(0.0)
+        else:
+            # Nothing runs: wait on the source, but not past what is due (a batch hook's
+            # max_wait_ms, a retry): the embedded engine hands nothing over while it waits for the
+            # commit of records that a batch call still holds.
+            due = dispatcher.next_due()
+            batch = source.poll(poll_timeout_s if due is None else
+                                min(poll_timeout_s, max(0.0, due - time.monotonic())))
         if not batch:
             if until_exhausted and source.exhausted:
                 dispatcher.drain()  # open batches and transactions: the input ends here

@@ -260,3 +260,28 @@ def test_the_loops_wait_is_not_cut_short_by_a_success_inside_a_run_but_by_its_en
     finally:
         gate.set()
         d.shutdown(1.0)
+
+
+def test_runs_on_the_loops_thread_leave_nothing_that_wakes_the_loop() -> None:
+    """Two `thread: loop` hooks run their calls inside `service`: afterwards no run end or failure
+    is left waiting (a stale token made the next record's mid-batch check service again, and the
+    idle wait return at once). (Found by review.)"""
+    log = structlog.get_logger("test")
+    source = MemorySource(transactions(3))
+    msgs = list(source.messages)
+    source.messages.clear()
+    cp = Checkpoint(source, 0.0, 1)
+    d = Dispatcher([HookSpec("a", lambda p: None, TABLE, thread="loop"),
+                    HookSpec("b", lambda p: None, TABLE, thread="loop")],
+                   ParamFactory("p", Databases(), log), cp, log)
+    dec = Decoder()
+    try:
+        for raw in msgs:
+            token = cp.begin(raw)
+            assert token is not None
+            d.dispatch(raw, dec.decode(raw), token)
+        d.service()
+        assert d.stats.calls_ok == 6
+        assert d.no_results()
+    finally:
+        d.shutdown(1.0)
