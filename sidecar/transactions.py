@@ -17,8 +17,9 @@ Pure bookkeeping, fed by the dispatcher on the loop's thread (no I/O, no hooks).
 - Bounded memory: past `max_part` undelivered events, the transaction at the head of its
   scope is handed over in parts of `max_part` (`part` 1, 2, …; `last` on the final one,
   which always has at least one record).
-- A transaction without END: superseded by a later, complete transaction while it has no
-  event of its own (MariaDB emits BEGIN for DDL-only transactions) → ended (`no_end_empty`); otherwise, after
+- A transaction without END: superseded by a later, complete transaction, or by any later
+  transaction's END, while it has no event of its own (MariaDB emits BEGIN for DDL-only
+  transactions, one per statement of a migration) → ended (`no_end_empty`); otherwise, after
   `end_timeout_s` without a message of its (a begun one: nor since it became the head of its
   scope), time the caller did not read what may complete it excepted (`intake`) → handed over
   with what arrived (`end_timeout`,
@@ -242,7 +243,11 @@ class Assembler(Generic[Item]):
             head = queue[0]
             if head.complete(self.consumed):
                 self._deliver(head, last=True)
-            elif head.end is None and not head.seen and len(queue) > 1 and queue[1].complete(self.consumed):
+            elif head.end is None and not head.seen and any(t.end is not None for t in queue):
+                # No END and no event, and a later transaction's END came: markers are in commit
+                # order, so this one's END will not come (MariaDB: a DDL-only transaction has a
+                # BEGIN, no END). Not only the next one: a run of DDL statements (a migration)
+                # is a run of such BEGINs, and each waited end_timeout_s for the one after it.
                 self._deliver(head, last=True, incomplete="no_end_empty")
             elif len(head.pending) > self.max_part:  # > : the last part always has a record
                 self._deliver(head, last=False)

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from tests.integration.kafka_read import start_group_at_end
 from tests.integration.scenario import drop_slot, embedded_config
 from tests.integration.stack import (
+    AUX_URL,
     INV_URL,
     PG_URL,
     REPO,
@@ -118,7 +119,7 @@ def assert_one_call_per_transaction(got: list[dict[str, Any]], script: list[tupl
 
 def kafka_run(tmp: Path, topics: list[str], tables: list[str], script: Callable[[int], list[tuple[str, list[int]]]],
               dispatch: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-              from_end: bool = False) -> tuple[list[dict[str, Any]], list[tuple[str, list[int]]]]:
+              from_end: bool = False, timeout: float = 180) -> tuple[list[dict[str, Any]], list[tuple[str, list[int]]]]:
     run = f"tx-{uuid.uuid4().hex[:8]}"
     if from_end:  # read only what the script writes, not every earlier test's changes
         start_group_at_end(f"it-{run}", topics)
@@ -132,7 +133,7 @@ def kafka_run(tmp: Path, topics: list[str], tables: list[str], script: Callable[
         doc["dispatch"] = dispatch
         cfg.write_text(yaml.safe_dump(doc))
     with sidecar(cfg, run, tmp / f"{run}.log", env):
-        got = wait_calls(run, steps)
+        got = wait_calls(run, steps, timeout)
     return got, steps
 
 
@@ -155,6 +156,26 @@ def test_kafka_mariadb_one_call_per_transaction(connectors: list[str], tmp_path:
                             ["inventory.products", "inventory.stock_movements"], mariadb_script)
     assert_one_call_per_transaction(got, script)
     assert got[2]["counts"] == {"inventory.products": 1, "inventory.stock_movements": 2}
+
+
+def migration_then_insert(base: int) -> list[tuple[str, list[int]]]:
+    """12 DDL statements (MariaDB: a BEGIN marker each, no END, no event), then one insert."""
+    for n in range(6):
+        execute(AUX_URL, f"CREATE TABLE IF NOT EXISTS it_migration_{base}_{n} (k INT PRIMARY KEY)")
+    for n in range(6):
+        execute(AUX_URL, f"DROP TABLE IF EXISTS it_migration_{base}_{n}")
+    execute(INV_URL, "INSERT INTO products (id, sku, name, price) VALUES (:id, 'S', 'n', 1.50)", {"id": base})
+    return [("after the migration", [base])]
+
+
+def test_kafka_mariadb_a_migrations_begins_do_not_delay_the_next_transaction(
+        connectors: list[str], tmp_path: Path) -> None:
+    """A run of DDL statements before a transaction: its call comes well within one END timeout
+    (60 s; before: each BEGIN waited that long for the one after it — found in CI, where another
+    test's CREATE/DROP TABLEs held this file's calls for minutes)."""
+    got, script = kafka_run(tmp_path, ["inv.inventory.products", "inv.transaction"], ["inventory.products"],
+                            migration_then_insert, from_end=True, timeout=40)
+    assert_one_call_per_transaction(got, script)
 
 
 def test_kafka_postgres_transaction_in_parts(connectors: list[str], tmp_path: Path) -> None:

@@ -301,3 +301,29 @@ def test_awaiting_end_names_the_scopes_whose_markers_can_still_complete_somethin
     assert [d.info.id for d in a.out][-1] == "6" and a.awaiting_end() == set()
     a.event(event("6", 2, 7), 7, 5.0)                        # its rest waits for no marker
     assert a.open_count == 1 and a.awaiting_end() == set()
+
+
+def test_a_run_of_begins_without_events_ends_when_a_later_end_comes() -> None:
+    """A migration on MariaDB: a BEGIN per DDL statement, none with an event or an END, then a
+    transaction with data. Its END (markers come in commit order) ends every BEGIN before it at
+    once, before its own events arrive (each waited end_timeout_s for the next: found in CI)."""
+    a: Assembler[int] = Assembler(end_timeout_s=60.0)
+    for n in range(5):
+        a.marker(marker("BEGIN", f"0-1-{n}"), n, 0.0)
+    a.marker(marker("BEGIN", "0-1-5"), 5, 0.0)
+    a.marker(marker("END", "0-1-5", 1), 6, 0.0)
+    assert [d.info.id for d in a.out] == [f"0-1-{n}" for n in range(5)]
+    assert [r for _, r in a.ended] == ["no_end_empty"] * 5
+    a.event(event("0-1-5", 1, 1), 7, 0.1)
+    assert [d.info.id for d in a.out][-1] == "0-1-5" and a.open_count == 0
+
+
+def test_a_begin_without_events_waits_while_no_later_end_came() -> None:
+    """Two BEGINs and nothing else yet: the first may still get its events and END; it is not ended."""
+    a: Assembler[int] = Assembler(end_timeout_s=60.0)
+    a.marker(marker("BEGIN", "7"), 0, 0.0)
+    a.marker(marker("BEGIN", "8"), 1, 0.0)
+    assert not a.out and a.open_count == 2
+    a.event(event("7", 1, 1), 2, 0.0)
+    a.marker(marker("END", "7", 1), 3, 0.0)
+    assert [d.info.id for d in a.out] == ["7"] and a.ended == []
