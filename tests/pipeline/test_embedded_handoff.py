@@ -76,6 +76,15 @@ class EngineLikeSource:
     def close(self) -> None: pass
 
 
+def run_to_end(source: EngineLikeSource, d: Dispatcher, cp: Checkpoint) -> None:
+    """The loop over the whole source (polls of POLL_TIMEOUT_S), then the dispatcher closed."""
+    try:
+        run_loop(source, Decoder(), d, cp, threading.Event(), poll_timeout_s=POLL_TIMEOUT_S, until_exhausted=True,
+                 shutdown_grace_s=1)
+    finally:
+        d.close()
+
+
 @pytest.mark.pure_python  # subclasses or patches a compiled class
 def test_a_batch_finished_on_a_worker_is_committed_before_the_loop_waits_on_the_source() -> None:
     """A worker's call that returns just after the loop's end-of-turn commit is applied at the top of
@@ -107,11 +116,7 @@ def test_a_batch_finished_on_a_worker_is_committed_before_the_loop_waits_on_the_
     d = Dispatcher([HookSpec("h", hook, "events_default_identity")], ParamFactory("p", Databases(), log), cp, log,
                    inline_below_s=0.0)  # every call on a worker
     t0 = time.monotonic()
-    try:
-        run_loop(source, Decoder(), d, cp, threading.Event(), poll_timeout_s=POLL_TIMEOUT_S, until_exhausted=True,
-                 shutdown_grace_s=1)
-    finally:
-        d.close()
+    run_to_end(source, d, cp)
     assert d.stats.calls_ok == 30 and source.committed_batches == 10
     assert source.blocked == []
     assert time.monotonic() - t0 < 10 * POLL_TIMEOUT_S
@@ -130,11 +135,7 @@ def test_a_batch_hooks_leftover_records_are_called_at_max_wait_not_after_a_whole
                              mode="batch", max_records=30, max_wait_ms=20)],
                    ParamFactory("p", Databases(), log), cp, log, inline_below_s=0.0)
     t0 = time.monotonic()
-    try:
-        run_loop(source, Decoder(), d, cp, threading.Event(), poll_timeout_s=POLL_TIMEOUT_S, until_exhausted=True,
-                 shutdown_grace_s=1)
-    finally:
-        d.close()
+    run_to_end(source, d, cp)
     assert sum(sizes) == 3000 and source.committed_batches == 30
     assert max(source.blocked, default=0.0) <= 0.021
     assert time.monotonic() - t0 < 30 * POLL_TIMEOUT_S / 2

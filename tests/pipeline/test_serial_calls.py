@@ -44,6 +44,15 @@ def one_row_transaction(tx: int, unit: tuple[str, int], row_offset: int, marker_
             RawMessage(M[0], M[1], marker_offset + 1, None, end.value)]
 
 
+def dispatch_all(cp: Checkpoint, d: Dispatcher, msgs: Sequence[RawMessage]) -> None:
+    """Take each message in and dispatch it, as the loop does (none may be refused)."""
+    dec = Decoder()
+    for raw in msgs:
+        token = cp.begin(raw)
+        assert token is not None
+        d.dispatch(raw, dec.decode(raw), token)
+
+
 class BlockingAtEnd(MemorySource):
     """One message per poll; once every message was taken, one poll blocks the loop's thread until
     `unblock` is set (or `wait_s` passed)."""
@@ -237,12 +246,8 @@ def test_the_loops_wait_is_not_cut_short_by_a_success_inside_a_run_but_by_its_en
 
     d = Dispatcher([HookSpec("tx", hook, TABLE, mode="transaction", initial_backoff_s=10.0)],
                    ParamFactory("p", Databases(), log), cp, log)
-    dec = Decoder()
     try:
-        for raw in msgs:
-            token = cp.begin(raw)
-            assert token is not None
-            d.dispatch(raw, dec.decode(raw), token)
+        dispatch_all(cp, d, msgs)
         d.service()                       # one run: T1, T2, T3
         assert second.wait(5.0)           # T1 succeeded, T2 runs (blocked): the run goes on
         started = time.monotonic()
@@ -274,12 +279,8 @@ def test_runs_on_the_loops_thread_leave_nothing_that_wakes_the_loop() -> None:
     d = Dispatcher([HookSpec("a", lambda p: None, TABLE, thread="loop"),
                     HookSpec("b", lambda p: None, TABLE, thread="loop")],
                    ParamFactory("p", Databases(), log), cp, log)
-    dec = Decoder()
     try:
-        for raw in msgs:
-            token = cp.begin(raw)
-            assert token is not None
-            d.dispatch(raw, dec.decode(raw), token)
+        dispatch_all(cp, d, msgs)
         d.service()
         assert d.stats.calls_ok == 6
         assert d.no_results()
