@@ -326,8 +326,11 @@ class Dispatcher:
             txn, reason = assembler.ended.pop(0)
             self.stats.transactions_incomplete += 1
             self.metrics.transaction_incomplete(reason)
-            log = self.log.warning if reason != "no_end_empty" else self.log.info
-            log("transaction ended without its END or some of its events; called with what arrived",
+            if reason == "no_end_empty":
+                self.log.info("a BEGIN with no events and no END ended (e.g. MariaDB DDL): nothing to call",
+                              reason=reason, transaction_id=txn.group_id, scope=txn.scope)
+                continue
+            self.log.warning("transaction ended without its END or some of its events; called with what arrived",
                 reason=reason, transaction_id=txn.group_id, scope=txn.scope, received=txn.received,
                 event_count=txn.end.event_count if txn.end is not None else None)
         if assembler.open_count != self._open_reported:

@@ -172,8 +172,10 @@ class Executor:
         if run.timed:
             self._run_sync_timed(run, call)
             return False
-        # No timeout: nobody gives up on these calls, so no lock; successes are reported in
-        # bundles (at most ~1 ms old) — a fast hook costs one hand-off per bundle, not per call.
+        # No timeout: nobody gives up on these calls, so no lock; record-mode successes are reported
+        # in bundles, at the end of a call 1 ms or more after the last bundle (or at the run's end; so
+        # a bundle waits for the call running when it was due) — a fast hook costs one hand-off per
+        # bundle, not per call. Bulk runs (`each`) report every success at once.
         put = self._results.put
         now = time.monotonic
         ok: list[float] = []

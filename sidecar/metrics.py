@@ -129,7 +129,8 @@ class Metrics:
             registry=r)
         self.transactions_incomplete = Counter(
             "checkpoint_transactions_incomplete",
-            "Transactions handed to hooks without their END or some of their events, by reason "
+            "Transactions ended without their END or some of their events (handed to hooks with what arrived; "
+            "no_end_empty: nothing to call), by reason "
             "(end_timeout: END or events not seen within transaction_end_timeout_s; end_of_input: a replay file ended; "
             "no_end_empty: a BEGIN with no event and no END, e.g. MariaDB DDL; revoked: partition revoked).",
             ["reason"], registry=r)
