@@ -96,8 +96,9 @@ def _engine(key: str, url: str | None, pool_size: int = 2) -> Engine | None:
         # create_engine does not connect: the first hook that uses it does. The pool holds one
         # connection per hook call that can run at once, so concurrent calls never wait for one.
         # PyMySQL: no ROLLBACK on return after a commit (pool_reset.py): one round trip less per call.
-        settled_reset = pool_reset.applies(normalize_url(url))
-        engine = create_engine(normalize_url(url), pool_size=pool_size, max_overflow=4,
+        url = normalize_url(url)
+        settled_reset = pool_reset.applies(url)
+        engine = create_engine(url, pool_size=pool_size, max_overflow=4,
                                **({"pool_reset_on_return": None} if settled_reset else {}))
     except Exception as exc:  # the URL itself is wrong (bad scheme, missing driver)
         raise ConfigError(

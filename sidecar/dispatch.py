@@ -390,8 +390,7 @@ class Dispatcher:
         if wait_s > 0 and self._running and wake.empty():
             with contextlib.suppress(queue.Empty):
                 wake.get(timeout=wait_s)
-        while not wake.empty():  # (only this thread takes from it: not empty → get succeeds)
-            wake.get_nowait()
+        self._clear_wake()
         while not results.empty():
             self._apply(results.get_nowait())
         if self._seen:
@@ -422,6 +421,13 @@ class Dispatcher:
             if hook.ready and hook.active < hook.spec.concurrency and not self.closing:
                 self._start(hook)
         self._report_health(now)
+
+    def _clear_wake(self) -> None:
+        """Take every wake token: the results they announce are queued before them, and the
+        caller applies every queued result next. (Only this thread takes: not empty → get succeeds.)"""
+        wake = self._wake
+        while not wake.empty():
+            wake.get_nowait()
 
     def _count_events(self) -> None:
         seen, self._seen = self._seen, {}
@@ -602,9 +608,8 @@ class Dispatcher:
         finally:
             if pinned:
                 self.health.call_end()
-        results, wake = self._results, self._wake
-        while not wake.empty():  # this run's own token, and workers' (their results are queued before them)
-            wake.get_nowait()
+        results = self._results
+        self._clear_wake()  # this run's own token, and workers'
         while not results.empty():
             result = results.get_nowait()
             self._apply(result)

@@ -161,6 +161,11 @@ class Executor:
             self._wake.put(None)
         return not abandoned and error is None and not run.stop
 
+    def _end(self, run: Run) -> None:
+        """Report the run's end (its slot and lanes are free): the loop acts on it at once."""
+        self._results.put((run, None, None, 0.0))
+        self._wake.put(None)
+
     def run_inline(self, run: Run, call: Call, until: float, slow_s: float) -> bool:
         """Run a fast hook's run on the calling (loop) thread: no hand-off between threads,
         which on a busy machine costs more than a fast call itself. Stops taking jobs at
@@ -221,8 +226,7 @@ class Executor:
         finally:
             if ok:
                 put((run, first, DONE, ok))
-            put((run, None, None, 0.0))
-            self._wake.put(None)
+            self._end(run)
         return slow
 
     @staticmethod
@@ -252,8 +256,7 @@ class Executor:
                 if not self._finish_call(run, i, error, started):
                     break
         finally:
-            self._results.put((run, None, None, 0.0))
-            self._wake.put(None)
+            self._end(run)
 
     async def _run_async(self, run: Run, call: Call) -> None:
         try:
@@ -275,8 +278,7 @@ class Executor:
                 if not self._finish_call(run, i, error, started):
                     break
         finally:
-            self._results.put((run, None, None, 0.0))
-            self._wake.put(None)
+            self._end(run)
 
     def cancel(self, run: Run) -> None:
         """Stop an abandoned async call for real (a thread cannot be stopped)."""

@@ -24,6 +24,7 @@ idle for over a second gets before a hook has it (`databases.ping_when_idle`) re
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sqlalchemy import event, make_url
@@ -33,6 +34,7 @@ SERVER_STATUS_IN_TRANS = 0x0001
 """MySQL protocol: the server status flag of a session with a transaction open."""
 
 
+@functools.cache
 def _connection_class() -> type[Any] | None:
     """The tracking connection class, or None when this PyMySQL does not send every command
     through `Connection._execute_command` (the engine then keeps SQLAlchemy's reset)."""
