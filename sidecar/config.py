@@ -414,11 +414,12 @@ class DispatchConfig(_Strict):
         "work sooner (measured: example hooks at 0.95x instead of 0.78x of a bare pool)",
     )
     yield_every_records: int = Field(
-        default=4, ge=0, le=1_000_000,
+        default=0, ge=0, le=1_000_000,
         description="while hook calls run on worker threads and at least 1,000 records are in flight, the loop "
         "thread sleeps 20 µs after every this many records it takes in (0: never), so a hook thread back from "
-        "a database round trip gets the interpreter at once instead of after a switch interval (measured: "
-        "transaction-mode example hooks +5-7 %)",
+        "a database round trip gets the interpreter sooner; off by default since the loop is no longer woken by "
+        "every success (measured: transaction mode +2-10 % and 15-20 % less loop CPU without the sleeps, "
+        "record mode and the example hooks' settings unchanged)",
     )
     gc_threshold: int = Field(
         default=50_000, ge=0, le=10_000_000,

@@ -61,4 +61,4 @@ def test_the_config_reference_lists_every_key_as_the_model_has_it() -> None:
     spec.loader.exec_module(module)
     generated = f"{module.BEGIN}\n{module.table()}\n{module.END}"
     assert generated in README, "stale config reference: run .venv/bin/python scripts/config_reference.py --write"
-    assert "`dispatch.yield_every_records` | `4` |" in generated and "`hooks.<NAME>.mode` | `record` |" in generated
+    assert "`dispatch.yield_every_records` | `0` |" in generated and "`hooks.<NAME>.mode` | `record` |" in generated
