@@ -13,7 +13,7 @@ help: ## list the targets
 
 # Every package (the build backend and mypyc too) comes from requirements-dev.lock, checked
 # against its hashes; then the project itself, editable, with nothing else fetched. The install
-# compiles the hot-path modules setup.py lists (mypyc, ~1 min) next to their sources; a change
+# compiles the hot-path modules setup.py lists (mypyc, 1-3 min) next to their sources; a change
 # to one of them compiles again (SIDECAR_COMPILE=0 make venv: the pure-Python build).
 COMPILED_SRC := $(shell grep -o '"sidecar/[a-z_/]*\.py"' setup.py | tr -d '"')
 
